@@ -1,0 +1,1 @@
+"""raysweep: rank pretraining data recipes with tiny-learning-rate proxies, on Ray."""

@@ -1,0 +1,367 @@
+"""Typed configuration: a cluster profile and a sweep file, loaded from YAML and validated whole.
+
+Two files describe a launch. The *cluster profile* (``cluster/local.yaml``) says where to run and with
+what resources; the *sweep file* (``search_spaces/demo.yaml``) says which recipes to compare and which
+proxy and target runs to train. Both become frozen dataclasses. Loading never stops at the first
+mistake: every problem is collected with its YAML key path, so a user fixes a file in one pass::
+
+    search_spaces/bad.yaml: recipes[2].mix[0].weight: must be > 0 (got -1)
+    search_spaces/bad.yaml: proxy.lrs: must not be empty
+
+The loader is generic over the dataclasses below (their type hints are the schema); value rules
+(``positive``, ``non_empty``...) sit in field metadata, and rules that span fields live in
+``_check_sweep``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+# ---------------------------------------------------------------------------------------------
+# Value rules, attached to fields as metadata: each returns an error message or None.
+
+
+def _positive(value: Any) -> str | None:
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if not (v > 0 and math.isfinite(v))]
+    return f"must be > 0 (got {bad[0]!r})" if bad else None
+
+
+def _non_empty(value: Any) -> str | None:
+    return "must not be empty" if len(value) == 0 else None
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else f"must be within [0, 1] (got {value!r})"
+
+
+def _rules(*checks: typing.Callable[[Any], str | None], **kwargs: Any) -> Any:
+    return field(metadata={"checks": checks}, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster profile
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None
+    """None starts an embedded Ray on this machine; "auto" joins the cluster this node belongs to."""
+    num_cpus: int | None = _rules(_positive, default=None)
+    """Embedded Ray only: CPUs Ray may schedule on (set it explicitly on small machines)."""
+    num_gpus: int | None = None
+    dashboard_host: str = "127.0.0.1"
+    """Anyone who reaches the dashboard can run code on the cluster: keep it on loopback."""
+    dashboard_port: int = 8265
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    cpu: float = _rules(_positive, default=1.0)
+    gpu: float = 0.0
+    """Fractions pack several trials on one GPU (0.25 = four proxies per GPU)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    proxy: TrialResources = TrialResources()
+    target: TrialResources = TrialResources()
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    sweep: str
+    """Sweep file run by default (relative paths are taken from the working directory)."""
+    storage: str = "runs"
+    """Where shards and results live; must be shared by every node of a multi-node cluster."""
+    ray: RayConfig = RayConfig()
+    resources: Resources = Resources()
+    max_concurrent_trials: int | None = _rules(_positive, default=None)
+    """Leave a CPU free for Ray Data on small machines; None lets Ray fill the cluster."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep file
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """The built-in offline corpus (see ``raysweep.recipes.synthetic``)."""
+
+    type: Literal["synthetic"]
+    domain: str
+    seed: int = 0
+    low_quality_frac: float = _rules(_fraction, default=0.0)
+    duplicate_frac: float = _rules(_fraction, default=0.0)
+    repetition_frac: float = _rules(_fraction, default=0.0)
+
+
+Source = SyntheticSource
+
+
+@dataclass(frozen=True)
+class MixComponent:
+    source: str
+    weight: float = _rules(_positive, default=1.0)
+    """Share of the recipe's *tokens*; weights are normalised to sum to one."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    mix: list[MixComponent] = _rules(_non_empty)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    type: Literal["byte"] = "byte"
+
+
+@dataclass(frozen=True)
+class Validation:
+    domains: dict[str, Source] = _rules(_non_empty)
+    """Held-out sets, one per validation domain; each is scored separately and as a mean."""
+    num_tokens: int = _rules(_positive, default=32768)
+    """Tokens per validation domain."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: Literal["gpt2", "pythia", "opt"]
+    n_layer: int = _rules(_positive)
+    d_model: int = _rules(_positive)
+    n_head: int = _rules(_positive)
+    d_ff: int | None = _rules(_positive, default=None)
+    """Feed-forward width; None means 4 × d_model as in all three families."""
+
+
+@dataclass(frozen=True)
+class ProxyGrid:
+    models: list[str] = _rules(_non_empty)
+    lrs: list[float] = _rules(_non_empty, _positive)
+    seeds: list[int] = _rules(_non_empty)
+    batch_size: int = _rules(_positive, default=16)
+    weight_decay: float = 0.0
+    tokens_per_param: float = _rules(_positive, default=20.0)
+
+
+@dataclass(frozen=True)
+class TargetGrid:
+    model: str
+    lrs: list[float] = _rules(_non_empty, _positive)
+    batch_sizes: list[int] = _rules(_non_empty, _positive)
+    weight_decays: list[float] = _rules(_non_empty)
+    seeds: list[int] = _rules(_non_empty)
+    tokens_per_param: float = _rules(_positive, default=20.0)
+
+
+@dataclass(frozen=True)
+class WSDSchedule:
+    """Warmup-stable-decay: linear warmup, constant, then linear decay to zero (paper §3)."""
+
+    type: Literal["wsd"] = "wsd"
+    warmup_frac: float = _rules(_fraction, default=0.05)
+    decay_frac: float = _rules(_fraction, default=0.34)
+    """The paper keeps the peak for 66% of training and decays over the rest."""
+
+
+@dataclass(frozen=True)
+class Training:
+    schedule: WSDSchedule = WSDSchedule()
+    grad_clip: float = _rules(_positive, default=1.0)
+    num_evals: int = _rules(_positive, default=4)
+    """Evaluations at evenly spaced steps, the last at the end of training."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    seq_len: int = _rules(_positive)
+    sources: dict[str, Source] = _rules(_non_empty)
+    recipes: list[Recipe] = _rules(_non_empty)
+    validation: Validation
+    proxy: ProxyGrid
+    target: TargetGrid
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    training: Training = Training()
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    """Extra named model sizes, or overrides of the built-in ones (``raysweep.models.MODEL_SIZES``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def content_hash(*parts: Any) -> str:
+    """Short stable hash of dataclasses and plain values: names caches and trials by what they contain."""
+    def plain(obj: Any) -> Any:
+        return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+    text = json.dumps([plain(p) for p in parts], sort_keys=True, default=plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ConfigError(Exception):
+    """Every problem found in one file, each as (key path, message)."""
+
+    def __init__(self, file: str | Path, problems: list[tuple[str, str]]):
+        self.file = str(file)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.file}: {p}: {m}" if p else f"{self.file}: {m}" for p, m in problems))
+
+
+def load_cluster(path: str | Path) -> ClusterConfig:
+    return _load_file(ClusterConfig, path)
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    from raysweep.models import MODEL_SIZES  # the registry of named sizes, checked against references
+
+    sweep = _load_file(SweepConfig, path)
+    problems = _check_sweep(sweep, set(MODEL_SIZES))
+    if problems:
+        raise ConfigError(path, problems)
+    return sweep
+
+
+def _load_file(cls: type, path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(path, [("", "file not found")])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(path, [("", f"not valid YAML: {err}")]) from None
+    problems: list[tuple[str, str]] = []
+    value = _convert(cls, data if data is not None else {}, "", problems)
+    if problems:
+        raise ConfigError(path, problems)
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
+
+
+def _convert(tp: Any, value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    """Turn parsed YAML into `tp`, appending (path, message) for each mismatch."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        variants = [a for a in args if a is not type(None)]
+        if len(variants) == 1:
+            return _convert(variants[0], value, path, problems)
+        return _convert_variant(variants, value, path, problems)
+    if dataclasses.is_dataclass(tp):
+        return _convert_dataclass(tp, value, path, problems)
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append((path, f"must be a list (got {value!r})"))
+            return []
+        return [_convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append((path, f"must be a mapping (got {value!r})"))
+            return {}
+        return {str(k): _convert(args[1], v, _join(path, str(k)), problems) for k, v in value.items()}
+    if origin is Literal:
+        if value not in args:
+            problems.append((path, f"must be one of {', '.join(map(repr, args))} (got {value!r})"))
+        return value
+    return _convert_scalar(tp, value, path, problems)
+
+
+def _convert_scalar(tp: type, value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads `1e-5` (no dot) as a string; accept it as the number it means
+            return float(value)
+        except ValueError:
+            pass
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, tp) and not (tp is not bool and isinstance(value, bool)):
+        return value
+    problems.append((path, f"must be {_type_name(tp)} (got {value!r})"))
+    return value
+
+
+def _convert_variant(variants: list[type], value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    """Pick a dataclass among `variants` by the value's `type:` key (Levanter-style)."""
+    by_type = {typing.get_args(typing.get_type_hints(v)["type"])[0]: v for v in variants}
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in by_type:
+        problems.append((_join(path, "type"), f"must be one of {', '.join(map(repr, by_type))} (got {kind!r})"))
+        return None
+    return _convert_dataclass(by_type[kind], value, path, problems)
+
+
+def _convert_dataclass(cls: type, value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    if not isinstance(value, dict):
+        problems.append((path, f"must be a mapping (got {value!r})"))
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in value:
+        if key not in fields:
+            problems.append((_join(path, str(key)), f"unknown key (expected one of: {', '.join(fields)})"))
+    kwargs, missing = {}, False
+    for name, f in fields.items():
+        key_path = _join(path, name)
+        if name not in value:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append((key_path, "missing required key"))
+                missing = True
+            continue
+        before = len(problems)
+        converted = _convert(hints[name], value[name], key_path, problems)
+        if len(problems) == before and converted is not None:
+            for check in f.metadata.get("checks", ()):
+                message = check(converted)
+                if message:
+                    problems.append((key_path, message))
+        kwargs[name] = converted
+    if missing:
+        return None
+    return cls(**kwargs)
+
+
+def _check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, str]]:
+    """Rules that span fields: references resolve, names are unique, sizes are coherent."""
+    problems: list[tuple[str, str]] = []
+    known_models = model_names | set(sweep.models)
+    seen: set[str] = set()
+    for i, recipe in enumerate(sweep.recipes):
+        if recipe.name in seen:
+            problems.append((f"recipes[{i}].name", f"duplicate recipe name {recipe.name!r}"))
+        seen.add(recipe.name)
+        for j, component in enumerate(recipe.mix):
+            if component.source not in sweep.sources:
+                problems.append((f"recipes[{i}].mix[{j}].source",
+                                 f"unknown source {component.source!r} (defined: {', '.join(sweep.sources)})"))
+    for i, name in enumerate(sweep.proxy.models):
+        if name not in known_models:
+            problems.append((f"proxy.models[{i}]", f"unknown model {name!r} (known: {', '.join(sorted(known_models))})"))
+    if sweep.target.model not in known_models:
+        problems.append(("target.model", f"unknown model {sweep.target.model!r} (known: {', '.join(sorted(known_models))})"))
+    for name, spec in sweep.models.items():
+        if spec.d_model % spec.n_head:
+            problems.append((f"models.{name}.n_head", f"must divide d_model={spec.d_model} (got {spec.n_head})"))
+    schedule = sweep.training.schedule
+    if schedule.warmup_frac + schedule.decay_frac > 1:
+        problems.append(("training.schedule", "warmup_frac + decay_frac must be <= 1"))
+    return problems

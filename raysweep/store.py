@@ -1,0 +1,71 @@
+"""The results table: one append-only Parquet dataset per sweep, one file per finished trial.
+
+Each finished trial writes ``<results>/trial-<trial_key>.parquet`` holding one row per evaluation
+step × validation domain. A file appears whole or not at all (written aside, then renamed), so a
+crash never leaves half a trial, and "is this trial done?" is a file lookup: relaunching a sweep
+skips every trial whose file exists. Records become rows only here.
+
+Schema (one row per trial × checkpoint × domain)::
+
+    trial_key role recipe model num_params lr batch_size weight_decay seed step tokens domain loss status wall_s
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raysweep.train import TrialResult
+
+SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("role", pa.string()),
+    ("recipe", pa.string()),
+    ("model", pa.string()),
+    ("num_params", pa.int64()),
+    ("lr", pa.float64()),
+    ("batch_size", pa.int64()),
+    ("weight_decay", pa.float64()),
+    ("seed", pa.int64()),
+    ("step", pa.int64()),
+    ("tokens", pa.int64()),
+    ("domain", pa.string()),
+    ("loss", pa.float64()),
+    ("status", pa.string()),
+    ("wall_s", pa.float64()),
+])
+
+
+def _path(results_dir: Path, trial_key: str) -> Path:
+    return Path(results_dir) / f"trial-{trial_key}.parquet"
+
+
+def write_trial(results_dir: Path, result: TrialResult) -> Path:
+    spec = result.spec
+    rows = [{"trial_key": spec.key, "role": spec.role, "recipe": spec.recipe, "model": spec.model,
+             "num_params": spec.num_params, "lr": spec.lr, "batch_size": spec.batch_size,
+             "weight_decay": spec.weight_decay, "seed": spec.seed, "step": evaluation.step,
+             "tokens": evaluation.tokens, "domain": domain, "loss": loss, "status": result.status,
+             "wall_s": result.wall_s}
+            for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
+    path = _path(results_dir, spec.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging)
+    os.replace(staging, path)
+    return path
+
+
+def finished_keys(results_dir: Path) -> set[str]:
+    return {p.name[len("trial-"):-len(".parquet")] for p in Path(results_dir).glob("trial-*.parquet")}
+
+
+def read_results(results_dir: Path) -> pa.Table:
+    files = sorted(Path(results_dir).glob("trial-*.parquet"))
+    if not files:
+        return SCHEMA.empty_table()
+    return pa.concat_tables(pq.read_table(f, schema=SCHEMA) for f in files)

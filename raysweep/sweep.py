@@ -1,0 +1,203 @@
+"""Plan a sweep's trials and run the unfinished ones on Ray Tune.
+
+``plan_trials`` expands a sweep file into trial specs: the proxy grid (recipe × proxy model × learning
+rate × seed) and, per recipe, the target grid (learning rate × batch size × weight decay × seed).
+``launch`` skips every trial whose result is already stored, builds the shards the rest need with Ray
+Data, and runs them as one Tune experiment; each trial stores its own rows when it ends, so an
+interrupted launch loses only the trials in flight::
+
+    cluster, sweep = load_cluster("cluster/local.yaml"), load_sweep("search_spaces/demo.yaml")
+    outcome = launch(cluster, sweep, console)     # trains what is missing; a second call trains nothing
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from ray import tune
+
+from raysweep import store
+from raysweep.config import ClusterConfig, ConfigError, RayConfig, Recipe, Source, SweepConfig, content_hash
+from raysweep.models import count_parameters, resolve_model
+from raysweep.recipes.build import build_shards, shard_key
+from raysweep.recipes.tokenizer import load_tokenizer
+from raysweep.train import TrialData, TrialSpec, train
+
+
+@dataclass(frozen=True)
+class LaunchOutcome:
+    run_dir: Path
+    num_planned: int
+    num_trained: int
+    errors: list[str]
+    """One line per trial that raised (after its retries), naming the trial and its error file."""
+
+
+def run_dir_of(cluster: ClusterConfig, sweep: SweepConfig) -> Path:
+    return Path(cluster.storage).absolute() / sweep.name
+
+
+def _components(recipe: Recipe, sweep: SweepConfig) -> list[tuple[Source, float]]:
+    return [(sweep.sources[c.source], c.weight) for c in recipe.mix]
+
+
+def _validation_key(sweep: SweepConfig) -> str:
+    return content_hash(sweep.validation, sweep.tokenizer, sweep.seq_len)
+
+
+def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
+    """Every trial the sweep asks for, in a stable order: proxies first, then targets."""
+    tokenizer = load_tokenizer(sweep.tokenizer)
+    validation_key = _validation_key(sweep)
+    sizes: dict[str, int] = {}
+
+    def num_params(model: str) -> int:
+        if model not in sizes:
+            sizes[model] = count_parameters(resolve_model(model, sweep.models), tokenizer.vocab_size,
+                                            sweep.seq_len, tokenizer.eos_id)
+        return sizes[model]
+
+    def spec(role: str, recipe: Recipe, model: str, lr: float, batch_size: int, weight_decay: float, seed: int,
+             tokens_per_param: float, where: str) -> TrialSpec:
+        num_steps = math.floor(tokens_per_param * num_params(model) / (batch_size * sweep.seq_len))
+        if num_steps < 1:
+            raise ConfigError("sweep", [(where, f"{model} at batch size {batch_size} trains for 0 steps; "
+                                                "raise tokens_per_param")])
+        return TrialSpec(
+            role=role, recipe=recipe.name,
+            recipe_key=shard_key(_components(recipe, sweep), sweep.tokenizer, sweep.seq_len),
+            validation_key=validation_key, model=model, model_spec=resolve_model(model, sweep.models),
+            num_params=num_params(model), lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed,
+            num_steps=num_steps, seq_len=sweep.seq_len, vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id,
+            schedule=sweep.training.schedule, grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals)
+
+    proxy, target = sweep.proxy, sweep.target
+    proxies = [spec("proxy", recipe, model, lr, proxy.batch_size, proxy.weight_decay, seed, proxy.tokens_per_param,
+                    "proxy.tokens_per_param")
+               for recipe in sweep.recipes for model in proxy.models for lr in proxy.lrs for seed in proxy.seeds]
+    targets = [spec("target", recipe, target.model, lr, batch_size, weight_decay, seed, target.tokens_per_param,
+                    "target.tokens_per_param")
+               for recipe in sweep.recipes for lr in target.lrs for batch_size in target.batch_sizes
+               for weight_decay in target.weight_decays for seed in target.seeds]
+    return proxies + targets
+
+
+def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -> dict[str, TrialData]:
+    """Shards for every recipe the trials use (sized for the largest of them) and for validation."""
+    validation_sequences = math.ceil(sweep.validation.num_tokens / sweep.seq_len)
+    validation_dirs = {
+        domain: build_shards(f"validation-{domain}", [(source, 1.0)], sweep.tokenizer, sweep.seq_len,
+                             validation_sequences, shards_root).path
+        for domain, source in sweep.validation.domains.items()}
+    data = {}
+    for recipe in sweep.recipes:
+        needed = [t.num_sequences for t in trials if t.recipe == recipe.name]
+        if needed:
+            shards = build_shards(recipe.name, _components(recipe, sweep), sweep.tokenizer, sweep.seq_len,
+                                  max(needed), shards_root)
+            data[recipe.name] = TrialData(shards.path, validation_dirs, validation_sequences)
+    return data
+
+
+def start_ray(config: RayConfig, console: Console) -> None:
+    """Embedded Ray with explicit resources, or join an existing cluster; print where its dashboard is."""
+    if ray.is_initialized():
+        return
+    if config.address is None:
+        context = ray.init(num_cpus=config.num_cpus, num_gpus=config.num_gpus, include_dashboard=True,
+                           dashboard_host=config.dashboard_host, dashboard_port=config.dashboard_port,
+                           logging_level="warning", log_to_driver=False)
+    else:
+        context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if context.dashboard_url:
+        console.print(f"Ray dashboard: [bold]http://{context.dashboard_url}[/bold]  "
+                      "(token authentication: `ray get-auth-token` prints the token it asks for)")
+
+
+def launch(cluster: ClusterConfig, sweep: SweepConfig, console: Console) -> LaunchOutcome:
+    run_dir = run_dir_of(cluster, sweep)
+    results_dir = run_dir / "results"
+    trials = plan_trials(sweep)
+    done = store.finished_keys(results_dir)
+    todo = [t for t in trials if t.key not in done]
+    console.print(f"[bold]{sweep.name}[/bold]: {len(trials)} trials planned, {len(trials) - len(todo)} already "
+                  f"stored in {results_dir}")
+    if not todo:
+        return LaunchOutcome(run_dir, len(trials), 0, [])
+    start_ray(cluster.ray, console)
+    with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
+        data = build_data(sweep, todo, Path(cluster.storage).absolute() / "shards")
+    errors = run_trials(cluster, todo, data, results_dir, console)
+    return LaunchOutcome(run_dir, len(trials), len(todo) - len(errors), errors)
+
+
+def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, TrialData], results_dir: str) -> None:
+    """The Tune function trainable: train one spec, report each evaluation, store the rows at the end."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    spec = specs[config["trial_key"]]
+    result = train(spec, data[spec.recipe], report=lambda e: tune.report(
+        {"step": e.step, "tokens": e.tokens, "loss": e.losses["all"]}))
+    store.write_trial(Path(results_dir), result)
+
+
+class _TrialProgress(tune.Callback):
+    """Advances a Rich progress bar on Tune's trial events (Tune's own status table is turned off)."""
+
+    def __init__(self, progress: Progress, task: TaskID, specs: dict[str, TrialSpec]):
+        self.progress, self.task, self.specs = progress, task, specs
+        self.errors: list[str] = []
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; a live terminal display is not state.
+        return {}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.progress.advance(self.task)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.progress.advance(self.task)
+        self.errors.append(f"{self.specs[trial.config['trial_key']].name}: {trial.error_file or 'no error file'}")
+
+
+def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, TrialData], results_dir: Path,
+               console: Console) -> list[str]:
+    """Run `trials` as one Tune experiment, largest first so the long runs do not straggle at the end."""
+    specs = {t.key: t for t in trials}
+    ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
+    resources = cluster.resources
+
+    def trial_resources(config: dict) -> tune.PlacementGroupFactory:
+        role = resources.proxy if specs[config["trial_key"]].role == "proxy" else resources.target
+        return tune.PlacementGroupFactory([{"CPU": role.cpu, "GPU": role.gpu}])
+
+    trainable = tune.with_resources(
+        tune.with_parameters(_tune_trial, specs=specs, data=data, results_dir=str(results_dir)), trial_resources)
+    columns = (TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("trials", total=len(trials))
+        callback = _TrialProgress(progress, task, specs)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial_key": tune.grid_search([t.key for t in ordered])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=cluster.max_concurrent_trials, reuse_actors=True,
+                                        trial_name_creator=lambda t: specs[t.config["trial_key"]].name,
+                                        trial_dirname_creator=lambda t: t.trial_id),
+            run_config=tune.RunConfig(name="tune", storage_path=str(results_dir.parent), verbose=0,
+                                      callbacks=[callback],
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        )
+        tuner.fit()
+    return callback.errors

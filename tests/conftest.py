@@ -1,0 +1,48 @@
+"""Shared fixtures: one real local Ray for the whole session, and a small sweep written to a tmp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A real Ray with 2 CPUs; started once because `ray.init` costs seconds."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+def micro_sweep(**changes) -> dict:
+    """Two recipes, two proxy learning rates, two target learning rates, two seeds: ~30 s of training."""
+    sweep = yaml.safe_load((REPO / "search_spaces" / "demo.yaml").read_text())
+    sweep.update(name="micro", recipes=[r for r in sweep["recipes"] if r["name"] in ("balanced", "low_quality")])
+    sweep["validation"]["num_tokens"] = 1024
+    sweep["proxy"].update(lrs=[1.0e-4, 4.0e-3], tokens_per_param=1)
+    sweep["target"].update(lrs=[1.0e-3, 1.0e-2], tokens_per_param=0.5)
+    sweep["training"]["num_evals"] = 2
+    sweep.update(changes)
+    return sweep
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def micro_launch_files(tmp_path):
+    """A cluster profile and a micro sweep in tmp_path, storage inside tmp_path."""
+    sweep = write_yaml(tmp_path / "micro.yaml", micro_sweep())
+    cluster = write_yaml(tmp_path / "cluster.yaml", {
+        "sweep": str(sweep), "storage": str(tmp_path / "runs"),
+        "ray": {"num_cpus": 2}, "max_concurrent_trials": 2})
+    return cluster, sweep

@@ -1,0 +1,84 @@
+"""A micro sweep through real Ray Tune, real Ray Data and real torch, launched once for this module."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import pytest
+
+from raysweep.cli import main
+from raysweep.config import load_sweep
+from raysweep.store import SCHEMA, read_results
+from raysweep.sweep import plan_trials
+
+from conftest import micro_sweep, write_yaml
+
+
+def summary_part(output: str) -> str:
+    return output[output.index("Recipes by tuned target loss"):]
+
+
+@pytest.fixture(scope="module")
+def launched(local_ray, tmp_path_factory):
+    """Launch the micro sweep with one proxy learning rate so large that its runs diverge."""
+    root = tmp_path_factory.mktemp("launch")
+    sweep_data = micro_sweep()
+    sweep_data["proxy"]["lrs"].append(1.0e30)
+    sweep = write_yaml(root / "micro.yaml", sweep_data)
+    cluster = write_yaml(root / "cluster.yaml", {"sweep": str(sweep), "storage": str(root / "runs")})
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = main(["launch", str(cluster)])
+    return {"status": status, "output": buffer.getvalue(), "cluster": cluster, "sweep": sweep,
+            "run_dir": root / "runs" / "micro"}
+
+
+def test_launch_trains_every_planned_trial_and_prints_the_ranking(launched):
+    planned = plan_trials(load_sweep(launched["sweep"]))
+    assert len(planned) == 2 * 3 * 2 + 2 * 2 * 2
+    assert launched["status"] == 0
+    output = launched["output"]
+    assert f"Trained {len(planned)} of {len(planned)} planned trials" in output
+    assert "Spearman" in output and "regret@2" in output
+
+
+def test_results_follow_the_documented_schema_one_row_per_trial_checkpoint_and_domain(launched):
+    table = read_results(launched["run_dir"] / "results")
+    assert table.schema == SCHEMA
+    frame = table.to_pandas()
+    planned = {t.key: t for t in plan_trials(load_sweep(launched["sweep"]))}
+    assert set(frame["trial_key"]) == set(planned)
+    finished = frame[frame["status"] == "ok"]
+    domains = {"web", "code", "math", "dialog", "science", "all"}
+    assert finished.groupby("trial_key").size().eq(2 * len(domains)).all()  # 2 evaluations × 6 domains
+    assert set(finished["domain"]) == domains
+    for key, rows in finished.groupby("trial_key"):
+        spec = planned[key]
+        assert set(rows["step"]) == {spec.num_steps // 2, spec.num_steps}
+        assert (rows["tokens"] == rows["step"] * spec.batch_size * spec.seq_len).all()
+        assert rows["loss"].between(0, math.log(257) + 1).all() and (rows["wall_s"] > 0).all()
+
+
+def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(launched):
+    frame = read_results(launched["run_dir"] / "results").to_pandas()
+    diverged = frame[frame["lr"] == 1.0e30]
+    assert set(diverged["status"]) == {"diverged"} and diverged["trial_key"].nunique() == 4
+    assert (diverged["loss"] == math.inf).all()
+    assert set(frame.loc[frame["lr"] != 1.0e30, "status"]) == {"ok"}
+
+
+def test_relaunch_after_completion_trains_nothing_and_prints_the_same_summary(launched, capsys):
+    files = sorted((launched["run_dir"] / "results").glob("*.parquet"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert main(["launch", str(launched["cluster"])]) == 0
+    output = capsys.readouterr().out
+    assert "Trained 0 of 20 planned trials" in output
+    assert summary_part(output) == summary_part(launched["output"])
+    assert [f.stat().st_mtime_ns for f in sorted((launched["run_dir"] / "results").glob("*.parquet"))] == stamps
+
+
+def test_report_prints_the_summary_from_the_stored_table_alone(launched, capsys):
+    assert main(["report", str(launched["run_dir"])]) == 0
+    assert summary_part(capsys.readouterr().out) == summary_part(launched["output"])

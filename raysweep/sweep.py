@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def start_ray(config: RayConfig, console: Console) -> None:
     else:
         context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     if context.dashboard_url:
         console.print(f"Ray dashboard: [bold]http://{context.dashboard_url}[/bold]  "
                       "(token authentication: `ray get-auth-token` prints the token it asks for)")
@@ -174,6 +175,7 @@ class _TrialProgress(tune.Callback):
 def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, TrialData], results_dir: Path,
                console: Console) -> list[str]:
     """Run `trials` as one Tune experiment, largest first so the long runs do not straggle at the end."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, Tune prints nothing over our progress bar
     specs = {t.key: t for t in trials}
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
     resources = cluster.resources

@@ -20,7 +20,8 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
     from raysweep import report, store, sweep as sweeps  # imports Ray and torch: only when launching
 
     outcome = sweeps.launch(cluster, sweep, console)
-    (outcome.run_dir / "sweep.yaml").write_text(sweep_path.read_text())
+    outcome.run_dir.mkdir(parents=True, exist_ok=True)
+    (outcome.run_dir / "sweep.yaml").write_text(sweep_path.read_text())  # what produced these results
     console.print(f"Trained {outcome.num_trained} of {outcome.num_planned} planned trials; "
                   f"results in {outcome.run_dir / 'results'}")
     for error in outcome.errors:

@@ -263,10 +263,8 @@ def _convert(tp: Any, value: Any, path: str, problems: list[tuple[str, str]]) ->
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        variants = [a for a in args if a is not type(None)]
-        if len(variants) == 1:
-            return _convert(variants[0], value, path, problems)
-        return _convert_variant(variants, value, path, problems)
+        (inner,) = [a for a in args if a is not type(None)]  # only `X | None` unions are used
+        return _convert(inner, value, path, problems)
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, path, problems)
     if origin is list:
@@ -298,16 +296,6 @@ def _convert_scalar(tp: type, value: Any, path: str, problems: list[tuple[str, s
         return value
     problems.append((path, f"must be {_type_name(tp)} (got {value!r})"))
     return value
-
-
-def _convert_variant(variants: list[type], value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
-    """Pick a dataclass among `variants` by the value's `type:` key (Levanter-style)."""
-    by_type = {typing.get_args(typing.get_type_hints(v)["type"])[0]: v for v in variants}
-    kind = value.get("type") if isinstance(value, dict) else None
-    if kind not in by_type:
-        problems.append((_join(path, "type"), f"must be one of {', '.join(map(repr, by_type))} (got {kind!r})"))
-        return None
-    return _convert_dataclass(by_type[kind], value, path, problems)
 
 
 def _convert_dataclass(cls: type, value: Any, path: str, problems: list[tuple[str, str]]) -> Any:

@@ -125,7 +125,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     ranking.add_column("tuned loss", justify="right")
     ranking.add_column("best target config", no_wrap=True)
     for proxy in summary.proxies:
-        ranking.add_column(f"{proxy.model}\nlr {proxy.lr:.0e}", justify="right")
+        ranking.add_column(f"{proxy.model}\nlr {proxy.lr:g}", justify="right")
     for rank, recipe in enumerate(summary.recipes, start=1):
         ranking.add_row(str(rank), recipe, f"{summary.target_loss[recipe]:.4f}", summary.target_config[recipe],
                         *[str(p.ranks[recipe]) for p in summary.proxies])

@@ -19,7 +19,10 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
     sweep = load_sweep(sweep_path)
     from raysweep import report, store, sweep as sweeps  # imports Ray and torch: only when launching
 
-    outcome = sweeps.launch(cluster, sweep, console)
+    try:
+        outcome = sweeps.launch(cluster, sweep, console)
+    except ConfigError as err:  # found while planning (a budget too small to train): name the sweep file
+        raise ConfigError(sweep_path, err.problems) from None
     outcome.run_dir.mkdir(parents=True, exist_ok=True)
     (outcome.run_dir / "sweep.yaml").write_text(sweep_path.read_text())  # what produced these results
     console.print(f"Trained {outcome.num_trained} of {outcome.num_planned} planned trials; "
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console() if sys.stdout.isatty() else Console(width=140)  # logs keep tables unwrapped
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # logs keep tables unwrapped
     try:
         return args.handler(args, console)
     except ConfigError as err:

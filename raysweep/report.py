@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import rankdata
 
-from raysweep.analysis import rank_transfer
+from raysweep.analysis import rank_transfer, seed_std
 
 KS = (1, 2, 3)
 
@@ -43,6 +43,8 @@ class Summary:
     recipes: list[str]
     """Recipes with complete target runs, best tuned target loss first."""
     target_loss: dict[str, float]
+    target_std: dict[str, float]
+    """Seed standard deviation at the best configuration: run-to-run noise differs between recipes."""
     target_config: dict[str, str]
     proxies: list[ProxyReliability]
     missing: list[str]
@@ -101,8 +103,10 @@ def summarize(table: pa.Table, domain: str = "all", n_boot: int = 10_000) -> Sum
         reliability.append(ProxyReliability(model, float(lr), dict(zip(recipes, ranks.tolist())), stats))
     configs = {r: f"lr {best.loc[r, 'lr']:g}, bs {best.loc[r, 'batch_size']}, wd {best.loc[r, 'weight_decay']:g}"
                for r in recipes}
-    return Summary(domain, recipes, {r: float(best.loc[r, "loss"]) for r in recipes}, configs, reliability,
-                   missing, int((final["status"] == "diverged").sum()))
+    stds = seed_std(target_matrix) if target_matrix is not None else np.full(len(recipes), np.nan)
+    return Summary(domain, recipes, {r: float(best.loc[r, "loss"]) for r in recipes},
+                   dict(zip(recipes, stds.tolist())), configs, reliability, missing,
+                   int((final["status"] == "diverged").sum()))
 
 
 def _ci(stat: tuple[float, float, float], digits: int = 2) -> str:
@@ -122,25 +126,28 @@ def print_summary(summary: Summary, console: Console) -> None:
                           "beside their rank under each proxy")
     ranking.add_column("#", justify="right")
     ranking.add_column("recipe")
-    ranking.add_column("tuned loss", justify="right")
+    ranking.add_column("tuned loss ± seed std", justify="right")
     ranking.add_column("best target config", no_wrap=True)
     for proxy in summary.proxies:
         ranking.add_column(f"{proxy.model}\nlr {proxy.lr:g}", justify="right")
     for rank, recipe in enumerate(summary.recipes, start=1):
-        ranking.add_row(str(rank), recipe, f"{summary.target_loss[recipe]:.4f}", summary.target_config[recipe],
+        loss = f"{summary.target_loss[recipe]:.4f} ± {summary.target_std[recipe]:.4f}"
+        ranking.add_row(str(rank), recipe, loss, summary.target_config[recipe],
                         *[str(p.ranks[recipe]) for p in summary.proxies])
     console.print(ranking)
 
     reliability = Table(title="How far each proxy ranking can be trusted (95% bootstrap CI over seeds)")
     reliability.add_column("proxy model")
     reliability.add_column("lr", justify="right")
-    reliability.add_column("Spearman", justify="right")
+    reliability.add_column("Spearman", justify="right", no_wrap=True)
+    reliability.add_column("pairs ordered right", justify="right", no_wrap=True)
     for k in KS:
         if k <= len(summary.recipes):
-            reliability.add_column(f"regret@{k} (nats)", justify="right")
+            reliability.add_column(f"regret@{k} (nats)", justify="right", no_wrap=True)
     for proxy in summary.proxies:
-        regrets = [_ci(proxy.stats[f"regret@{k}"], 4) for k in KS if f"regret@{k}" in proxy.stats]
-        reliability.add_row(proxy.model, f"{proxy.lr:g}", _ci(proxy.stats["spearman"]), *regrets)
+        regrets = [_ci(proxy.stats[f"regret@{k}"], 3) for k in KS if f"regret@{k}" in proxy.stats]
+        reliability.add_row(proxy.model, f"{proxy.lr:g}", _ci(proxy.stats["spearman"]),
+                            _ci(proxy.stats["decision_accuracy"]), *regrets)
     console.print(reliability)
     if summary.num_diverged:
         console.print(f"{summary.num_diverged} run(s) diverged; their loss counts as +inf.")

@@ -70,7 +70,7 @@ def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
              tokens_per_param: float, where: str) -> TrialSpec:
         num_steps = math.floor(tokens_per_param * num_params(model) / (batch_size * sweep.seq_len))
         if num_steps < 1:
-            raise ConfigError("sweep", [(where, f"{model} at batch size {batch_size} trains for 0 steps; "
+            raise ConfigError(sweep.name, [(where, f"{model} at batch size {batch_size} trains for 0 steps; "
                                                 "raise tokens_per_param")])
         return TrialSpec(
             role=role, recipe=recipe.name,

@@ -94,3 +94,10 @@ def test_cluster_profile_rejects_unknown_keys_and_bad_resources(tmp_path):
     assert problems["ray.num_cpus"] == "must be > 0 (got 0)"
     assert problems["ray.adress"].startswith("unknown key")
     assert problems["resources.proxy.cpu"] == "must be > 0 (got -1.0)"
+
+
+def test_a_budget_too_small_to_train_is_a_config_error_naming_the_sweep_file(tmp_path, capsys):
+    bad = write_yaml(tmp_path / "bad.yaml", micro_sweep(proxy={**micro_sweep()["proxy"], "tokens_per_param": 1.0e-6}))
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(bad), "storage": str(tmp_path / "runs")})
+    assert main(["launch", str(cluster)]) == 2
+    assert f"{bad}: proxy.tokens_per_param: opt-nano at batch size 16 trains for 0 steps" in capsys.readouterr().err

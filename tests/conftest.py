@@ -36,13 +36,3 @@ def micro_sweep(**changes) -> dict:
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-@pytest.fixture
-def micro_launch_files(tmp_path):
-    """A cluster profile and a micro sweep in tmp_path, storage inside tmp_path."""
-    sweep = write_yaml(tmp_path / "micro.yaml", micro_sweep())
-    cluster = write_yaml(tmp_path / "cluster.yaml", {
-        "sweep": str(sweep), "storage": str(tmp_path / "runs"),
-        "ray": {"num_cpus": 2}, "max_concurrent_trials": 2})
-    return cluster, sweep

@@ -106,7 +106,70 @@ class SyntheticSource:
     repetition_frac: float = _rules(_fraction, default=0.0)
 
 
-Source = SyntheticSource
+@dataclass(frozen=True)
+class FileSource:
+    """Local files: JSON lines (``.jsonl``, ``.jsonl.gz``), Parquet, or plain text (one document per file)."""
+
+    type: Literal["jsonl", "parquet", "text"]
+    path: str
+    """A glob, relative to the sweep file's folder: ``data/c4/*.jsonl.gz``."""
+    text_field: str = "text"
+    """The JSON field or Parquet column that holds the document text."""
+
+
+@dataclass(frozen=True)
+class HFSource:
+    """A Hugging Face dataset, read from the local cache (or `path`); raysweep never downloads it."""
+
+    type: Literal["hf"]
+    name: str
+    config: str | None = None
+    split: str = "train"
+    text_field: str = "text"
+    path: str | None = None
+    """A local copy (``save_to_disk`` folder or data files), relative to the sweep file's folder."""
+
+
+@dataclass(frozen=True)
+class RepetitionFilter:
+    """Gopher "MassiveWeb" repetition rules (``raysweep.recipes.filters``): drop a document over any threshold."""
+
+    preset: str = "default"
+    """default, dedup-L, dedup-LS, dedup-G or dedup-GS."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Overrides of single measurements, e.g. ``{dup_line_frac: 0.1}``."""
+
+
+@dataclass(frozen=True)
+class PerplexityFilter:
+    """Perplexity buckets (RedPajama-V2): keep the documents whose n-gram perplexity falls in `keep`."""
+
+    reference: str
+    """Source whose text trains the Kneser-Ney model (clean text: the "head" is what resembles it)."""
+    keep: list[Literal["head", "middle", "tail"]] = _rules(_non_empty)
+    """Terciles by perplexity: head = lowest third, tail = highest third."""
+    order: int = _rules(_positive, default=3)
+    reference_bytes: int = _rules(_positive, default=4_000_000)
+    """Reference text the model is trained on."""
+    calibration_documents: int = _rules(_positive, default=2000)
+    """Leading documents of the filtered source scored to place the tercile cutoffs."""
+    kenlm_model: str | None = None
+    """A KenLM ``.arpa``/``.bin`` model to use instead of training one (needs ``pip install kenlm``)."""
+
+
+@dataclass(frozen=True)
+class FilteredSource:
+    """Another source after curation operators, applied in this order: dedup, repetition, perplexity."""
+
+    type: Literal["filtered"]
+    source: str
+    dedup: Literal["exact", "minhash"] | None = None
+    """exact: identical texts; minhash: near-duplicates (MinHash LSH, Jaccard >= 0.8 over word 5-grams)."""
+    repetition: RepetitionFilter | None = None
+    perplexity: PerplexityFilter | None = None
+
+
+Source = SyntheticSource | FileSource | HFSource | FilteredSource
 
 
 @dataclass(frozen=True)
@@ -119,12 +182,23 @@ class MixComponent:
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    mix: list[MixComponent] = _rules(_non_empty)
+    mix: list[MixComponent] = field(default_factory=list)
+    base: str | None = None
+    """Start from another recipe's mix, then apply `drop` and `weights`: ablations in one line."""
+    drop: list[str] = field(default_factory=list)
+    """Sources removed from the base mix (domain ablation: every source but these)."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """Token shares to set, e.g. ``{web: 0.7}``; the other sources keep their proportions in the rest."""
+    epochs: int = _rules(_positive, default=1)
+    """Passes allowed over finite sources; a recipe short of tokens is an error unless this says so."""
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    type: Literal["byte"] = "byte"
+    type: Literal["byte", "hf"] = "byte"
+    """byte: built-in, 257 ids; hf: ``transformers.AutoTokenizer`` from a local folder or the hub cache."""
+    name: str | None = None
+    """hf only: hub name (e.g. gpt2) already in the local cache, or a local folder; never downloaded."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +227,8 @@ class ProxyGrid:
     batch_size: int = _rules(_positive, default=16)
     weight_decay: float = 0.0
     tokens_per_param: float = _rules(_positive, default=20.0)
+    standard_lr: float | None = _rules(_positive, default=None)
+    """The learning rate a fixed-configuration proxy would use: the report's baseline (default: max lrs)."""
 
 
 @dataclass(frozen=True)
@@ -229,9 +305,89 @@ def load_sweep(path: str | Path) -> SweepConfig:
 
     sweep = _load_file(SweepConfig, path)
     problems = _check_sweep(sweep, set(MODEL_SIZES))
+    recipes = _resolve_recipes(sweep.recipes, set(sweep.sources), problems)
     if problems:
         raise ConfigError(path, problems)
-    return sweep
+    base_dir = Path(path).absolute().parent
+    sources = {name: _absolute_paths(source, base_dir) for name, source in sweep.sources.items()}
+    domains = {name: _absolute_paths(source, base_dir) for name, source in sweep.validation.domains.items()}
+    return dataclasses.replace(sweep, recipes=recipes, sources=sources,
+                               validation=dataclasses.replace(sweep.validation, domains=domains))
+
+
+def _absolute_paths(source: Source, base_dir: Path) -> Source:
+    """Relative data paths are taken from the sweep file's folder, wherever raysweep is started."""
+    if isinstance(source, (FileSource, HFSource)) and source.path is not None:
+        return dataclasses.replace(source, path=str(base_dir / source.path))
+    if isinstance(source, FilteredSource) and source.perplexity and source.perplexity.kenlm_model:
+        perplexity = dataclasses.replace(source.perplexity, kenlm_model=str(base_dir / source.perplexity.kenlm_model))
+        return dataclasses.replace(source, perplexity=perplexity)
+    return source
+
+
+def _resolve_recipes(recipes: list[Recipe], source_names: set[str], problems: list[tuple[str, str]]) -> list[Recipe]:
+    """Expand `base`/`drop`/`weights` into plain mixes (normalised token shares), reporting what cannot be."""
+    index = {r.name: i for i, r in enumerate(recipes)}
+    resolved: dict[str, list[MixComponent] | None] = {}
+
+    def mix_of(name: str, chain: tuple[str, ...]) -> list[MixComponent] | None:
+        if name in resolved:
+            return resolved[name]
+        i = index[name]
+        recipe, where = recipes[i], f"recipes[{i}]"
+        resolved[name] = None  # marks the recipe in progress: a cycle resolves to nothing
+        if recipe.base is None:
+            mix = list(recipe.mix)
+        elif recipe.mix:
+            problems.append((f"{where}.mix", "give either `mix` or `base`, not both"))
+            return None
+        elif recipe.base not in index or recipe.base in chain:
+            problems.append((f"{where}.base", f"must name another recipe, without cycles (got {recipe.base!r})"))
+            return None
+        else:
+            base = mix_of(recipe.base, (*chain, name))
+            if base is None:
+                return None
+            mix = _ablate(base, recipe, where, source_names, problems)
+        if not mix:
+            problems.append((f"{where}.mix", "the recipe has no sources left"))
+            return None
+        total = sum(c.weight for c in mix)
+        resolved[name] = [MixComponent(c.source, c.weight / total) for c in mix]
+        return resolved[name]
+
+    out = []
+    for recipe in recipes:
+        mix = mix_of(recipe.name, ())
+        out.append(dataclasses.replace(recipe, mix=mix or [], base=None, drop=[], weights={}))
+    return out
+
+
+def _ablate(base: list[MixComponent], recipe: Recipe, where: str, source_names: set[str],
+            problems: list[tuple[str, str]]) -> list[MixComponent]:
+    """The base mix without `drop`, then `weights` set as token shares, the rest scaled to fill the remainder."""
+    present = {c.source for c in base}
+    for j, name in enumerate(recipe.drop):
+        if name not in present:
+            problems.append((f"{where}.drop[{j}]", f"{name!r} is not in the base mix ({', '.join(sorted(present))})"))
+    kept = [c for c in base if c.source not in recipe.drop]
+    for name, share in recipe.weights.items():
+        if name not in source_names:
+            problems.append((f"{where}.weights.{name}", f"unknown source {name!r}"))
+        elif not 0 < share <= 1:
+            problems.append((f"{where}.weights.{name}", f"must be a token share in (0, 1] (got {share!r})"))
+    if any(p[0].startswith(f"{where}.") for p in problems):
+        return []
+    others = [c for c in kept if c.source not in recipe.weights]
+    fixed = sum(recipe.weights.values())
+    rest = sum(c.weight for c in others)
+    if fixed > 1 + 1e-9 or (fixed < 1 - 1e-9 and not others) or (others and fixed >= 1 - 1e-9):
+        problems.append((f"{where}.weights", f"shares sum to {fixed:g}: they must leave room for the other "
+                                             f"{len(others)} source(s), or cover all of them and sum to 1"))
+        return []
+    scale = (1 - fixed) / rest if others else 0.0
+    return [MixComponent(c.source, c.weight * scale) for c in others] + [
+        MixComponent(name, share) for name, share in recipe.weights.items()]
 
 
 def _load_file(cls: type, path: str | Path) -> Any:
@@ -263,8 +419,10 @@ def _convert(tp: Any, value: Any, path: str, problems: list[tuple[str, str]]) ->
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]  # only `X | None` unions are used
-        return _convert(inner, value, path, problems)
+        variants = [a for a in args if a is not type(None)]
+        if len(variants) == 1:
+            return _convert(variants[0], value, path, problems)
+        return _convert_variant(variants, value, path, problems)
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, path, problems)
     if origin is list:
@@ -282,6 +440,16 @@ def _convert(tp: Any, value: Any, path: str, problems: list[tuple[str, str]]) ->
             problems.append((path, f"must be one of {', '.join(map(repr, args))} (got {value!r})"))
         return value
     return _convert_scalar(tp, value, path, problems)
+
+
+def _convert_variant(variants: list[type], value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    """A union of dataclasses is picked by its `type:` key, as in ``{type: jsonl, path: ...}``."""
+    by_type = {name: cls for cls in variants for name in typing.get_args(typing.get_type_hints(cls)["type"])}
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in by_type:
+        problems.append((_join(path, "type"), f"must be one of {', '.join(map(repr, by_type))} (got {kind!r})"))
+        return None
+    return _convert_dataclass(by_type[kind], value, path, problems)
 
 
 def _convert_scalar(tp: type, value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
@@ -341,6 +509,13 @@ def _check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, s
             if component.source not in sweep.sources:
                 problems.append((f"recipes[{i}].mix[{j}].source",
                                  f"unknown source {component.source!r} (defined: {', '.join(sweep.sources)})"))
+    problems += _check_sources(sweep)
+    if sweep.proxy.standard_lr is not None and sweep.proxy.standard_lr not in sweep.proxy.lrs:
+        problems.append(("proxy.standard_lr", f"must be one of proxy.lrs (got {sweep.proxy.standard_lr:g})"))
+    if "all" in sweep.validation.domains:
+        problems.append(("validation.domains.all", "`all` is reserved for the mean over domains; rename it"))
+    if (sweep.tokenizer.type == "hf") != (sweep.tokenizer.name is not None):
+        problems.append(("tokenizer.name", "give a name (hub name or local folder) for type hf, and only then"))
     for i, name in enumerate(sweep.proxy.models):
         if name not in known_models:
             problems.append((f"proxy.models[{i}]", f"unknown model {name!r} (known: {', '.join(sorted(known_models))})"))
@@ -352,4 +527,38 @@ def _check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, s
     schedule = sweep.training.schedule
     if schedule.warmup_frac + schedule.decay_frac > 1:
         problems.append(("training.schedule", "warmup_frac + decay_frac must be <= 1"))
+    return problems
+
+
+def _check_sources(sweep: SweepConfig) -> list[tuple[str, str]]:
+    """Filtered sources name existing sources, without cycles; filter presets and thresholds exist."""
+    from raysweep.recipes.filters import REPETITION_PRESETS
+
+    problems: list[tuple[str, str]] = []
+    named = {**sweep.sources, **{f"validation.domains.{k}": v for k, v in sweep.validation.domains.items()}}
+    for name, source in named.items():
+        if not isinstance(source, FilteredSource):
+            continue
+        where = name if name.startswith("validation.") else f"sources.{name}"
+        seen, current = {name}, source
+        while isinstance(current, FilteredSource):
+            if current.source not in sweep.sources or current.source in seen:
+                problems.append((f"{where}.source", f"must name another source in `sources`, without cycles "
+                                                    f"(got {current.source!r})"))
+                break
+            seen.add(current.source)
+            current = sweep.sources[current.source]
+        if source.perplexity and source.perplexity.kenlm_model is None and source.perplexity.reference not in sweep.sources:
+            problems.append((f"{where}.perplexity.reference", f"unknown source {source.perplexity.reference!r}"))
+        if source.repetition:
+            if source.repetition.preset not in REPETITION_PRESETS:
+                problems.append((f"{where}.repetition.preset", f"must be one of {', '.join(REPETITION_PRESETS)} "
+                                                               f"(got {source.repetition.preset!r})"))
+            measurements = REPETITION_PRESETS["default"]
+            for key, value in source.repetition.thresholds.items():
+                if key not in measurements:
+                    problems.append((f"{where}.repetition.thresholds.{key}",
+                                     f"unknown measurement (expected one of: {', '.join(measurements)})"))
+                elif not 0 <= value <= 1:
+                    problems.append((f"{where}.repetition.thresholds.{key}", f"must be within [0, 1] (got {value!r})"))
     return problems

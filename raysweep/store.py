@@ -7,7 +7,8 @@ skips every trial whose file exists. Records become rows only here.
 
 Schema (one row per trial × checkpoint × domain)::
 
-    trial_key role recipe model num_params lr batch_size weight_decay seed step tokens domain loss status wall_s
+    trial_key role recipe model num_params lr batch_size weight_decay seed step tokens domain loss bits_per_byte
+    status wall_s
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SCHEMA = pa.schema([
     ("tokens", pa.int64()),
     ("domain", pa.string()),
     ("loss", pa.float64()),
+    ("bits_per_byte", pa.float64()),
     ("status", pa.string()),
     ("wall_s", pa.float64()),
 ])
@@ -49,8 +51,8 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
     rows = [{"trial_key": spec.key, "role": spec.role, "recipe": spec.recipe, "model": spec.model,
              "num_params": spec.num_params, "lr": spec.lr, "batch_size": spec.batch_size,
              "weight_decay": spec.weight_decay, "seed": spec.seed, "step": evaluation.step,
-             "tokens": evaluation.tokens, "domain": domain, "loss": loss, "status": result.status,
-             "wall_s": result.wall_s}
+             "tokens": evaluation.tokens, "domain": domain, "loss": loss,
+             "bits_per_byte": evaluation.bits_per_byte[domain], "status": result.status, "wall_s": result.wall_s}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
     path = _path(results_dir, spec.key)
     path.parent.mkdir(parents=True, exist_ok=True)

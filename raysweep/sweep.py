@@ -26,9 +26,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from ray import tune
 
 from raysweep import store
-from raysweep.config import ClusterConfig, ConfigError, RayConfig, Recipe, Source, SweepConfig, content_hash
+from raysweep.config import ClusterConfig, ConfigError, RayConfig, Recipe, SweepConfig, content_hash
 from raysweep.models import count_parameters, resolve_model
-from raysweep.recipes.build import build_shards, shard_key
+from raysweep.recipes.build import Component, build_shards, read_manifest, shard_key
+from raysweep.recipes.streams import describe, resolve_stream
 from raysweep.recipes.tokenizer import load_tokenizer
 from raysweep.train import TrialData, TrialSpec, train
 
@@ -46,18 +47,29 @@ def run_dir_of(cluster: ClusterConfig, sweep: SweepConfig) -> Path:
     return Path(cluster.storage).absolute() / sweep.name
 
 
-def _components(recipe: Recipe, sweep: SweepConfig) -> list[tuple[Source, float]]:
-    return [(sweep.sources[c.source], c.weight) for c in recipe.mix]
+def recipe_components(recipe: Recipe, sweep: SweepConfig) -> list[Component]:
+    return [Component(c.source, resolve_stream(c.source, sweep.sources), c.weight) for c in recipe.mix]
+
+
+def validation_components(sweep: SweepConfig) -> dict[str, list[Component]]:
+    """One single-component "recipe" per validation domain (a domain may curate a named source)."""
+    return {domain: [Component(f"validation.domains.{domain}",
+                               resolve_stream(domain, {**sweep.sources, domain: source}), 1.0)]
+            for domain, source in sweep.validation.domains.items()}
 
 
 def _validation_key(sweep: SweepConfig) -> str:
-    return content_hash(sweep.validation, sweep.tokenizer, sweep.seq_len)
+    streams = {domain: describe(c[0].stream) for domain, c in validation_components(sweep).items()}
+    return content_hash(streams, sweep.tokenizer, sweep.seq_len)
 
 
 def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
     """Every trial the sweep asks for, in a stable order: proxies first, then targets."""
     tokenizer = load_tokenizer(sweep.tokenizer)
     validation_key = _validation_key(sweep)
+    recipe_keys = {recipe.name: shard_key(recipe_components(recipe, sweep), sweep.tokenizer, sweep.seq_len,
+                                          recipe.epochs)
+                   for recipe in sweep.recipes}  # fingerprints file sources once per recipe
     sizes: dict[str, int] = {}
 
     def num_params(model: str) -> int:
@@ -74,7 +86,7 @@ def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
                                                 "raise tokens_per_param")])
         return TrialSpec(
             role=role, recipe=recipe.name,
-            recipe_key=shard_key(_components(recipe, sweep), sweep.tokenizer, sweep.seq_len),
+            recipe_key=recipe_keys[recipe.name],
             validation_key=validation_key, model=model, model_spec=resolve_model(model, sweep.models),
             num_params=num_params(model), lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed,
             num_steps=num_steps, seq_len=sweep.seq_len, vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id,
@@ -94,17 +106,19 @@ def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
 def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -> dict[str, TrialData]:
     """Shards for every recipe the trials use (sized for the largest of them) and for validation."""
     validation_sequences = math.ceil(sweep.validation.num_tokens / sweep.seq_len)
-    validation_dirs = {
-        domain: build_shards(f"validation-{domain}", [(source, 1.0)], sweep.tokenizer, sweep.seq_len,
-                             validation_sequences, shards_root).path
-        for domain, source in sweep.validation.domains.items()}
+    validation = {domain: build_shards(f"validation-{domain}", components, sweep.tokenizer, sweep.seq_len,
+                                       validation_sequences, shards_root)
+                  for domain, components in validation_components(sweep).items()}
+    validation_dirs = {domain: shards.path for domain, shards in validation.items()}
+    bytes_per_token = {domain: read_manifest(shards.path)["bytes_per_token"] for domain, shards in validation.items()}
     data = {}
     for recipe in sweep.recipes:
-        needed = [t.num_sequences for t in trials if t.recipe == recipe.name]
+        needed = [t for t in trials if t.recipe == recipe.name]
         if needed:
-            shards = build_shards(recipe.name, _components(recipe, sweep), sweep.tokenizer, sweep.seq_len,
-                                  max(needed), shards_root)
-            data[recipe.name] = TrialData(shards.path, validation_dirs, validation_sequences)
+            shards = build_shards(recipe.name, recipe_components(recipe, sweep), sweep.tokenizer, sweep.seq_len,
+                                  max(t.num_sequences for t in needed), shards_root, epochs=recipe.epochs,
+                                  key=needed[0].recipe_key)
+            data[recipe.name] = TrialData(shards.path, validation_dirs, validation_sequences, bytes_per_token)
     return data
 
 

@@ -75,6 +75,8 @@ class TrialData:
     train_dir: Path
     validation_dirs: dict[str, Path]
     validation_sequences: int
+    validation_bytes_per_token: dict[str, float]
+    """UTF-8 bytes of text per token of each validation set: converts nats per token to bits per byte."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Evaluation:
     tokens: int
     losses: dict[str, float]
     """Mean loss per validation domain, plus "all": the mean over domains."""
+    bits_per_byte: dict[str, float]
+    """The same losses in bits per byte of text, comparable across tokenizers."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
         optimizer.step()
         if step + 1 in checkpoints:
             losses = evaluate(model, validation, device)
-            evaluation = Evaluation(step + 1, (step + 1) * tokens_per_step, losses)
+            evaluation = Evaluation(step + 1, (step + 1) * tokens_per_step, losses,
+                                    bits_per_byte(losses, data.validation_bytes_per_token))
             if not all(math.isfinite(v) for v in losses.values()):
                 return _diverged(spec, [*validation, "all"], evaluations, step + 1, start, report)
             evaluations.append(evaluation)
@@ -149,10 +154,18 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
 def _diverged(spec: TrialSpec, domains: list[str], evaluations: list[Evaluation], step: int, start: float,
               report: Callable[[Evaluation], None] | None) -> TrialResult:
     """The run stops at `step`; its losses there are +inf so that it ranks last."""
-    evaluation = Evaluation(step, step * spec.batch_size * spec.seq_len, {name: math.inf for name in domains})
+    infinite = {name: math.inf for name in domains}
+    evaluation = Evaluation(step, step * spec.batch_size * spec.seq_len, infinite, infinite)
     if report:
         report(evaluation)
     return TrialResult(spec, "diverged", [*evaluations, evaluation], time.perf_counter() - start)
+
+
+def bits_per_byte(losses: dict[str, float], bytes_per_token: dict[str, float]) -> dict[str, float]:
+    """nats/token ÷ (ln 2 × bytes/token) per domain; "all" is the mean over domains, as for the losses."""
+    out = {domain: losses[domain] / (math.log(2) * bytes_per_token[domain]) for domain in bytes_per_token}
+    out["all"] = float(np.mean(list(out.values())))
+    return out
 
 
 @torch.no_grad()

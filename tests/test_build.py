@@ -4,11 +4,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raysweep.config import SyntheticSource, TokenizerConfig
-from raysweep.recipes.build import SEQUENCES_PER_CHUNK, build_shards, component_counts, read_sequences
+from raysweep.recipes.build import Component, build_shards, component_counts, read_manifest, read_sequences
+from raysweep.recipes.streams import Stream
 
 WEB = SyntheticSource(type="synthetic", domain="web")
 CODE = SyntheticSource(type="synthetic", domain="code")
 EOS = 256
+
+
+def mix(*parts: tuple[SyntheticSource, float]) -> list[Component]:
+    return [Component(source.domain, Stream(source), weight) for source, weight in parts]
 
 
 def test_every_prefix_is_mixed_at_the_token_weights():
@@ -20,8 +25,8 @@ def test_every_prefix_is_mixed_at_the_token_weights():
 
 
 def test_built_shards_hold_packed_sequences_in_mixture_order(local_ray, tmp_path):
-    num_sequences = SEQUENCES_PER_CHUNK + 40  # more than one chunk of the larger component
-    shards = build_shards("mix", [(WEB, 3.0), (CODE, 1.0)], TokenizerConfig(), 32, num_sequences, tmp_path)
+    num_sequences = 700  # several Ray Data batches of the larger component
+    shards = build_shards("mix", mix((WEB, 3.0), (CODE, 1.0)), TokenizerConfig(), 32, num_sequences, tmp_path)
     table = pq.read_table(shards.path / "data")
     assert table.num_rows == num_sequences
     assert np.bincount(table.column("component").to_numpy()).tolist() == component_counts(
@@ -32,22 +37,22 @@ def test_built_shards_hold_packed_sequences_in_mixture_order(local_ray, tmp_path
 
 
 def test_a_second_build_reuses_the_cached_shards(local_ray, tmp_path):
-    first = build_shards("web", [(WEB, 1.0)], TokenizerConfig(), 32, 50, tmp_path)
+    first = build_shards("web", mix((WEB, 1.0)), TokenizerConfig(), 32, 50, tmp_path)
     stamp = (first.path / "manifest.json").stat().st_mtime_ns
-    again = build_shards("web", [(WEB, 1.0)], TokenizerConfig(), 32, 20, tmp_path)
+    again = build_shards("web", mix((WEB, 1.0)), TokenizerConfig(), 32, 20, tmp_path)
     assert again.path == first.path and (again.path / "manifest.json").stat().st_mtime_ns == stamp
 
 
 def test_a_larger_budget_rebuilds_and_keeps_the_smaller_build_as_its_prefix(local_ray, tmp_path):
-    small = read_sequences(build_shards("mix", [(WEB, 1.0), (CODE, 1.0)], TokenizerConfig(), 32, 30, tmp_path).path, 30)
-    large = build_shards("mix", [(WEB, 1.0), (CODE, 1.0)], TokenizerConfig(), 32, 300, tmp_path)
+    small = read_sequences(build_shards("mix", mix((WEB, 1.0), (CODE, 1.0)), TokenizerConfig(), 32, 30, tmp_path).path, 30)
+    large = build_shards("mix", mix((WEB, 1.0), (CODE, 1.0)), TokenizerConfig(), 32, 300, tmp_path)
     assert large.num_sequences == 300
     np.testing.assert_array_equal(read_sequences(large.path, 30), small)
 
 
 def test_changing_a_source_changes_the_cache_folder(local_ray, tmp_path):
-    clean = build_shards("web", [(WEB, 1.0)], TokenizerConfig(), 32, 10, tmp_path)
+    clean = build_shards("web", mix((WEB, 1.0)), TokenizerConfig(), 32, 10, tmp_path)
     noisy_web = SyntheticSource(type="synthetic", domain="web", low_quality_frac=0.5)
-    noisy = build_shards("web", [(noisy_web, 1.0)], TokenizerConfig(), 32, 10, tmp_path)
+    noisy = build_shards("web", mix((noisy_web, 1.0)), TokenizerConfig(), 32, 10, tmp_path)
     assert clean.path != noisy.path
     assert not np.array_equal(read_sequences(clean.path, 10), read_sequences(noisy.path, 10))

@@ -6,7 +6,8 @@ import pytest
 
 from raysweep.config import SyntheticSource, TokenizerConfig, WSDSchedule
 from raysweep.models import MODEL_SIZES, count_parameters
-from raysweep.recipes.build import build_shards
+from raysweep.recipes.build import Component, build_shards, read_manifest
+from raysweep.recipes.streams import Stream
 from raysweep.train import TrialData, TrialSpec, eval_steps, lr_at, train
 
 WEB = SyntheticSource(type="synthetic", domain="web")
@@ -37,10 +38,12 @@ def test_every_family_builds_at_its_named_size():
 @pytest.fixture(scope="module")
 def trial_data(local_ray, tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
-    train_dir = build_shards("mix", [(WEB, 1.0), (CODE, 1.0)], TokenizerConfig(), SEQ_LEN, 256, root).path
-    validation = {name: build_shards(f"val-{name}", [(SyntheticSource(type="synthetic", domain=name, seed=1), 1.0)],
+    mix = [Component("web", Stream(WEB), 1.0), Component("code", Stream(CODE), 1.0)]
+    train_dir = build_shards("mix", mix, TokenizerConfig(), SEQ_LEN, 256, root).path
+    validation = {name: build_shards(f"val-{name}", [Component(name, Stream(SyntheticSource("synthetic", name, seed=1)), 1.0)],
                                      TokenizerConfig(), SEQ_LEN, 16, root).path for name in ("web", "code")}
-    return TrialData(train_dir, validation, 16)
+    bytes_per_token = {name: read_manifest(path)["bytes_per_token"] for name, path in validation.items()}
+    return TrialData(train_dir, validation, 16, bytes_per_token)
 
 
 def spec(model: str = "gpt2-nano", lr: float = 3e-3, seed: int = 0, num_steps: int = 12) -> TrialSpec:

@@ -1,41 +1,60 @@
-"""Build a recipe into packed token shards with Ray Data, once, cached by content.
+"""Build a recipe into packed token shards with Ray Data, once, cached by content, resumable.
 
-A recipe is a weighted mixture of sources. Each source is read as a deterministic stream of chunks;
-a Ray Data task turns one chunk into documents, tokenizes them and packs the ids into fixed-length
-sequences. Sequences of the whole recipe are ordered by *stride scheduling* over the token weights: the
-k-th sequence of component c gets the order key (k + 0.5) / w_c, and readers take sequences in key order.
+A recipe is a weighted mixture of streams (a source and its curation operators, ``streams.py``). Each
+component is one streaming Ray Data pipeline, so a corpus larger than memory builds in bounded memory::
+
+    parts of the source ─► read documents ─► mark (dedup, repetition, perplexity) ─► tokenize ─► pack ─► Parquet
+    (tasks, in order)      (tasks)           (one actor if it dedups)                (tasks)    (one actor)
+
+Operators mark documents instead of dropping them, so the packer, which sees every document in order,
+counts what each operator removed (documents and tokens, by reason) up to the last sequence it keeps; the
+build manifest records those counts. The pipeline stops reading as soon as the component has its
+sequences (``limit``): weights are shares of tokens, and the set meets its budget exactly.
+
+Sequences of the whole recipe are ordered by *stride scheduling* over the token weights: the k-th
+sequence of component c gets the order key (k + 0.5) / w_c, and readers take sequences in key order.
 Any prefix of that order is then mixed at the recipe's weights to within one sequence per component,
 so a small proxy and a large target read the same mixture at different budgets from one build::
 
-    shards = build_shards("web-heavy", components, tokenizer_cfg, seq_len=64, num_sequences=20000, root)
+    shards = build_shards("web-heavy", components, tokenizer_cfg, seq_len=64, num_sequences=20000, root=root)
     ids = read_sequences(shards.path, 5000)        # int32 [5000, 64], the first 5000 in mixture order
 
-Shards live at ``<root>/<name>-<hash>/`` where the hash covers the mixture, the sources' specs, the
-tokenizer and the sequence length. A larger budget later rebuilds the set (the smaller one is a prefix
-of it, so trials already recorded stay valid); a build that dies half-way leaves only a temporary folder.
+Shards live at ``<root>/<name>-<hash>/`` where the hash covers the mixture, each stream (file sources by
+a fingerprint of their bytes), the tokenizer, the sequence length and the epochs allowed. Every component
+is written to its own folder and marked done when complete, so an interrupted build resumes with the
+components it had not finished; ``manifest.json`` is written last and marks the set complete. A larger
+budget later extends the set (the smaller one stays its prefix, so trials already recorded stay valid).
+Finite sources are read once unless the recipe says ``epochs: N``; a recipe short of tokens is a
+``BuildError`` that says how many it has and needs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
+import os
 import shutil
-import uuid
+import time
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysweep.config import Source, TokenizerConfig, content_hash
-from raysweep.recipes import synthetic
+from raysweep.config import SyntheticSource, TokenizerConfig, content_hash
+from raysweep.recipes.streams import Dedup, Marker, Stream, describe, parts, prepare_models, read_part
 from raysweep.recipes.tokenizer import load_tokenizer
 
-SEQUENCES_PER_CHUNK = 256
-"""Sequences one Ray Data task produces: large enough to amortise a task, small enough to stream."""
+DOCUMENTS_PER_BATCH = 256
+"""Documents per Ray Data batch: large enough to amortise a task, small enough to stream."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+class BuildError(Exception):
+    """A recipe cannot be built as asked (too few tokens, unreadable source); the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +64,17 @@ class ShardSet:
     num_sequences: int
 
 
-def shard_key(components: list[tuple[Source, float]], tokenizer: TokenizerConfig, seq_len: int) -> str:
-    return content_hash(FORMAT_VERSION, components, tokenizer, seq_len)
+@dataclass(frozen=True)
+class Component:
+    label: str
+    """The source's name in the sweep file: what messages and the manifest call it."""
+    stream: Stream
+    weight: float
+
+
+def shard_key(components: list[Component], tokenizer: TokenizerConfig, seq_len: int, epochs: int = 1) -> str:
+    return content_hash(FORMAT_VERSION, [(describe(c.stream), c.weight) for c in components], tokenizer,
+                        seq_len, epochs)
 
 
 def component_counts(weights: np.ndarray, num_sequences: int) -> np.ndarray:
@@ -66,70 +94,203 @@ def _stride_order(weights: np.ndarray, num_sequences: int) -> np.ndarray:
     return components[order]
 
 
-def build_shards(name: str, components: list[tuple[Source, float]], tokenizer: TokenizerConfig, seq_len: int,
-                 num_sequences: int, root: Path) -> ShardSet:
-    """Build (or reuse) at least `num_sequences` packed sequences of the mixture under `root`."""
-    import ray
+def build_shards(name: str, components: list[Component], tokenizer: TokenizerConfig, seq_len: int,
+                 num_sequences: int, root: Path, epochs: int = 1, key: str | None = None) -> ShardSet:
+    """Build (or reuse, or extend) at least `num_sequences` packed sequences of the mixture under `root`.
 
-    key = shard_key(components, tokenizer, seq_len)
+    `key` is ``shard_key(...)`` when the caller already has it (computing it fingerprints file sources).
+    """
+    key = key or shard_key(components, tokenizer, seq_len, epochs)
     path = Path(root).absolute() / f"{name}-{key}"
-    built = _built_sequences(path)
-    if built >= num_sequences:
-        return ShardSet(path, key, built)
-    weights = np.array([w for _, w in components], dtype=np.float64)
+    manifest = read_manifest(path)
+    if manifest and manifest["num_sequences"] >= num_sequences:
+        return ShardSet(path, key, manifest["num_sequences"])
+    (path / "manifest.json").unlink(missing_ok=True)  # incomplete from here until rewritten
+    start = time.perf_counter()
+    weights = np.array([c.weight for c in components], dtype=np.float64)
     weights = weights / weights.sum()
     counts = component_counts(weights, num_sequences)
-    tasks = [{"component": c, "chunk": chunk, "first": chunk * SEQUENCES_PER_CHUNK,
-              "keep": min(SEQUENCES_PER_CHUNK, int(counts[c]) - chunk * SEQUENCES_PER_CHUNK)}
-             for c in range(len(components)) for chunk in range(-(-int(counts[c]) // SEQUENCES_PER_CHUNK))]
-    staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
-        _build_chunk, batch_size=1, batch_format="numpy",
-        fn_kwargs={"sources": [s for s, _ in components], "weights": weights, "tokenizer": tokenizer,
-                   "seq_len": seq_len})
-    dataset.write_parquet(str(staging / "data"))
+    built = []
+    for index, (component, count) in enumerate(zip(components, counts)):
+        stats = _build_component(name, index, component, float(weights[index]), int(count), tokenizer, seq_len,
+                                 epochs, path / "data" / f"component-{index}")
+        built.append({"source": component.label, "weight": float(weights[index]), **stats,
+                      "stream": describe(component.stream)})
+    bytes_kept = sum(c["bytes_kept"] for c in built)
+    tokens_kept = sum(c["tokens_kept"] for c in built)
     manifest = {"name": name, "key": key, "num_sequences": num_sequences, "seq_len": seq_len,
-                "num_tokens": num_sequences * seq_len,
-                "components": [{"source": content_hash(s), "spec": asdict(s), "weight": float(w),
-                                "num_sequences": int(n)} for (s, _), w, n in zip(components, weights, counts)]}
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    staging.rename(path)
+                "num_tokens": num_sequences * seq_len, "epochs": epochs, "tokenizer": asdict(tokenizer),
+                "bytes_per_token": bytes_kept / max(1, tokens_kept), "build_s": time.perf_counter() - start,
+                "components": built}
+    _write_json(path / "manifest.json", manifest)
     return ShardSet(path, key, num_sequences)
 
 
-def _built_sequences(path: Path) -> int:
-    manifest = path / "manifest.json"
-    return json.loads(manifest.read_text())["num_sequences"] if manifest.is_file() else 0
+def read_manifest(path: Path) -> dict | None:
+    """The manifest of a complete shard set, or None while it is missing or being built."""
+    manifest = Path(path) / "manifest.json"
+    return json.loads(manifest.read_text()) if manifest.is_file() else None
 
 
-def _build_chunk(batch: dict[str, np.ndarray], sources: list[Source], weights: np.ndarray,
-                 tokenizer: TokenizerConfig, seq_len: int) -> pa.Table:
-    """One chunk of one component: documents → ids → `keep` packed sequences with their order keys."""
-    component, chunk = int(batch["component"][0]), int(batch["chunk"][0])
-    first, keep = int(batch["first"][0]), int(batch["keep"][0])
-    source = sources[component]
-    ids = _chunk_tokens(source, chunk, load_tokenizer(tokenizer), SEQUENCES_PER_CHUNK * seq_len)
-    sequences = ids[: keep * seq_len]
-    ranks = np.arange(first, first + keep)
-    return pa.table({
-        "component": pa.array(np.full(keep, component, dtype=np.int32)),
-        "order_key": pa.array((ranks + 0.5) / weights[component]),
-        "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(sequences, type=pa.int32()), seq_len),
-    })
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2))
+    os.replace(staging, path)
 
 
-def _chunk_tokens(source: Source, chunk: int, tokenizer, num_tokens: int) -> np.ndarray:
-    """At least `num_tokens` ids of chunk `chunk` of `source`; the same chunk always gives the same ids."""
-    seed = int.from_bytes(hashlib.sha256(f"{source.seed}:{chunk}".encode()).digest()[:8], "little") >> 1
-    # The byte tokenizer yields at least one id per byte, so this many bytes always suffice.
-    documents = synthetic.generate_documents(
-        source.domain, num_tokens, seed, low_quality_frac=source.low_quality_frac,
-        duplicate_frac=source.duplicate_frac, repetition_frac=source.repetition_frac)
-    ids = tokenizer.encode_documents(documents)
-    assert len(ids) >= num_tokens, "a chunk produced fewer tokens than requested"
-    return ids[:num_tokens]
+def _build_component(recipe: str, index: int, component: Component, weight: float, count: int,
+                     tokenizer: TokenizerConfig, seq_len: int, epochs: int, out_dir: Path) -> dict:
+    """Write `count` sequences of one component to `out_dir` (reusing a finished one); return its stats."""
+    import ray
+
+    # Progress files sit outside data/, which readers load whole.
+    done = out_dir.parent.parent / "progress" / f"{out_dir.name}.json"
+    stats_path = done.with_suffix(".partial.json")
+    if done.is_file():
+        stats = json.loads(done.read_text())
+        if stats["num_sequences"] >= count:
+            return stats
+    done.unlink(missing_ok=True)
+    stream = component.stream
+    models = prepare_models(stream)
+    reader = stream.reader
+    # Synthetic text is endless: start with enough parts for the budget and double if filters ate too much.
+    num_synthetic_parts = 2 * math.ceil(count * seq_len / 2**20) + 2
+    context = ray.data.DataContext.get_current()
+    preserve_order, context.execution_options.preserve_order = context.execution_options.preserve_order, True
+    try:
+        while True:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            stats_path.unlink(missing_ok=True)
+            todo = [{"part": part} for _, part in parts(reader, epochs, num_synthetic_parts)]
+            dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
+                _read_part, batch_size=1, fn_kwargs={"reader": reader})
+            if stream.operators:
+                sequential = any(isinstance(op, Dedup) for op in stream.operators)
+                dataset = dataset.map_batches(_Mark, batch_format="pyarrow", num_cpus=0.5,
+                                              concurrency=1 if sequential else (1, os.cpu_count() or 1),
+                                              fn_constructor_kwargs={"operators": stream.operators, "models": models})
+            dataset = dataset.map_batches(_tokenize, batch_format="pyarrow", fn_kwargs={"tokenizer": tokenizer})
+            dataset = dataset.map_batches(_Pack, batch_format="pyarrow", num_cpus=0.1, concurrency=1,
+                                          fn_constructor_kwargs={"component": index, "weight": weight,
+                                                                 "seq_len": seq_len, "count": count,
+                                                                 "stats_path": str(stats_path)})
+            dataset.limit(count).write_parquet(str(out_dir))
+            stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"num_sequences": 0}
+            if stats["num_sequences"] >= count:
+                break
+            if not isinstance(reader, SyntheticSource):
+                raise BuildError(_short_message(recipe, component, stats, count, seq_len, epochs))
+            num_synthetic_parts *= 2
+    finally:
+        context.execution_options.preserve_order = preserve_order
+    os.replace(stats_path, done)
+    return stats
+
+
+def _short_message(recipe: str, component: Component, stats: dict, count: int, seq_len: int, epochs: int) -> str:
+    have = stats.get("num_sequences", 0)
+    removed = stats.get("removed", {})
+    why = f" after its filters removed {sum(r['documents'] for r in removed.values()):,} documents" if removed else ""
+    return (f"recipe {recipe!r}: source {component.label!r} gives {have:,} sequences ({have * seq_len:,} tokens) "
+            f"in {epochs} epoch(s){why}; its largest run needs {count:,} ({count * seq_len:,} tokens). Add data, "
+            f"lower the largest run's tokens_per_param, or allow repetition with `epochs: {epochs + 1}` in the recipe.")
+
+
+def _read_part(batch: dict[str, np.ndarray], reader) -> object:
+    """A generator UDF: the documents of one part, in batches, none marked yet."""
+    documents: list[str] = []
+    for doc in read_part(reader, int(batch["part"][0])):
+        documents.append(doc)
+        if len(documents) == DOCUMENTS_PER_BATCH:
+            yield {"text": np.array(documents, dtype=object), "reason": np.full(len(documents), "", dtype=object)}
+            documents = []
+    if documents:
+        yield {"text": np.array(documents, dtype=object), "reason": np.full(len(documents), "", dtype=object)}
+
+
+class _Mark:
+    """Ray Data actor around ``Marker``: deduplication state lives as long as the pipeline."""
+
+    def __init__(self, operators, models):
+        self.marker = Marker(operators, models)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        reasons = self.marker.mark(batch.column("text").to_pylist(), batch.column("reason").to_pylist())
+        return batch.set_column(1, "reason", pa.array(reasons, pa.string()))
+
+
+@cache
+def _tokenizer(config: TokenizerConfig):
+    """One tokenizer per worker process: loading a Hugging Face tokenizer costs far more than a batch."""
+    return load_tokenizer(config)
+
+
+def _tokenize(batch: pa.Table, tokenizer: TokenizerConfig) -> pa.Table:
+    """One row per batch: the kept documents as one id stream, and what the removed ones weighed."""
+    encode = _tokenizer(tokenizer).encode_documents
+    texts, reasons = batch.column("text").to_pylist(), batch.column("reason").to_pylist()
+    kept = [t for t, r in zip(texts, reasons) if not r]
+    removed: dict[str, dict[str, int]] = {}
+    for text, reason in zip(texts, reasons):
+        if reason:
+            entry = removed.setdefault(reason, {"documents": 0, "tokens": 0})
+            entry["documents"] += 1
+            entry["tokens"] += len(encode([text]))
+    return pa.table({"ids": pa.array([encode(kept)], pa.list_(pa.int32())),
+                     "documents": [len(texts)], "documents_kept": [len(kept)],
+                     "bytes_kept": [sum(len(t.encode("utf-8")) for t in kept)],
+                     "removed": [json.dumps(removed)]})
+
+
+class _Pack:
+    """Ray Data actor: cuts the id stream into sequences, in order, and counts what went into them.
+
+    Counts stop with the batch that completes the component's last sequence, so the stats describe
+    exactly the documents read to build it; they are saved after every batch for the build to read.
+    """
+
+    def __init__(self, component: int, weight: float, seq_len: int, count: int, stats_path: str):
+        self.component, self.weight, self.seq_len, self.count = component, weight, seq_len, count
+        self.stats_path = Path(stats_path)
+        self.buffer = np.zeros(0, dtype=np.int32)
+        self.stats = {"num_sequences": 0, "documents_read": 0, "documents_kept": 0, "bytes_kept": 0,
+                      "tokens_kept": 0, "removed": {}}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        made = self.stats["num_sequences"]
+        sequences = []
+        for row in batch.to_pylist():
+            if made >= self.count:
+                break
+            self.buffer = np.concatenate([self.buffer, np.asarray(row["ids"], dtype=np.int32)])
+            usable = min(len(self.buffer) // self.seq_len, self.count - made)
+            sequences.append(self.buffer[:usable * self.seq_len])
+            self.buffer = self.buffer[usable * self.seq_len:]
+            made += usable
+            self._count(row)
+        self.stats["num_sequences"] = made
+        _write_json(self.stats_path, self.stats)
+        ids = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int32)
+        first = made - len(ids) // self.seq_len
+        ranks = np.arange(first, made)
+        return pa.table({
+            "component": pa.array(np.full(len(ranks), self.component, dtype=np.int32)),
+            "order_key": pa.array((ranks + 0.5) / self.weight),
+            "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids, type=pa.int32()), self.seq_len),
+        })
+
+    def _count(self, row: dict) -> None:
+        stats = self.stats
+        stats["documents_read"] += row["documents"]
+        stats["documents_kept"] += row["documents_kept"]
+        stats["bytes_kept"] += row["bytes_kept"]
+        stats["tokens_kept"] += len(row["ids"])
+        for reason, entry in json.loads(row["removed"]).items():
+            total = stats["removed"].setdefault(reason, {"documents": 0, "tokens": 0})
+            total["documents"] += entry["documents"]
+            total["tokens"] += entry["tokens"]
 
 
 def read_sequences(path: Path, num_sequences: int) -> np.ndarray:

@@ -2,11 +2,18 @@
 
 The built-in byte-level tokenizer needs no files and no network: ids 0-255 are the UTF-8 bytes and 256
 closes a document. Its loss in nats per token converts to bits per byte by dividing by ln 2.
+
+`HFTokenizer` wraps a Hugging Face tokenizer from a local directory or the local hub cache; it never
+downloads, and it pickles as its name so Ray Data workers load their own copy::
+
+    tokenizer = HFTokenizer("/models/gpt2-tokenizer")     # or "gpt2" once `hf download gpt2` has run
+    ids = tokenizer.encode_documents(["a b", "c"])        # int32, tokenizer.eos_id after each document
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,5 +33,57 @@ class ByteTokenizer:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
-def load_tokenizer(config: TokenizerConfig) -> ByteTokenizer:
-    return ByteTokenizer()
+class TokenizerError(Exception):
+    """A tokenizer cannot be loaded or used; the message says which one and how to fix it."""
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer with ByteTokenizer's interface, loaded with ``local_files_only=True``."""
+
+    def __init__(self, name_or_path: str):
+        # A local folder is kept as an absolute path: Ray workers may run in another working directory.
+        self.name_or_path = str(Path(name_or_path).absolute()) if Path(name_or_path).is_dir() else name_or_path
+        self._tokenizer = _load_hf_tokenizer(self.name_or_path)
+        if self._tokenizer.eos_token_id is None:
+            raise TokenizerError(f"tokenizer {name_or_path!r} has no end-of-text token; set `eos_token` in its "
+                                 "tokenizer_config.json (documents are separated by it)")
+        self.eos_id: int = int(self._tokenizer.eos_token_id)
+        self.vocab_size: int = len(self._tokenizer)  # counts added tokens too, unlike `.vocab_size`
+
+    def encode_documents(self, documents: list[str]) -> np.ndarray:
+        """All documents as one int32 stream, an end-of-text id after each; no other special tokens."""
+        if not documents:  # transformers fails on an empty batch
+            return np.zeros(0, dtype=np.int32)
+        encoded = self._tokenizer(list(documents), add_special_tokens=False, return_attention_mask=False,
+                                  verbose=False)["input_ids"]  # verbose=False: long documents are expected
+        eos = np.array([self.eos_id], dtype=np.int32)
+        return np.concatenate([piece for ids in encoded for piece in (np.asarray(ids, dtype=np.int32), eos)])
+
+    def __getstate__(self) -> dict:
+        return {"name_or_path": self.name_or_path}  # the loaded tokenizer is rebuilt where it lands
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["name_or_path"])
+
+
+def _load_hf_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    path = Path(name_or_path)
+    if (path.is_absolute() or name_or_path.startswith(".")) and not path.is_dir():
+        raise TokenizerError(f"tokenizer folder {name_or_path!r} does not exist")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError) as err:  # ValueError: a folder without files a fast tokenizer loads from
+        if path.is_dir():
+            raise TokenizerError(f"tokenizer folder {name_or_path!r} holds no loadable tokenizer ({err}); "
+                                 "write one with `save_pretrained(<folder>)`") from None
+        raise TokenizerError(
+            f"tokenizer {name_or_path!r} is neither a local folder nor in the local Hugging Face cache. "
+            f"Fetch it on a machine with network with `hf download {name_or_path}` and copy the cache "
+            "(HF_HOME), or save it with `AutoTokenizer.from_pretrained(...).save_pretrained(<folder>)` and "
+            "give the folder's path; raysweep never downloads.") from None
+
+
+def load_tokenizer(config: TokenizerConfig) -> ByteTokenizer | HFTokenizer:
+    return HFTokenizer(config.name) if config.type == "hf" else ByteTokenizer()

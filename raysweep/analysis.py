@@ -15,7 +15,12 @@ Conventions shared by every function (protocol of arXiv 2512.24503):
 
 The per-statistic functions are thin wrappers over row-wise private kernels that score a whole
 stack of rankings at once; ``rank_transfer`` feeds them every bootstrap resample in one call,
-which is what makes 10,000 resamples of a 23-recipe sweep take about a tenth of a second.
+which is what makes 10,000 resamples of a 23-recipe sweep take under a tenth of a second (the
+pairwise statistics work on doubled average ranks as int16, one sort serves every top-k regret).
+
+Beside the ranking statistics: ``seed_std`` and ``within_noise`` / ``within_noise_of_previous``
+(is a gap inside the seed noise?), ``seed_mean_interval`` (a recipe's seed mean with its
+bootstrap CI) and ``training_flops`` (C = 6 N D).
 
 Example: three recipes, two proxy seeds and two target seeds each::
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
+from scipy.stats import t as student_t
 
 
 def _as_losses(values: np.ndarray, name: str, ndim: int) -> np.ndarray:
@@ -64,27 +70,34 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rho of row b of ``a`` [B, R] with row b of ``b``: Pearson on average ranks."""
-    rank_a = rankdata(a, axis=-1)  # +inf is an ordinary, largest value here
-    rank_b = rankdata(b, axis=-1)
-    rank_a -= rank_a.mean(axis=-1, keepdims=True)
-    rank_b -= rank_b.mean(axis=-1, keepdims=True)
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis; +inf is an ordinary, largest value, and ties share a rank."""
+    return rankdata(x, axis=-1)
+
+
+def _spearman_rows(rank_a: np.ndarray, rank_b: np.ndarray) -> np.ndarray:
+    """Spearman rho per row from average ranks [B, R]: Pearson correlation of the ranks."""
+    rank_a = rank_a - rank_a.mean(axis=-1, keepdims=True)
+    rank_b = rank_b - rank_b.mean(axis=-1, keepdims=True)
     covariance = (rank_a * rank_b).sum(axis=-1)
     scale = np.sqrt((rank_a**2).sum(axis=-1) * (rank_b**2).sum(axis=-1))
     return _safe_divide(covariance, scale)
 
 
-def _pair_signs(x: np.ndarray) -> np.ndarray:
-    """sign(x_i - x_j) for every recipe pair i < j, along the last axis; exact for +inf ties."""
-    i, j = np.triu_indices(x.shape[-1], k=1)
-    left, right = x[..., i], x[..., j]
-    return (left > right).astype(np.int8) - (left < right).astype(np.int8)
+def _pair_signs(ranks: np.ndarray) -> np.ndarray:
+    """sign(x_i - x_j) for every recipe pair i < j, from average ranks along the last axis.
+
+    Ranks order values exactly as the values do, ties (two +inf included) sharing one rank; average
+    ranks are multiples of 1/2, so doubled they are small exact integers and the signs cost int16 work.
+    """
+    doubled = np.rint(2.0 * ranks).astype(np.int16)
+    i, j = np.triu_indices(ranks.shape[-1], k=1)
+    return np.sign(doubled[..., i] - doubled[..., j])
 
 
 def _kendall_rows(sign_a: np.ndarray, sign_b: np.ndarray) -> np.ndarray:
     """Kendall tau-b per row from pair signs: (C - D) / sqrt(untied_a * untied_b)."""
-    concordance = (sign_a.astype(np.int64) * sign_b).sum(axis=-1)
+    concordance = (sign_a * sign_b).sum(axis=-1, dtype=np.int64)
     untied_a = np.abs(sign_a).sum(axis=-1, dtype=np.int64)
     untied_b = np.abs(sign_b).sum(axis=-1, dtype=np.int64)
     untied = untied_a * untied_b
@@ -94,20 +107,26 @@ def _kendall_rows(sign_a: np.ndarray, sign_b: np.ndarray) -> np.ndarray:
 def _decision_accuracy_rows(sign_proxy: np.ndarray, sign_target: np.ndarray) -> np.ndarray:
     """Decision accuracy per row from pair signs (tie rules documented in ``decision_accuracy``)."""
     scorable = sign_target != 0
-    credit = np.where(sign_proxy == sign_target, 1.0, np.where(sign_proxy == 0, 0.5, 0.0))
-    return _safe_divide((credit * scorable).sum(axis=-1), scorable.sum(axis=-1).astype(float))
+    agree = ((sign_proxy == sign_target) & scorable).sum(axis=-1)
+    proxy_ties = ((sign_proxy == 0) & scorable).sum(axis=-1)
+    return _safe_divide(agree + 0.5 * proxy_ties, scorable.sum(axis=-1).astype(float))
 
 
-def _regret_rows(proxy_loss: np.ndarray, target_loss: np.ndarray, k: int) -> np.ndarray:
-    """Top-k regret per row (rules documented in ``top_k_regret``)."""
+def _regret_rows(proxy_loss: np.ndarray, target_loss: np.ndarray, ks: tuple[int, ...]) -> np.ndarray:
+    """Top-k regret per row, one column per k in ``ks`` (rules documented in ``top_k_regret``).
+
+    One stable sort serves every k: the best target loss among the proxy's top k is the running
+    minimum of the target losses taken in proxy order.
+    """
     n_recipes = proxy_loss.shape[-1]
-    if not 1 <= k <= n_recipes:
-        raise ValueError(f"k must be between 1 and the number of recipes ({n_recipes}), got {k}")
-    chosen = np.argsort(proxy_loss, axis=-1, kind="stable")[..., :k]
-    best_chosen = np.take_along_axis(target_loss, chosen, axis=-1).min(axis=-1)
-    best_overall = target_loss.min(axis=-1)
+    for k in ks:
+        if not 1 <= k <= n_recipes:
+            raise ValueError(f"k must be between 1 and the number of recipes ({n_recipes}), got {k}")
+    order = np.argsort(proxy_loss, axis=-1, kind="stable")
+    best_in_top = np.minimum.accumulate(np.take_along_axis(target_loss, order, axis=-1), axis=-1)
+    best_overall = best_in_top[..., -1:]
     with np.errstate(invalid="ignore"):  # inf - inf only where best_overall is inf, replaced below
-        regret = best_chosen - best_overall
+        regret = best_in_top[..., [k - 1 for k in ks]] - best_overall
     return np.where(np.isinf(best_overall), np.nan, regret)
 
 
@@ -119,7 +138,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ``scipy.stats.spearmanr(a, b).statistic``, including NaN when either ranking is constant.
     """
     a, b = _as_pair(a, b, ("a", "b"))
-    return float(_spearman_rows(a[None], b[None])[0])
+    return float(_spearman_rows(_ranks(a[None]), _ranks(b[None]))[0])
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,7 +149,7 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     ``scipy.stats.kendalltau(a, b).statistic``, including NaN when either ranking is constant.
     """
     a, b = _as_pair(a, b, ("a", "b"))
-    return float(_kendall_rows(_pair_signs(a[None]), _pair_signs(b[None]))[0])
+    return float(_kendall_rows(_pair_signs(_ranks(a[None])), _pair_signs(_ranks(b[None])))[0])
 
 
 def decision_accuracy(proxy: np.ndarray, target: np.ndarray) -> float:
@@ -146,7 +165,8 @@ def decision_accuracy(proxy: np.ndarray, target: np.ndarray) -> float:
     NaN when no pair is scorable (fewer than two recipes, or a constant target).
     """
     proxy, target = _as_pair(proxy, target, ("proxy", "target"))
-    return float(_decision_accuracy_rows(_pair_signs(proxy[None]), _pair_signs(target[None]))[0])
+    signs = _pair_signs(_ranks(proxy[None])), _pair_signs(_ranks(target[None]))
+    return float(_decision_accuracy_rows(*signs)[0])
 
 
 def top_k_regret(proxy_loss: np.ndarray, target_loss: np.ndarray, k: int) -> float:
@@ -160,7 +180,7 @@ def top_k_regret(proxy_loss: np.ndarray, target_loss: np.ndarray, k: int) -> flo
     diverged (nothing to compare against). ``k`` must be between 1 and the number of recipes.
     """
     proxy_loss, target_loss = _as_pair(proxy_loss, target_loss, ("proxy_loss", "target_loss"))
-    return float(_regret_rows(proxy_loss[None], target_loss[None], k)[0])
+    return float(_regret_rows(proxy_loss[None], target_loss[None], (k,))[0, 0])
 
 
 def _percentile_interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
@@ -177,10 +197,14 @@ def _percentile_interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _resampled_means(losses: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Seed means [n_boot, R] after resampling each recipe's seeds with replacement."""
-    n_recipes, n_seeds = losses.shape
-    picks = rng.integers(0, n_seeds, size=(n_boot, n_recipes, n_seeds))
+def _seed_picks(shape: tuple[int, int], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Seed indices [n_boot, R, S]: each recipe's seeds drawn with replacement, independently."""
+    n_recipes, n_seeds = shape
+    return rng.integers(0, n_seeds, size=(n_boot, n_recipes, n_seeds))
+
+
+def _resampled_means(losses: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Seed means [n_boot, R] of ``losses`` [R, S] at the resampled seed indices ``picks``."""
     return np.take_along_axis(losses[None], picks, axis=-1).mean(axis=-1)
 
 
@@ -191,6 +215,7 @@ def rank_transfer(
     n_boot: int = 10000,
     ci: float = 0.95,
     seed: int = 0,
+    paired: bool = False,
 ) -> dict[str, tuple[float, float, float]]:
     """How well the proxy ranking of recipes transfers to the target, with bootstrap CIs.
 
@@ -207,6 +232,11 @@ def rank_transfer(
     resamples where a statistic is undefined (NaN, e.g. a constant ranking) are left out of its
     percentiles. With one seed the interval has zero width.
 
+    ``paired=True`` is for two arrays that share runs, as when a fixed target configuration is
+    compared with the tuned targets (a recipe whose best configuration is the fixed one has the
+    same runs on both sides, and column s is seed s on both): the target reuses the proxy's seed
+    indices, so shared runs move together and a statistic of identical arrays has zero width.
+
     The interval describes seed noise only. When recipe gaps are comparable to that noise, seed
     means blur the ranking and the interval undercovers the infinite-seed value of a statistic.
     """
@@ -214,30 +244,59 @@ def rank_transfer(
     target = _as_losses(target, "target", 2)
     if proxy.shape[0] != target.shape[0]:
         raise ValueError(f"proxy has {proxy.shape[0]} recipes but target has {target.shape[0]}")
+    if paired and proxy.shape != target.shape:
+        raise ValueError(f"paired resampling needs equal shapes, got {proxy.shape} and {target.shape}")
     if n_boot < 1 or not 0.0 < ci < 1.0:
         raise ValueError(f"need n_boot >= 1 and 0 < ci < 1, got n_boot={n_boot}, ci={ci}")
 
     rng = np.random.default_rng(seed)
     # Row 0 holds the seed means (the point estimate); rows 1.. hold the bootstrap resamples.
-    proxy_resampled = _resampled_means(proxy, n_boot, rng)
-    target_resampled = _resampled_means(target, n_boot, rng)
+    proxy_picks = _seed_picks(proxy.shape, n_boot, rng)
+    target_picks = proxy_picks if paired else _seed_picks(target.shape, n_boot, rng)
+    proxy_resampled = _resampled_means(proxy, proxy_picks)
+    target_resampled = _resampled_means(target, target_picks)
     proxy_means = np.vstack([proxy.mean(axis=1), proxy_resampled])
     target_means = np.vstack([target.mean(axis=1), target_resampled])
 
-    sign_proxy, sign_target = _pair_signs(proxy_means), _pair_signs(target_means)
+    rank_proxy, rank_target = _ranks(proxy_means), _ranks(target_means)
+    sign_proxy, sign_target = _pair_signs(rank_proxy), _pair_signs(rank_target)
     statistics = {
-        "spearman": _spearman_rows(proxy_means, target_means),
+        "spearman": _spearman_rows(rank_proxy, rank_target),
         "kendall": _kendall_rows(sign_proxy, sign_target),
         "decision_accuracy": _decision_accuracy_rows(sign_proxy, sign_target),
     }
-    for k in ks:
-        if k <= proxy.shape[0]:
-            statistics[f"regret@{k}"] = _regret_rows(proxy_means, target_means, k)
+    ks = tuple(k for k in ks if k <= proxy.shape[0])
+    regrets = _regret_rows(proxy_means, target_means, ks)
+    statistics.update({f"regret@{k}": regrets[:, column] for column, k in enumerate(ks)})
 
     return {
         name: (float(values[0]), *_percentile_interval(values[1:], ci))
         for name, values in statistics.items()
     }
+
+
+def seed_mean_interval(
+    losses: np.ndarray, n_boot: int = 10000, ci: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Seed mean of one recipe's losses (1-D, one per seed) with a percentile bootstrap interval.
+
+    The same resampling as ``rank_transfer``: draw the seeds with replacement ``n_boot`` times and
+    take the ``ci`` percentile interval of the resampled means. With 2-3 seeds the interval cannot
+    extend beyond the observed seeds, so it is narrower than a t-interval would be; it describes
+    seed noise at a fixed configuration, not the choice of configuration.
+    """
+    losses = _as_losses(losses, "losses", 1)
+    means = _resampled_means(losses[None], _seed_picks((1, losses.size), n_boot, np.random.default_rng(seed)))
+    return (float(losses.mean()), *_percentile_interval(means[:, 0], ci))
+
+
+def training_flops(num_params: np.ndarray, num_tokens: np.ndarray) -> np.ndarray:
+    """Training compute C = 6 N D FLOPs (forward + backward, Kaplan et al. 2020), elementwise.
+
+    N counts parameters, D tokens trained on; attention FLOPs are left out, as in the paper's
+    accounting. Floats, because lab-scale sums overflow int64 (6e25 FLOPs > 9.2e18).
+    """
+    return 6.0 * np.asarray(num_params, dtype=float) * np.asarray(num_tokens, dtype=float)
 
 
 def seed_std(losses: np.ndarray) -> np.ndarray:
@@ -274,3 +333,26 @@ def within_noise(means: np.ndarray, stds: np.ndarray, z: float = 1.96) -> np.nda
     flagged = gap <= z * np.sqrt(stds[:, None] ** 2 + stds[None, :] ** 2)
     np.fill_diagonal(flagged, False)
     return flagged
+
+
+def within_noise_of_previous(
+    means: np.ndarray, stds: np.ndarray, num_seeds: np.ndarray, level: float = 0.95
+) -> np.ndarray:
+    """For recipes listed best first: is each one's seed mean within seed noise of the one above it?
+
+    Recipe i >= 1 is flagged when a two-sided t-test at 1 - ``level`` cannot separate it from recipe
+    i - 1: |m_i - m_{i-1}| <= t * sqrt(s_i^2 / n_i + s_{i-1}^2 / n_{i-1}) (``within_noise`` on
+    standard errors), t the (1 + level) / 2 quantile of Student's t with 2 (n_min - 1) degrees of
+    freedom, n_min the fewest seeds of any recipe. With 2-3 seeds t is large (4.30 at n = 2, 2.78 at
+    n = 3), where z = 1.96 would call too many gaps real. Element 0 is False; nothing is flagged when
+    a recipe has a single seed (no noise estimate). ``stds`` are seed standard deviations (ddof=1).
+    """
+    means, stds = _as_pair(means, stds, ("means", "stds"))
+    num_seeds = np.asarray(num_seeds, dtype=float)
+    flags = np.zeros(means.size, dtype=bool)
+    if means.size < 2 or num_seeds.min() < 2:
+        return flags
+    z = student_t.ppf((1.0 + level) / 2.0, 2.0 * (num_seeds.min() - 1.0))
+    flagged = within_noise(means, stds / np.sqrt(num_seeds), z=z)
+    flags[1:] = flagged[np.arange(1, means.size), np.arange(means.size - 1)]
+    return flags

@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import yaml
 from rich.console import Console
+from rich.text import Text
 
 from raysweep.config import ConfigError, load_cluster, load_sweep
 
+if TYPE_CHECKING:
+    from raysweep.report import Plan, Report
+
 EXIT_CONFIG = 2
+EXIT_NO_REPORT = 1
+"""Nothing to report: no such path, no finished trials, not a results table, or an unknown domain."""
 
 
 def _launch(args: argparse.Namespace, console: Console) -> int:
     cluster = load_cluster(args.cluster)
     sweep_path = Path(args.sweep or cluster.sweep)
     sweep = load_sweep(sweep_path)
-    from raysweep import report, store, sweep as sweeps  # imports Ray and torch: only when launching
+    from raysweep import sweep as sweeps  # imports Ray and torch: only when launching
 
     try:
         outcome = sweeps.launch(cluster, sweep, console)
@@ -29,19 +37,75 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
                   f"results in {outcome.run_dir / 'results'}")
     for error in outcome.errors:
         console.print(f"[red]failed:[/red] {error}")
-    report.print_summary(report.summarize(store.read_results(outcome.run_dir / "results")), console)
+    summary = _summarize(outcome.run_dir, "all", console)
+    if summary:
+        from raysweep.render import print_report
+
+        print_report(summary, console)
     return 1 if outcome.errors else 0
 
 
-def _report(args: argparse.Namespace, console: Console) -> int:
-    from raysweep import report, store
+def _sweep_plan(run_dir: Path | None, console: Console) -> tuple[float | None, Plan | None]:
+    """The standard proxy lr and the planned trials, from the sweep file a launch copies to <run_dir>/sweep.yaml.
 
-    results = Path(args.run_dir) / "results"
-    if not results.is_dir():
-        console.print(f"[red]{args.run_dir}: no results/ folder here; pass the run directory "
-                      f"(<storage>/<sweep name>) of a launch[/red]")
-        return EXIT_CONFIG
-    report.print_summary(report.summarize(store.read_results(results), domain=args.domain), console)
+    standard lr: ``proxy.standard_lr``, else the largest of ``proxy.lrs``. (None, None) without the file.
+    """
+    path = run_dir / "sweep.yaml" if run_dir else None
+    if path is None or not path.is_file():
+        return None, None
+    try:
+        sweep = yaml.safe_load(path.read_text())
+        proxy, target = sweep["proxy"], sweep["target"]
+        proxy_lrs = [float(lr) for lr in proxy["lrs"]]
+        recipes = [str(recipe["name"]) for recipe in sweep["recipes"]]
+        planned = {"proxy": len(recipes) * len(proxy["models"]) * len(proxy_lrs) * len(proxy["seeds"]),
+                   "target": len(recipes) * len(target["lrs"]) * len(target["batch_sizes"])
+                   * len(target["weight_decays"]) * len(target["seeds"])}
+        standard_lr = float(proxy.get("standard_lr") or max(proxy_lrs))
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as err:
+        console.print(Text(f"{path}: cannot read the standard lr and planned trials ({err!r}); "
+                           "reporting from the results table alone", style="yellow"))
+        return None, None
+    from raysweep.report import Plan  # pandas and pyarrow: only when reporting
+
+    return standard_lr, Plan(recipes, planned)
+
+
+def _summarize(path: Path, domain: str, console: Console) -> Report | None:
+    """The report of a run directory or Parquet table; None, with the reason on stderr, when there is none."""
+    from raysweep import report  # pandas and pyarrow: only when reporting
+
+    try:
+        table, run_dir = report.load_results(path)
+        standard_lr, plan = _sweep_plan(run_dir, console)
+        return report.summarize(table, domain=domain, standard_lr=standard_lr, plan=plan, source=str(path))
+    except report.ReportError as err:
+        print(f"raysweep report: {err}", file=sys.stderr)
+        return None
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    summary = _summarize(Path(args.path), args.domain, console)
+    if summary is None:
+        return EXIT_NO_REPORT
+    from raysweep.render import print_report
+
+    print_report(summary, console)
+    if args.html or args.figures:
+        from raysweep.figures import draw_figures  # matplotlib: only when drawing
+        from raysweep.html_page import html_page
+
+        images = draw_figures(summary)
+        html = Path(args.html) if args.html else None
+        figures_dir = Path(args.figures) if args.figures else html.with_name(f"{html.stem}_figures")
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        for image in images:
+            (figures_dir / image.filename).write_bytes(image.png)
+        console.print(Text(f"Figures: {len(images)} PNG file(s) in {figures_dir}"), soft_wrap=True)
+        if html:
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(html_page(summary, images), encoding="utf-8")
+            console.print(Text(f"HTML report (self-contained): {html}"), soft_wrap=True)
     return 0
 
 
@@ -58,11 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("cluster", help="cluster profile, e.g. cluster/local.yaml")
     launch.add_argument("--sweep", help="sweep file to run instead of the profile's `sweep:`")
     launch.set_defaults(handler=_launch)
-    report = commands.add_parser("report", help="print the summary of a run from its stored results",
-                                 description="Print the summary of a run from its stored results table alone.")
-    report.add_argument("run_dir", help="run directory: <storage>/<sweep name>, e.g. runs/demo")
-    report.add_argument("--domain", default="all", help="validation domain to rank by (default: all, the mean)")
-    report.set_defaults(handler=_report)
+    report_parser = commands.add_parser(
+        "report", help="the decision and how far the proxies can be trusted, from stored results",
+        description="Print the decision table, reliability table (with baselines), per-domain agreement, decision "
+                    "quality per unit of proxy compute, compute spent, and a verdict line, from a results table "
+                    "alone. Works on partial runs and says what is missing.")
+    report_parser.add_argument("path", help="run directory (<storage>/<sweep name>, e.g. runs/demo), or a results "
+                                            "Parquet file, or a folder of them")
+    report_parser.add_argument("--domain", default="all", help="validation domain to rank by (default: all, the mean)")
+    report_parser.add_argument("--html", metavar="OUT.html",
+                               help="also write one self-contained HTML page (figures inlined); the PNGs go to "
+                                    "OUT_figures/ beside it unless --figures says otherwise")
+    report_parser.add_argument("--figures", metavar="DIR", help="also save the figures as PNG files in DIR")
+    report_parser.set_defaults(handler=_report)
     return parser
 
 

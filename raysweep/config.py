@@ -349,6 +349,8 @@ def _resolve_recipes(recipes: list[Recipe], source_names: set[str], problems: li
             if base is None:
                 return None
             mix = _ablate(base, recipe, where, source_names, problems)
+            if mix is None:
+                return None
         if not mix:
             problems.append((f"{where}.mix", "the recipe has no sources left"))
             return None
@@ -364,7 +366,7 @@ def _resolve_recipes(recipes: list[Recipe], source_names: set[str], problems: li
 
 
 def _ablate(base: list[MixComponent], recipe: Recipe, where: str, source_names: set[str],
-            problems: list[tuple[str, str]]) -> list[MixComponent]:
+            problems: list[tuple[str, str]]) -> list[MixComponent] | None:
     """The base mix without `drop`, then `weights` set as token shares, the rest scaled to fill the remainder."""
     present = {c.source for c in base}
     for j, name in enumerate(recipe.drop):
@@ -377,14 +379,14 @@ def _ablate(base: list[MixComponent], recipe: Recipe, where: str, source_names: 
         elif not 0 < share <= 1:
             problems.append((f"{where}.weights.{name}", f"must be a token share in (0, 1] (got {share!r})"))
     if any(p[0].startswith(f"{where}.") for p in problems):
-        return []
+        return None
     others = [c for c in kept if c.source not in recipe.weights]
     fixed = sum(recipe.weights.values())
     rest = sum(c.weight for c in others)
     if fixed > 1 + 1e-9 or (fixed < 1 - 1e-9 and not others) or (others and fixed >= 1 - 1e-9):
         problems.append((f"{where}.weights", f"shares sum to {fixed:g}: they must leave room for the other "
                                              f"{len(others)} source(s), or cover all of them and sum to 1"))
-        return []
+        return None
     scale = (1 - fixed) / rest if others else 0.0
     return [MixComponent(c.source, c.weight * scale) for c in others] + [
         MixComponent(name, share) for name, share in recipe.weights.items()]

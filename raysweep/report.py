@@ -1,155 +1,392 @@
-"""From the results table to the answer: which recipe, and how far the proxy ranking can be trusted.
+"""From the results table to the answer: which recipe to ship, and how far the proxy ranking can be trusted.
 
-``summarize`` reduces the stored rows (final checkpoint of every trial, one validation domain) to
-per-recipe loss matrices and runs the statistics of ``raysweep.analysis`` on them:
+``summarize`` turns a results table (the schema of ``raysweep.store``; ``bits_per_byte`` may be absent)
+into a ``Report`` of typed records. ``raysweep.render`` prints it, ``raysweep.figures`` draws it and
+``raysweep.html_page`` writes it as one page; every statistic comes from ``raysweep.analysis``.
 
-- a recipe's *tuned target loss* is the minimum, over its target configurations, of the seed-mean loss
-  (diverged seeds count as +inf); its target seeds at that configuration feed the bootstrap;
-- every proxy (model, learning rate) ranks recipes by seed-mean loss; Spearman and top-k regret against
-  the tuned targets come with 95% bootstrap CIs that resample seeds within each recipe.
+The rules, in the order a reader meets them:
 
-``print_summary`` renders it as Rich tables. Missing runs are listed, never silently dropped.
+- A trial scores its loss at its last recorded step. A non-finite loss (a diverged run) counts as +inf,
+  so it ranks last.
+- A recipe's *tuned target loss* is the minimum over its target configurations (lr, batch size, weight
+  decay) of the seed-mean loss on the ranked domain; its CI is the seed bootstrap of that mean, which
+  ignores the luck of picking the configuration. Each domain is tuned on its own loss.
+- Every proxy setting (model, lr) ranks recipes by seed-mean loss and is scored against the tuned targets:
+  Spearman, Kendall tau, pairs ordered right, top-k regret, with 95% bootstrap CIs over seeds.
+- The *chosen* proxy lr, per model, is the smallest lr at which no proxy run diverged: the paper's tiny-lr
+  rule, fixed before looking at targets. The setting with the best Spearman is only labelled, as hindsight.
+- Baselines from the same runs: the proxy at the sweep's *standard* lr, and each *fixed target
+  configuration* (DataDecide-style: one configuration for every recipe) scored against the tuned ranking.
+- Noise: a recipe whose seed mean a t-test cannot separate from the recipe ranked just above it is
+  flagged (``analysis.within_noise_of_previous``), for the tuned targets and for each proxy ranking.
+- Compute (``raysweep.compute``): 6 · num_params · tokens per trial; each intermediate proxy checkpoint is
+  scored against the final tuned targets, beside the proxy FLOPs spent up to it.
+- Comparisons list recipes alphabetically, so a tie in a ranking never breaks in favour of the tuned best.
+- Missing runs are listed in ``Report.missing`` and kept out of comparisons, never silently dropped: a
+  proxy setting that lacks a recipe is not compared; uneven seeds are cut to the seeds all recipes share;
+  a ``Plan`` from the sweep file adds the trials and recipes not finished yet.
+
+Example::
+
+    table, run_dir = load_results(Path("runs/demo"))
+    report = summarize(table, domain="all", standard_lr=4e-3)
+    report.main.targets[0].recipe                          # lowest tuned target loss: the one to ship
+    [(p.lr, p.agreement.spearman) for p in report.main.proxies]   # Interval(point, low, high) per lr
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from rich.console import Console
-from rich.table import Table
-from scipy.stats import rankdata
+import pyarrow.parquet as pq
 
-from raysweep.analysis import rank_transfer, seed_std
+from raysweep.analysis import rank_transfer, seed_mean_interval, seed_std, spearman, within_noise_of_previous
+from raysweep.compute import checkpoint_curve, compute_by_role
+from raysweep.report_records import (Agreement, DomainSummary, FixedConfigBaseline, Interval, LossCurve, Plan,
+                                     ProxySetting, RankHeatmap, RegretCurve, Report, TargetConfig, TunedTarget)
 
 KS = (1, 2, 3)
+CONFIG = ["lr", "batch_size", "weight_decay"]
+FIXED_CONFIGS_SHOWN_ALL = 4
+"""Up to this many target configurations, every one is shown as a baseline; beyond, best, median, worst."""
+COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
+           "step", "tokens", "domain", "loss", "status", "wall_s")
+"""Columns the report needs; ``bits_per_byte`` is optional (null when absent)."""
+
+
+class ReportError(Exception):
+    """The input cannot be reported on; the message says why and what would work."""
+
+
+def load_results(path: str | Path) -> tuple[pa.Table, Path | None]:
+    """Read a run directory (its ``results/``), one Parquet file, or a folder of Parquet files.
+
+    Returns the table and the run directory (where ``sweep.yaml`` lives), None for bare Parquet input.
+    Files with and without ``bits_per_byte`` combine; the missing values are null.
+    """
+    path = Path(path)
+    run_dir = path if (path / "results").is_dir() else None
+    folder = path / "results" if run_dir else path
+    if folder.is_dir():
+        files = sorted(folder.glob("*.parquet"))
+        if not files:
+            raise ReportError(f"{folder}: no finished trials yet (no .parquet files); nothing to report")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise ReportError(f"{path}: no such file or folder; pass a run directory (<storage>/<sweep name>), "
+                          "a results Parquet file, or a folder of them")
+    try:
+        return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default"), run_dir
+    except (pa.ArrowException, OSError) as err:
+        raise ReportError(f"{path}: not a readable results table ({err})") from None
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """The table as pandas with the documented columns; ``bits_per_byte`` null when absent, non-finite → +inf."""
+    absent = [c for c in COLUMNS if c not in table.column_names]
+    if absent:
+        raise ReportError(f"the results table lacks column(s) {', '.join(absent)}; the report needs "
+                          f"{', '.join(COLUMNS)} (and optionally bits_per_byte), as written by raysweep.store")
+    extra = ["bits_per_byte"] if "bits_per_byte" in table.column_names else []
+    frame = table.select([*COLUMNS, *extra]).to_pandas()
+    if not extra:
+        frame["bits_per_byte"] = np.nan
+    for column in ("loss", "bits_per_byte", "lr", "weight_decay", "wall_s"):
+        frame[column] = frame[column].astype(float)
+    frame.loc[~np.isfinite(frame["loss"]), ["loss", "bits_per_byte"]] = np.inf
+    return frame
+
+
+def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = None, plan: Plan | None = None,
+              n_boot: int = 10_000, n_boot_figures: int = 2_000, source: str = "results table") -> Report:
+    """Reduce the results table to a ``Report`` ranked by ``domain``.
+
+    ``standard_lr`` is the lr a fixed-configuration proxy would use (the baseline); None takes each proxy
+    model's largest lr in the table. ``plan`` (from the sweep file) lets a partial run say what is missing.
+    Headline CIs use ``n_boot`` resamples; the many CIs behind figures use ``n_boot_figures``.
+    """
+    frame = _frame(table)
+    if frame.empty:
+        raise ReportError(f"{source}: the results table is empty; nothing to report yet")
+    domains = sorted(frame["domain"].unique(), key=lambda d: (d != "all", d))
+    if domain not in domains:
+        raise ReportError(f"no rows for validation domain {domain!r}; the table has: {', '.join(domains)}")
+    final = frame[frame["step"] == frame.groupby("trial_key")["step"].transform("max")]
+    summaries, notes = {}, []
+    for name in domains:
+        summaries[name], losses, domain_notes = _summarize_domain(
+            name, final[final["domain"] == name], standard_lr, n_boot if name == domain else n_boot_figures)
+        if name == domain:
+            main_losses, notes = losses, domain_notes
+    main = summaries[domain]
+    tuned = main_losses.tuned.to_numpy(float) if main_losses.tuned is not None else None
+    proxy_rows = frame[(frame["domain"] == domain) & (frame["role"] == "proxy")]
+    settings = {(s.model, s.lr): s for s in main.proxies if s.agreement}
+    checkpoints = [point for (model, lr), rows in proxy_rows.groupby(["model", "lr"]) if (model, lr) in settings
+                   for point in checkpoint_curve(rows, settings[(model, lr)], tuned, n_boot_figures)]
+    fixed_configs, num_configs = _fixed_configs(main_losses.target_runs, main.recipes, main_losses.tuned, n_boot,
+                                                notes)
+    trial_keys = final.drop_duplicates("trial_key")
+    return Report(
+        source=source, main=main, domains=list(summaries.values()), fixed_configs=fixed_configs,
+        num_target_configs=num_configs,
+        regret_curves=_regret_curves(main, main_losses, n_boot_figures),
+        heatmaps=_heatmaps(main, main_losses), loss_curves=_loss_curves(main, main_losses),
+        checkpoints=checkpoints, compute=compute_by_role(trial_keys),
+        missing=_plan_gaps(frame, plan) + notes,
+        num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
+        target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None)
 
 
 @dataclass(frozen=True)
-class ProxyReliability:
-    model: str
-    lr: float
-    ranks: dict[str, int]
-    """Recipe → rank by seed-mean proxy loss (1 = lowest)."""
-    stats: dict[str, tuple[float, float, float]]
-    """"spearman", "regret@k" … → (point, low, high), from ``analysis.rank_transfer``."""
+class _Losses:
+    """One domain's losses in the shapes the statistics take; internal to ``summarize``."""
+
+    tuned: pd.DataFrame | None
+    """recipe × seed losses at each recipe's best target configuration, on the seeds every recipe has; None
+    without targets."""
+    proxies: dict[tuple[str, float], np.ndarray]
+    """(model, lr) → [recipes × seeds], for the settings compared."""
+    target_by_lr: pd.DataFrame
+    """recipe × target lr: the best seed-mean loss over the other hyperparameters at that lr."""
+    proxy_by_lr: pd.DataFrame
+    """(model, recipe) × proxy lr: seed-mean loss."""
+    target_runs: pd.Series
+    """Target loss by (recipe, lr, batch_size, weight_decay, seed)."""
 
 
-@dataclass(frozen=True)
-class Summary:
-    domain: str
-    recipes: list[str]
-    """Recipes with complete target runs, best tuned target loss first."""
-    target_loss: dict[str, float]
-    target_std: dict[str, float]
-    """Seed standard deviation at the best configuration: run-to-run noise differs between recipes."""
-    target_config: dict[str, str]
-    proxies: list[ProxyReliability]
-    missing: list[str]
-    num_diverged: int
+def _summarize_domain(domain: str, rows: pd.DataFrame, standard_lr: float | None,
+                      n_boot: int) -> tuple[DomainSummary, _Losses, list[str]]:
+    """One domain's tuned targets and proxy settings; the notes say what is missing."""
+    notes: list[str] = []
+    runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
+    target_runs = runs_of["target"].groupby(["recipe", *CONFIG, "seed"])[["loss", "bits_per_byte"]].mean()
+    config_loss = target_runs["loss"].groupby(level=["recipe", *CONFIG]).mean()
+    targets, tuned_block = _tune(target_runs, config_loss, n_boot)
+    proxy_recipes = sorted(runs_of["proxy"]["recipe"].unique())
+    target_recipes = [t.recipe for t in targets]
+    if targets and proxy_recipes:
+        recipes = sorted(r for r in target_recipes if r in proxy_recipes)
+        notes += [f"{r}: no proxy runs yet; ranked by its targets, left out of proxy comparisons"
+                  for r in target_recipes if r not in proxy_recipes]
+        notes += [f"{r}: no target runs; left out of every comparison"
+                  for r in proxy_recipes if r not in target_recipes]
+    else:
+        recipes = sorted(target_recipes) or proxy_recipes
+    tuned = None
+    if targets:
+        tuned_block, dropped = _common_seeds(tuned_block.reindex(recipes))
+        tuned = tuned_block.to_numpy(float)
+        if dropped:
+            notes.append(f"target seeds {dropped} are missing for some recipes at their best configuration; "
+                         f"the comparisons use seeds {list(tuned_block.columns)}")
+        if len(recipes) < 2:
+            notes.append("only one recipe has target runs: nothing to rank yet")
+    if any(t.num_seeds < 2 for t in targets):
+        notes.append("one target seed only: seed noise unknown, no recipe pair flagged as within noise")
+    proxy_runs = runs_of["proxy"].groupby(["model", "lr", "recipe", "seed"])[["loss", "bits_per_byte"]].mean()
+    proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes)
+    proxies = _label_settings(proxies, standard_lr, proxy_runs, notes)
+    bits = rows.loc[np.isfinite(rows["loss"]) & (rows["loss"] > 0), ["bits_per_byte", "loss"]].dropna()
+    summary = DomainSummary(
+        domain=domain, recipes=recipes, targets=targets, proxies=proxies,
+        bits_per_nat=float((bits["bits_per_byte"] / bits["loss"]).median()) if len(bits) else None)
+    proxy_by_lr = proxy_runs["loss"].groupby(level=["model", "recipe", "lr"]).mean().unstack("lr")
+    target_by_lr = config_loss.groupby(level=["recipe", "lr"]).min().unstack("lr")
+    return summary, _Losses(tuned_block if tuned is not None else None, matrices, target_by_lr, proxy_by_lr,
+                            target_runs["loss"]), notes
 
 
-def final_losses(table: pa.Table, domain: str) -> pd.DataFrame:
-    """One row per trial: its loss on `domain` at its last recorded step."""
-    frame = table.to_pandas()
-    frame = frame[frame["domain"] == domain]
-    return frame.loc[frame.groupby("trial_key")["step"].idxmax()]
+def _common_seeds(block: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """Keep the seed columns every recipe (row) has; return them and the seeds dropped."""
+    complete = block.notna().all(axis=0)
+    return block.loc[:, complete], [int(s) for s in block.columns[~complete]]
 
 
-def _seed_matrix(frame: pd.DataFrame, recipes: list[str]) -> tuple[np.ndarray | None, str | None]:
-    """[recipes × seeds] losses over the seeds every recipe has; a note when some are missing."""
-    seeds = [set(frame.loc[frame["recipe"] == r, "seed"]) for r in recipes]
-    common = sorted(set.intersection(*seeds)) if seeds else []
-    incomplete = [r for r, s in zip(recipes, seeds) if s != set(common)]
-    note = f"uneven seeds: {', '.join(incomplete)} (only seeds {common} compared)" if incomplete else None
-    if not common:
-        return None, note
-    pivot = frame.pivot_table(index="recipe", columns="seed", values="loss", aggfunc="first")
-    return pivot.loc[recipes, common].to_numpy(dtype=float), note
+def _tune(target_runs: pd.DataFrame, config_loss: pd.Series,
+          n_boot: int) -> tuple[list[TunedTarget], pd.DataFrame]:
+    """Each recipe's best configuration by seed-mean loss, best recipe first, and its seeds' losses [recipe × seed]."""
+    targets, blocks = [], {}
+    for recipe, key in config_loss.groupby(level="recipe").idxmin().items():
+        seeds = target_runs.loc[key]
+        losses = seeds["loss"].to_numpy(float)
+        bits = seeds["bits_per_byte"].mean()
+        targets.append(TunedTarget(
+            recipe=str(recipe), loss=Interval(*seed_mean_interval(losses, n_boot)),
+            seed_std=float(seed_std(losses[None])[0]), num_seeds=len(losses),
+            config=TargetConfig(float(key[1]), int(key[2]), float(key[3])),
+            bits_per_byte=None if np.isnan(bits) else float(bits), within_noise_of_previous=False))
+        blocks[str(recipe)] = seeds["loss"]
+    if not targets:
+        return [], pd.DataFrame()
+    targets.sort(key=lambda t: (t.loss.point, t.recipe))
+    flags = within_noise_of_previous([t.loss.point for t in targets], [t.seed_std for t in targets],
+                                     [t.num_seeds for t in targets])
+    targets = [replace(t, within_noise_of_previous=bool(flag)) for t, flag in zip(targets, flags)]
+    return targets, pd.DataFrame(blocks).T.reindex([t.recipe for t in targets])
 
 
-def summarize(table: pa.Table, domain: str = "all", n_boot: int = 10_000) -> Summary:
-    final = final_losses(table, domain)
-    missing: list[str] = []
-    targets = final[final["role"] == "target"]
-    by_config = targets.groupby(["recipe", "lr", "batch_size", "weight_decay"])["loss"].mean().reset_index()
-    best = by_config.loc[by_config.groupby("recipe")["loss"].idxmin()].set_index("recipe")
-    proxies = final[final["role"] == "proxy"]
-    all_recipes = sorted(set(final["recipe"]))
-    for recipe in all_recipes:
-        if recipe not in best.index:
-            missing.append(f"{recipe}: no target runs; left out of every comparison")
-    recipes = sorted(best.index, key=lambda r: (best.loc[r, "loss"], r))
-    target_rows = targets.merge(best.reset_index()[["recipe", "lr", "batch_size", "weight_decay"]])
-    target_matrix, note = _seed_matrix(target_rows, recipes)
-    if note:
-        missing.append(f"target {note}")
-    reliability = []
-    for (model, lr), group in proxies.groupby(["model", "lr"]):
-        have = set(group["recipe"])
-        absent = [r for r in recipes if r not in have]
+def _agreement(stats: dict[str, tuple[float, float, float]]) -> Agreement:
+    return Agreement(spearman=Interval(*stats["spearman"]), kendall=Interval(*stats["kendall"]),
+                     decision_accuracy=Interval(*stats["decision_accuracy"]),
+                     regret={k: Interval(*stats[f"regret@{k}"]) for k in KS if f"regret@{k}" in stats})
+
+
+def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndarray | None, n_boot: int,
+                    notes: list[str]) -> tuple[list[ProxySetting], dict[tuple[str, float], np.ndarray]]:
+    """Every (model, lr) that has runs for all ``recipes``, scored against the tuned targets when there are any."""
+    settings, matrices = [], {}
+    if not recipes:
+        return settings, matrices
+    losses = proxy_runs["loss"].unstack("seed")
+    bits = proxy_runs["bits_per_byte"].unstack("seed")
+    for (model, lr), block in losses.groupby(level=["model", "lr"]):
+        name = f"proxy {model} lr {lr:g}"
+        block = block.droplevel(["model", "lr"]).reindex(recipes)
+        absent = list(block.index[block.isna().all(axis=1)])
         if absent:
-            missing.append(f"proxy {model} lr={lr:g}: no runs for {', '.join(absent)}; not compared")
+            notes.append(f"{name}: no runs for {', '.join(absent)}; not compared")
             continue
-        proxy_matrix, note = _seed_matrix(group, recipes)
-        if note:
-            missing.append(f"proxy {model} lr={lr:g}: {note}")
-        if proxy_matrix is None or target_matrix is None or len(recipes) < 2:
+        complete, dropped = _common_seeds(block)
+        if dropped:
+            notes.append(f"{name}: seeds {dropped} missing for some recipes; "
+                         f"compared on seeds {list(complete.columns)}")
+        if complete.shape[1] == 0:
             continue
-        ranks = rankdata(proxy_matrix.mean(axis=1), method="min").astype(int)
-        stats = rank_transfer(proxy_matrix, target_matrix, ks=KS, n_boot=n_boot)
-        reliability.append(ProxyReliability(model, float(lr), dict(zip(recipes, ranks.tolist())), stats))
-    configs = {r: f"lr {best.loc[r, 'lr']:g}, bs {best.loc[r, 'batch_size']}, wd {best.loc[r, 'weight_decay']:g}"
-               for r in recipes}
-    stds = seed_std(target_matrix) if target_matrix is not None else np.full(len(recipes), np.nan)
-    return Summary(domain, recipes, {r: float(best.loc[r, "loss"]) for r in recipes},
-                   dict(zip(recipes, stds.tolist())), configs, reliability, missing,
-                   int((final["status"] == "diverged").sum()))
+        matrix = complete.to_numpy(float)
+        means, stds = matrix.mean(axis=1), seed_std(matrix)
+        order = np.argsort(means, kind="stable")
+        flags = within_noise_of_previous(means[order], stds[order], [matrix.shape[1]] * len(recipes))
+        recipe_bits = bits.loc[(model, lr)].reindex(recipes)[complete.columns].mean(axis=1, skipna=False)
+        agreement = None
+        if tuned is not None and len(recipes) >= 2:
+            agreement = _agreement(rank_transfer(matrix, tuned, ks=KS, n_boot=n_boot))
+        settings.append(ProxySetting(
+            model=str(model), lr=float(lr), mean_loss=dict(zip(recipes, means.tolist())),
+            seed_std=dict(zip(recipes, stds.tolist())),
+            rank={recipes[i]: position + 1 for position, i in enumerate(order)},
+            mean_bits_per_byte=None if recipe_bits.isna().any() else recipe_bits.to_dict(),
+            within_noise_of_previous={recipes[i] for i, flag in zip(order, flags) if flag},
+            num_seeds=matrix.shape[1], num_diverged=int(np.isinf(block.to_numpy(float)).sum()),
+            agreement=agreement, is_chosen=False, is_standard=False))
+        matrices[(str(model), float(lr))] = matrix
+    if any(s.num_seeds < 2 for s in settings):
+        notes.append("one proxy seed only at some lr: seed noise unknown there, no pair flagged")
+    return settings, matrices
 
 
-def _ci(stat: tuple[float, float, float], digits: int = 2) -> str:
-    point, low, high = stat
-    if np.isnan(point):
-        return "n/a"
-    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+def _label_settings(settings: list[ProxySetting], standard_lr: float | None, proxy_runs: pd.DataFrame,
+                    notes: list[str]) -> list[ProxySetting]:
+    """Mark each model's chosen lr (smallest without divergence) and its standard lr (the baseline)."""
+    labelled = []
+    for model in sorted({s.model for s in settings}):
+        own = sorted((s for s in settings if s.model == model), key=lambda s: s.lr)
+        chosen = next((s for s in own if s.num_diverged == 0), own[0])
+        if chosen.num_diverged:
+            notes.append(f"proxy {model}: runs diverged at every lr; the smallest lr is shown as chosen")
+        run_lrs = proxy_runs.xs(model, level="model").index.get_level_values("lr")
+        standard = standard_lr if standard_lr is not None else float(run_lrs.max())
+        if not np.isclose(run_lrs, standard, rtol=1e-9).any():
+            notes.append(f"proxy {model}: no runs at the standard lr {standard:g}; no standard-lr baseline")
+        labelled += [replace(s, is_chosen=s is chosen, is_standard=bool(np.isclose(s.lr, standard, rtol=1e-9)))
+                     for s in own]
+    return labelled
 
 
-def print_summary(summary: Summary, console: Console) -> None:
-    if not summary.recipes:
-        console.print("[yellow]No finished target runs yet: nothing to rank.[/yellow]")
-        for line in summary.missing:
-            console.print(f"  missing: {line}")
-        return
-    ranking = Table(title=f"Recipes by tuned target loss (nats/token, validation: {summary.domain}) "
-                          "beside their rank under each proxy")
-    ranking.add_column("#", justify="right")
-    ranking.add_column("recipe")
-    ranking.add_column("tuned loss ± seed std", justify="right")
-    ranking.add_column("best target config", no_wrap=True)
-    for proxy in summary.proxies:
-        ranking.add_column(f"{proxy.model}\nlr {proxy.lr:g}", justify="right")
-    for rank, recipe in enumerate(summary.recipes, start=1):
-        loss = f"{summary.target_loss[recipe]:.4f} ± {summary.target_std[recipe]:.4f}"
-        ranking.add_row(str(rank), recipe, loss, summary.target_config[recipe],
-                        *[str(p.ranks[recipe]) for p in summary.proxies])
-    console.print(ranking)
+def _fixed_configs(runs: pd.Series, recipes: list[str], tuned_block: pd.DataFrame | None, n_boot: int,
+                   notes: list[str]) -> tuple[list[FixedConfigBaseline], int]:
+    """DataDecide-style baseline: rank every recipe at one shared target configuration, against the tuned ranking.
 
-    reliability = Table(title="How far each proxy ranking can be trusted (95% bootstrap CI over seeds)")
-    reliability.add_column("proxy model")
-    reliability.add_column("lr", justify="right")
-    reliability.add_column("Spearman", justify="right", no_wrap=True)
-    reliability.add_column("pairs ordered right", justify="right", no_wrap=True)
-    for k in KS:
-        if k <= len(summary.recipes):
-            reliability.add_column(f"regret@{k} (nats)", justify="right", no_wrap=True)
-    for proxy in summary.proxies:
-        regrets = [_ci(proxy.stats[f"regret@{k}"], 3) for k in KS if f"regret@{k}" in proxy.stats]
-        reliability.add_row(proxy.model, f"{proxy.lr:g}", _ci(proxy.stats["spearman"]),
-                            _ci(proxy.stats["decision_accuracy"]), *regrets)
-    console.print(reliability)
-    if summary.num_diverged:
-        console.print(f"{summary.num_diverged} run(s) diverged; their loss counts as +inf.")
-    for line in summary.missing:
-        console.print(f"[yellow]missing:[/yellow] {line}")
+    Both sides use the same runs where a recipe's best configuration is the fixed one, so the bootstrap is
+    paired (``rank_transfer(paired=True)``) over the seeds both sides have.
+    """
+    if tuned_block is None:
+        return [], 0
+    by_config = runs.unstack("seed")
+    num_configs = by_config.droplevel("recipe").index.unique().size
+    if len(recipes) < 2:
+        return [], num_configs
+    candidates = []
+    for config, block in by_config.groupby(level=CONFIG):
+        block = block.droplevel(CONFIG).reindex(recipes)
+        seeds = [s for s in tuned_block.columns if s in block.columns and block[s].notna().all()]
+        if not seeds:
+            continue
+        fixed, tuned = block[seeds].to_numpy(float), tuned_block[seeds].to_numpy(float)
+        point = spearman(fixed.mean(axis=1), tuned.mean(axis=1))
+        candidates.append((-np.inf if np.isnan(point) else point, TargetConfig(float(config[0]), int(config[1]),
+                                                                             float(config[2])), fixed, tuned))
+    if len(candidates) < num_configs:
+        notes.append(f"{num_configs - len(candidates)} of {num_configs} target configurations lack runs for some "
+                     "recipes; not used as fixed-configuration baselines")
+    candidates.sort(key=lambda c: -c[0])
+    count = len(candidates)
+    shown = [(c, "") for c in candidates] if count <= FIXED_CONFIGS_SHOWN_ALL else [
+        (candidates[0], f"best of {count}"), (candidates[count // 2], f"median of {count}"),
+        (candidates[-1], f"worst of {count}")]
+    return [FixedConfigBaseline(config, label, _agreement(rank_transfer(fixed, tuned, ks=KS, n_boot=n_boot,
+                                                                        paired=True)))
+            for (_, config, fixed, tuned), label in shown], num_configs
+
+
+def _regret_curves(main: DomainSummary, losses: _Losses, n_boot: int) -> list[RegretCurve]:
+    """Top-k regret for every k, per compared proxy setting (figure b)."""
+    if losses.tuned is None or len(main.recipes) < 2:
+        return []
+    ks = tuple(range(1, len(main.recipes) + 1))
+    curves = []
+    for (model, lr), matrix in losses.proxies.items():
+        stats = rank_transfer(matrix, losses.tuned.to_numpy(float), ks=ks, n_boot=n_boot)
+        curves.append(RegretCurve(model, lr, [Interval(*stats[f"regret@{k}"]) for k in ks]))
+    return curves
+
+
+def _heatmaps(main: DomainSummary, losses: _Losses) -> list[RankHeatmap]:
+    """Spearman of each proxy lr's ranking against each target lr's (best over the other hyperparameters)."""
+    if losses.tuned is None or len(main.recipes) < 2:
+        return []
+    target = losses.target_by_lr.reindex(main.recipes)
+    heatmaps = []
+    for model in sorted({s.model for s in main.proxies}):
+        settings = sorted((s for s in main.proxies if s.model == model), key=lambda s: s.lr)
+        values = np.full((len(settings), target.shape[1]), np.nan)
+        for i, setting in enumerate(settings):
+            proxy = np.array([setting.mean_loss[r] for r in main.recipes])
+            for j, lr in enumerate(target.columns):
+                if target[lr].notna().all():
+                    values[i, j] = spearman(proxy, target[lr].to_numpy(float))
+        heatmaps.append(RankHeatmap(model, [s.lr for s in settings], [float(lr) for lr in target.columns], values))
+    return heatmaps
+
+
+def _loss_curves(main: DomainSummary, losses: _Losses) -> list[LossCurve]:
+    """Each recipe's loss against lr, for targets and for each proxy model (figure d)."""
+    curves = []
+    for recipe, row in losses.target_by_lr.reindex(main.recipes).dropna(how="all").iterrows():
+        row = row.dropna()
+        curves.append(LossCurve("target", "", str(recipe), row.index.tolist(), row.tolist()))
+    for model in losses.proxy_by_lr.index.unique("model"):
+        by_recipe = losses.proxy_by_lr.xs(model, level="model")
+        for recipe in (r for r in main.recipes if r in by_recipe.index):
+            row = by_recipe.loc[recipe].dropna()
+            curves.append(LossCurve("proxy", str(model), recipe, row.index.tolist(), row.tolist()))
+    return curves
+
+
+def _plan_gaps(frame: pd.DataFrame, plan: Plan | None) -> list[str]:
+    """What the sweep file planned that the table lacks."""
+    if plan is None:
+        return []
+    finished = frame.drop_duplicates("trial_key")["role"].value_counts()
+    gaps = [f"{role}: {int(finished.get(role, 0))} of {planned} planned trials finished"
+            for role, planned in plan.planned_trials.items() if finished.get(role, 0) < planned]
+    present = set(frame["recipe"].unique())
+    absent = [r for r in plan.recipes if r not in present]
+    if absent:
+        gaps.append(f"no finished trial yet for recipe(s) {', '.join(absent)}")
+    return gaps

@@ -12,10 +12,13 @@ from raysweep.analysis import (
     decision_accuracy,
     kendall_tau,
     rank_transfer,
+    seed_mean_interval,
     seed_std,
     spearman,
     top_k_regret,
+    training_flops,
     within_noise,
+    within_noise_of_previous,
 )
 
 # Any numpy warning (inf - inf, 0/0) leaking out of the module is a bug.
@@ -290,6 +293,16 @@ def test_rank_transfer_ranks_a_recipe_with_a_diverged_seed_worst() -> None:
     assert low < 1.0 and high == pytest.approx(1.0)
 
 
+def test_paired_rank_transfer_of_identical_arrays_has_zero_width_and_unpaired_does_not() -> None:
+    losses, _ = _synthetic_sweep(np.random.default_rng(8), n_recipes=8, n_seeds=3, noise=0.2)
+    for name, (point, low, high) in rank_transfer(losses, losses, n_boot=300, paired=True).items():
+        assert low == point == high, name
+    _, low, high = rank_transfer(losses, losses, n_boot=300)["spearman"]
+    assert low < high
+    with pytest.raises(ValueError, match="equal shapes"):
+        rank_transfer(losses, losses[:, :2], paired=True)
+
+
 def test_rank_transfer_spearman_interval_covers_infinite_seed_value_in_most_repetitions() -> None:
     """Coverage on a synthetic sweep with known truth.
 
@@ -339,3 +352,27 @@ def test_within_noise_flags_pairs_whose_gap_is_within_z_combined_std() -> None:
     # Wider noise (z = 2.2 -> threshold 0.311) swallows the 0.3 gap.
     assert within_noise(means, stds, z=2.2)[0, 1]
     assert not within_noise(means, stds).diagonal().any()
+
+
+def test_within_noise_of_previous_is_a_student_t_test_on_neighbouring_seed_means() -> None:
+    # Two seeds each: t(0.975, df = 2) = 4.303; standard error of the gap = sqrt(2 s^2 / 2) = s.
+    means = np.array([1.0, 1.1, 1.2])
+    assert within_noise_of_previous(means, [0.02] * 3, [2] * 3).tolist() == [False, False, False]  # 0.1 > 0.086
+    assert within_noise_of_previous(means, [0.03] * 3, [2] * 3).tolist() == [False, True, True]  # 0.1 <= 0.129
+    # Three seeds each: t(0.975, df = 4) = 2.776, standard error sqrt(2 s^2 / 3).
+    assert within_noise_of_previous(means, [0.04] * 3, [3] * 3).tolist() == [False, False, False]  # 0.1 > 0.0907
+    # A single seed gives no noise estimate: nothing is flagged.
+    assert not within_noise_of_previous(means, [0.0] * 3, [1, 2, 2]).any()
+
+
+def test_seed_mean_interval_brackets_the_mean_and_has_zero_width_without_noise() -> None:
+    point, low, high = seed_mean_interval(np.array([2.0, 2.1, 2.5]), n_boot=2000)
+    assert point == pytest.approx(2.2) and 2.0 <= low < point < high <= 2.5
+    assert seed_mean_interval(np.array([3.0, 3.0]), n_boot=100) == (3.0, 3.0, 3.0)
+    assert seed_mean_interval(np.array([1.0, 2.0]), n_boot=100, seed=4) == seed_mean_interval(
+        np.array([1.0, 2.0]), n_boot=100, seed=4)
+
+
+def test_training_flops_is_six_times_parameters_times_tokens() -> None:
+    np.testing.assert_allclose(training_flops([125_000_000, 10], [2_500_000_000, 7]), [1.875e18, 420.0])
+    assert training_flops(7_000_000_000, 2e12) == pytest.approx(8.4e22)  # beyond int64 products, exactly

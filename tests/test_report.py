@@ -1,53 +1,344 @@
+"""Contracts of the report: tuned scores, baselines, compute, checkpoints, domains, units, partial runs, CLI.
+
+Tables are built here in memory (pyarrow, no Ray), with and without the optional ``bits_per_byte`` column.
+"""
+
 from __future__ import annotations
 
 import math
+import re
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import yaml
+from rich.console import Console
 
-from raysweep.report import summarize
-from raysweep.store import SCHEMA
+from raysweep.analysis import seed_mean_interval
+from raysweep.cli import main
+from raysweep.render import print_report, tables, verdict
+from raysweep.report import Plan, ReportError, load_results, summarize
+
+FIELDS = [("trial_key", pa.string()), ("role", pa.string()), ("recipe", pa.string()), ("model", pa.string()),
+          ("num_params", pa.int64()), ("lr", pa.float64()), ("batch_size", pa.int64()),
+          ("weight_decay", pa.float64()), ("seed", pa.int64()), ("step", pa.int64()), ("tokens", pa.int64()),
+          ("domain", pa.string()), ("loss", pa.float64()), ("bits_per_byte", pa.float64()), ("status", pa.string()),
+          ("wall_s", pa.float64())]
+BITS_PER_NAT = 0.4  # as if 1 / (ln 2 · 3.6 bytes per token)
 
 
-def rows(role, recipe, lr, seed, loss, status="ok"):
-    return [{"trial_key": f"{role}-{recipe}-{lr}-{seed}", "role": role, "recipe": recipe, "model": "m",
-             "num_params": 1, "lr": lr, "batch_size": 8, "weight_decay": 0.0, "seed": seed, "step": step,
-             "tokens": step * 8, "domain": "all", "loss": loss + (10 if step == 1 else 0), "status": status,
-             "wall_s": 1.0} for step in (1, 2)]
+def rows(role, recipe, lr, seed, loss, *, model=None, status="ok", batch_size=8, weight_decay=0.0, num_params=10,
+         domains=None, steps=(1, 2), wall_s=1.0):
+    """One trial's rows. ``loss`` is the final loss, or {step: loss}; earlier steps default to loss + 10.
+
+    ``domains`` maps extra validation domains to an offset added to the loss (every trial also has "all").
+    """
+    model = model or ("proxy-m" if role == "proxy" else "target-m")
+    by_step = loss if isinstance(loss, dict) else {step: loss + (0 if step == steps[-1] else 10) for step in steps}
+    key = f"{role}-{recipe}-{model}-{lr}-{batch_size}-{weight_decay}-{seed}"
+    return [{"trial_key": key, "role": role, "recipe": recipe, "model": model, "num_params": num_params, "lr": lr,
+             "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed, "step": step,
+             "tokens": step * batch_size * 4, "domain": domain, "loss": value + offset,
+             "bits_per_byte": (value + offset) * BITS_PER_NAT, "status": status, "wall_s": wall_s}
+            for step, value in by_step.items() for domain, offset in {"all": 0.0, **(domains or {})}.items()]
 
 
-def table(*groups):
-    return pa.Table.from_pylist([row for group in groups for row in group], schema=SCHEMA)
+def table(*groups, bits=False):
+    """The rows as a results table; ``bits=False`` leaves out the ``bits_per_byte`` column, as older tables do."""
+    fields = [f for f in FIELDS if bits or f[0] != "bits_per_byte"]
+    records = [{k: v for k, v in row.items() if bits or k != "bits_per_byte"} for group in groups for row in group]
+    return pa.Table.from_pylist(records, schema=pa.schema(fields))
+
+
+def sweep(target_losses, proxy_losses, lrs=(1e-5,), seeds=(0, 1), jitter=0.01, **kwargs):
+    """Targets at one configuration and proxies at each lr, seed s shifted by ``jitter · s``."""
+    groups = [rows("target", r, 1e-3, s, loss + jitter * s, **kwargs)
+              for r, loss in target_losses.items() for s in seeds]
+    groups += [rows("proxy", r, lr, s, loss + jitter * s, **kwargs)
+               for lr in lrs for r, loss in proxy_losses.items() for s in seeds]
+    return groups
+
+
+def rendered(report) -> str:
+    console = Console(width=160, record=True)
+    print_report(report, console)
+    return console.export_text()
+
+
+# --- tuned targets -------------------------------------------------------------------------------
 
 
 def test_tuned_loss_is_the_best_configurations_seed_mean_at_the_final_step():
-    summary = summarize(table(
+    report = summarize(table(
         rows("target", "a", 1e-3, 0, 2.0), rows("target", "a", 1e-3, 1, 2.2),   # mean 2.1
         rows("target", "a", 1e-2, 0, 1.9), rows("target", "a", 1e-2, 1, 2.5),   # mean 2.2
         rows("target", "b", 1e-3, 0, 1.5), rows("target", "b", 1e-3, 1, 1.7),
         rows("proxy", "a", 1e-5, 0, 3.0), rows("proxy", "a", 1e-5, 1, 3.0),
-        rows("proxy", "b", 1e-5, 0, 2.0), rows("proxy", "b", 1e-5, 1, 2.0)), n_boot=200)
-    assert summary.recipes == ["b", "a"]
-    assert summary.target_loss["a"] == pytest.approx(2.1) and summary.target_config["a"].startswith("lr 0.001")
-    assert summary.target_std["b"] == pytest.approx(math.sqrt(0.02))
-    (proxy,) = summary.proxies
-    assert proxy.ranks == {"b": 1, "a": 2}
-    assert proxy.stats["spearman"][0] == pytest.approx(1.0) and proxy.stats["regret@1"][0] == 0.0
+        rows("proxy", "b", 1e-5, 0, 2.0), rows("proxy", "b", 1e-5, 1, 2.0)), n_boot=200, n_boot_figures=50)
+    b, a = report.main.targets
+    assert (b.recipe, a.recipe) == ("b", "a")
+    assert a.loss.point == pytest.approx(2.1) and a.config.lr == 1e-3 and str(a.config).startswith("lr 0.001")
+    assert b.seed_std == pytest.approx(math.sqrt(0.02))
+    (proxy,) = report.main.proxies
+    assert proxy.rank == {"b": 1, "a": 2}
+    assert proxy.agreement.spearman.point == pytest.approx(1.0) and proxy.agreement.regret[1].point == 0.0
 
 
-def test_missing_runs_are_reported_not_dropped():
-    summary = summarize(table(
-        rows("target", "a", 1e-3, 0, 2.0), rows("target", "a", 1e-3, 1, 2.2),
-        rows("target", "b", 1e-3, 0, 1.5),
-        rows("proxy", "a", 1e-5, 0, 3.0), rows("proxy", "b", 1e-5, 0, 2.0),
-        rows("proxy", "c", 1e-5, 0, 2.0)), n_boot=200)
-    assert any(line.startswith("c: no target runs") for line in summary.missing)
-    assert any("uneven seeds: a" in line for line in summary.missing)
+def test_tuned_loss_ci_is_the_seed_bootstrap_of_the_best_configurations_mean():
+    report = summarize(table(*sweep({"a": 2.0, "b": 1.5}, {"a": 3.0, "b": 2.0}, seeds=(0, 1, 2), jitter=0.1)),
+                       n_boot=500, n_boot_figures=50)
+    a = next(t for t in report.main.targets if t.recipe == "a")
+    assert tuple(a.loss) == pytest.approx(seed_mean_interval(np.array([2.0, 2.1, 2.2]), n_boot=500))
+    assert a.loss.low < a.loss.point < a.loss.high
 
 
 def test_a_diverged_target_seed_makes_its_configuration_lose():
-    summary = summarize(table(
+    report = summarize(table(
         rows("target", "a", 1e-3, 0, 2.0), rows("target", "a", 1e-3, 1, math.inf, status="diverged"),
         rows("target", "a", 1e-4, 0, 2.5), rows("target", "a", 1e-4, 1, 2.5),
-        rows("target", "b", 1e-3, 0, 1.5), rows("target", "b", 1e-3, 1, 1.5)), n_boot=200)
-    assert summary.target_loss["a"] == pytest.approx(2.5) and summary.num_diverged == 1
+        rows("target", "b", 1e-3, 0, 1.5), rows("target", "b", 1e-3, 1, 1.5)), n_boot=200, n_boot_figures=50)
+    assert report.main.targets[1].loss.point == pytest.approx(2.5) and report.num_diverged == 1
+
+
+def test_recipes_within_seed_noise_are_flagged_in_the_table_and_the_verdict():
+    # a and b: 0.005 apart with seed std ~0.07 (2 seeds, t = 4.30): not separable. c is far behind.
+    groups = [rows("target", "a", 1e-3, 0, 1.90), rows("target", "a", 1e-3, 1, 2.00),
+              rows("target", "b", 1e-3, 0, 1.905), rows("target", "b", 1e-3, 1, 2.005),
+              rows("target", "c", 1e-3, 0, 3.0), rows("target", "c", 1e-3, 1, 3.01),
+              *sweep({}, {"a": 3.0, "b": 3.1, "c": 3.5})]
+    report = summarize(table(*groups), n_boot=200, n_boot_figures=50)
+    assert [t.within_noise_of_previous for t in report.main.targets] == [False, True, False]
+    text = rendered(report)
+    assert "2 ≈" in text and "Tuned targets within noise: a ≈ b" in text
+    assert "but b is within seed noise of it" in verdict(report)
+
+
+# --- proxy settings and baselines ----------------------------------------------------------------
+
+
+def test_proxy_ties_never_break_in_favour_of_the_tuned_best():
+    # The proxy cannot tell the recipes apart; "z" is the tuned best. A tie must not count as picking it.
+    report = summarize(table(*sweep({"a": 2.0, "z": 1.0}, {"a": 3.0, "z": 3.0}, jitter=0.0)), n_boot=50,
+                       n_boot_figures=50)
+    assert report.main.recipes == ["a", "z"] and report.main.targets[0].recipe == "z"
+    assert report.main.proxies[0].agreement.regret[1].point == pytest.approx(1.0)
+
+
+def test_chosen_lr_is_the_smallest_without_a_diverged_run_and_standard_defaults_to_the_largest():
+    groups = sweep({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.0, "b": 2.0, "c": 3.0}, lrs=(1e-4, 1e-3, 1e-2))
+    groups.append(rows("proxy", "a", 1e-5, 0, math.inf, status="diverged"))
+    groups += [rows("proxy", r, 1e-5, s, 5.0) for r in "bc" for s in (0, 1)] + [rows("proxy", "a", 1e-5, 1, 5.0)]
+    report = summarize(table(*groups), n_boot=200, n_boot_figures=50)
+    labels = {s.lr: (s.is_chosen, s.is_standard, s.num_diverged) for s in report.main.proxies}
+    assert labels == {1e-5: (False, False, 1), 1e-4: (True, False, 0), 1e-3: (False, False, 0),
+                      1e-2: (False, True, 0)}
+    explicit = summarize(table(*groups), standard_lr=1e-3, n_boot=200, n_boot_figures=50)
+    assert [s.lr for s in explicit.main.standard()] == [1e-3]
+    not_run = summarize(table(*groups), standard_lr=3e-3, n_boot=200, n_boot_figures=50)
+    assert not not_run.main.standard() and any("no runs at the standard lr 0.003" in m for m in not_run.missing)
+    assert "standard lr (baseline)" in rendered(explicit)
+
+
+def test_fixed_target_configurations_are_scored_against_the_tuned_ranking_with_paired_resampling():
+    # Configuration lr 1e-3 is every recipe's best, so it reproduces the tuned ranking exactly, seed for
+    # seed: Spearman 1 with a zero-width interval. Configuration lr 1e-2 reverses the ranking.
+    groups = sweep({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.0, "b": 2.0, "c": 3.0}, jitter=0.05)
+    groups += [rows("target", r, 1e-2, s, loss + 0.05 * s) for r, loss in {"a": 5.0, "b": 4.5, "c": 4.0}.items()
+               for s in (0, 1)]
+    report = summarize(table(*groups), n_boot=300, n_boot_figures=50)
+    by_lr = {b.config.lr: b for b in report.fixed_configs}
+    assert tuple(by_lr[1e-3].agreement.spearman) == (1.0, 1.0, 1.0) and by_lr[1e-3].label == ""
+    assert by_lr[1e-2].agreement.spearman.point == pytest.approx(-1.0)
+    assert by_lr[1e-2].agreement.regret[1].point == pytest.approx(2.0)  # picks c (3.0) instead of a (1.0)
+    assert "fixed target config (baseline)" in rendered(report)
+
+
+def test_many_fixed_target_configurations_show_best_median_and_worst():
+    groups = sweep({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.0, "b": 2.0, "c": 3.0})
+    for i, batch_size in enumerate((16, 32, 64, 128, 256)):
+        order = [{"a": 4.0, "b": 5.0, "c": 6.0}, {"a": 6.0, "b": 5.0, "c": 4.0}][i % 2]
+        groups += [rows("target", r, 1e-3, s, loss, batch_size=batch_size) for r, loss in order.items() for s in (0, 1)]
+    report = summarize(table(*groups), n_boot=100, n_boot_figures=50)
+    assert [b.label for b in report.fixed_configs] == ["best of 6", "median of 6", "worst of 6"]
+    assert report.num_target_configs == 6
+
+
+def test_compute_accounting_sums_six_n_d_at_each_trials_last_step_and_wall_time():
+    groups = [rows("target", r, 1e-3, 0, 1.0 + i, num_params=100, steps=(5, 10), wall_s=1800.0)
+              for i, r in enumerate("ab")]
+    groups += [rows("proxy", r, 1e-5, 0, 1.0 + i, num_params=10, wall_s=360.0) for i, r in enumerate("ab")]
+    groups.append(rows("proxy", "a", 1e-2, 0, {1: 2.0, 2: math.inf}, num_params=10, status="diverged", wall_s=36.0))
+    compute = {row.role: row for row in summarize(table(*groups), n_boot=50, n_boot_figures=50).compute}
+    # tokens = step · batch size 8 · 4 tokens per sequence: targets 320 at step 10, proxies 64 at step 2.
+    assert compute["target"].flops == pytest.approx(2 * 6 * 100 * 320) and compute["target"].wall_hours == 1.0
+    assert compute["proxy"].flops == pytest.approx(3 * 6 * 10 * 64)
+    assert compute["proxy"].wall_hours == pytest.approx(0.21) and compute["proxy"].num_diverged == 1
+
+
+def test_checkpoints_score_each_step_against_the_final_targets_with_cumulative_proxy_flops():
+    # At step 1 the proxy orders the recipes backwards; by step 2 it has it right.
+    groups = [rows("target", r, 1e-3, s, loss) for r, loss in {"a": 1.0, "b": 2.0, "c": 3.0}.items() for s in (0, 1)]
+    groups += [rows("proxy", r, 1e-5, s, {1: 9.0 - loss, 2: loss}, num_params=10)
+               for r, loss in {"a": 1.0, "b": 2.0, "c": 3.0}.items() for s in (0, 1)]
+    report = summarize(table(*groups), n_boot=100, n_boot_figures=100)
+    first, last = report.checkpoints
+    assert (first.step, last.step) == (1, 2)
+    assert first.spearman.point == pytest.approx(-1.0) and first.regret_at_1.point == pytest.approx(2.0)
+    assert last.spearman == report.main.proxies[0].agreement.spearman  # the headline statistics, reused
+    assert first.proxy_flops == pytest.approx(6 * 10 * 32 * 6) and last.proxy_flops == pytest.approx(6 * 10 * 64 * 6)
+    assert "Decision quality vs proxy compute" in rendered(report)
+
+
+def test_a_run_diverged_before_a_checkpoint_counts_as_infinite_there_and_stops_adding_compute():
+    groups = [rows("target", r, 1e-3, 0, loss) for r, loss in {"a": 1.0, "b": 2.0, "c": 3.0}.items()]
+    groups += [rows("proxy", r, 1e-5, 0, {2: loss, 4: loss}, num_params=10) for r, loss in {"b": 2.0, "c": 3.0}.items()]
+    groups.append(rows("proxy", "a", 1e-5, 0, {2: 1.0, 3: math.inf}, num_params=10, status="diverged"))
+    report = summarize(table(*groups), n_boot=50, n_boot_figures=50)
+    at_step = {p.step: p for p in report.checkpoints}
+    assert sorted(at_step) == [2, 4]  # step 3 is where a stopped, not an evaluation
+    assert at_step[2].regret_at_1.point == 0.0 and at_step[4].regret_at_1.point == pytest.approx(1.0)
+    assert at_step[4].proxy_flops == pytest.approx(6 * 10 * (2 * 128 + 96))
+
+
+# --- domains and units ---------------------------------------------------------------------------
+
+
+def test_domain_option_ranks_by_that_domain_and_every_domain_is_summarized():
+    # On "code" recipe b is 2.0 better than on "all"; a 1.5 better: the order flips from a < b to b < a.
+    groups = [rows("target", "a", 1e-3, s, 1.0, domains={"code": -1.5}) for s in (0, 1)]
+    groups += [rows("target", "b", 1e-3, s, 2.0, domains={"code": -2.0 - 0.6}) for s in (0, 1)]
+    groups += [rows("proxy", r, 1e-5, s, 3.0 + i, domains={"code": 0.0}) for i, r in enumerate("ab") for s in (0, 1)]
+    by_all = summarize(table(*groups), n_boot=50, n_boot_figures=50)
+    by_code = summarize(table(*groups), domain="code", n_boot=50, n_boot_figures=50)
+    assert [t.recipe for t in by_all.main.targets] == ["a", "b"]
+    assert [t.recipe for t in by_code.main.targets] == ["b", "a"] and by_code.main.domain == "code"
+    assert [d.domain for d in by_code.domains] == ["all", "code"]
+    assert {d.domain: d.proxies[0].agreement.spearman.point for d in by_all.domains} == {"all": 1.0, "code": -1.0}
+    assert "code (ranked by)" in rendered(by_code)
+
+
+def test_bits_per_byte_is_shown_beside_nats_when_recorded():
+    report = summarize(table(*sweep({"a": 2.0, "b": 2.5}, {"a": 3.0, "b": 3.2}), bits=True), n_boot=50,
+                       n_boot_figures=50)
+    assert report.main.bits_per_nat == pytest.approx(BITS_PER_NAT)
+    assert report.main.targets[0].bits_per_byte == pytest.approx(2.005 * BITS_PER_NAT)
+    assert report.main.proxies[0].mean_bits_per_byte["a"] == pytest.approx(3.005 * BITS_PER_NAT)
+    text = rendered(report)
+    assert "bits/byte" in text and f"{2.005 * BITS_PER_NAT:.4f}" in text
+    assert "bits/byte)" in verdict(report)
+    assert all(len(row) == len(t.columns) for t in tables(report) for row in t.rows)
+
+
+def test_a_table_without_bits_per_byte_reads_it_as_unknown():
+    report = summarize(table(*sweep({"a": 2.0, "b": 2.5}, {"a": 3.0, "b": 3.2}), bits=False), n_boot=50,
+                       n_boot_figures=50)
+    assert report.main.bits_per_nat is None and report.main.targets[0].bits_per_byte is None
+    assert report.main.proxies[0].mean_bits_per_byte is None
+    assert "bits/byte" not in rendered(report)
+
+
+def test_files_with_and_without_bits_per_byte_combine(tmp_path):
+    pq.write_table(table(*sweep({"a": 2.0}, {"a": 3.0}), bits=False), tmp_path / "old.parquet")
+    pq.write_table(table(*sweep({"b": 2.5}, {"b": 3.2}), bits=True), tmp_path / "new.parquet")
+    combined, run_dir = load_results(tmp_path)
+    assert run_dir is None and combined.column("bits_per_byte").null_count > 0
+    assert summarize(combined, n_boot=50, n_boot_figures=50).main.bits_per_nat == pytest.approx(BITS_PER_NAT)
+
+
+# --- partial runs --------------------------------------------------------------------------------
+
+
+PARTIAL_RUNS = {
+    "recipe without targets": (
+        sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0, "c": 1.5}), "c: no target runs; left out"),
+    "recipe without proxies": (
+        sweep({"a": 1.0, "b": 2.0, "c": 0.5}, {"a": 1.0, "b": 2.0}), "c: no proxy runs yet"),
+    "uneven seeds": (
+        sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0}) + [rows("proxy", "a", 1e-5, 2, 1.0)],
+        "seeds [2] missing for some recipes"),
+    "proxy setting missing a recipe": (
+        sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0}) + [rows("proxy", "a", 1e-3, 0, 1.0)],
+        "proxy proxy-m lr 0.001: no runs for b; not compared"),
+    "only proxies": (sweep({}, {"a": 1.0, "b": 2.0}), "no tuned target runs yet"),
+    "only targets": (sweep({"a": 1.0, "b": 2.0}, {}), "no proxy setting covering every recipe"),
+    "one recipe": (sweep({"a": 1.0}, {"a": 1.0}), "only one recipe has target runs"),
+}
+
+
+@pytest.mark.parametrize("groups, message", PARTIAL_RUNS.values(), ids=PARTIAL_RUNS.keys())
+def test_partial_runs_say_what_is_missing_and_still_report(groups, message):
+    report = summarize(table(*groups), n_boot=50, n_boot_figures=50)
+    text = rendered(report)
+    assert message in text and text.rstrip().splitlines()[-1].startswith("Verdict:")
+    assert tables(report)  # something to read, never an empty report
+    assert all(len(row) == len(t.columns) for t in tables(report) for row in t.rows)
+
+
+def test_only_proxies_rank_recipes_by_proxy_loss_at_the_chosen_lr():
+    report = summarize(table(*sweep({}, {"a": 2.0, "b": 1.0}, lrs=(1e-5, 1e-3))), n_boot=50, n_boot_figures=50)
+    assert verdict(report).endswith("proxy proxy-m @ lr 1e-05 ranks b first.")
+    assert "Recipes by proxy loss" in rendered(report)
+
+
+def test_plan_from_the_sweep_file_lists_unfinished_trials_and_recipes_without_any():
+    report = summarize(table(*sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0})), n_boot=50, n_boot_figures=50,
+                       plan=Plan(["a", "b", "c"], {"proxy": 6, "target": 6}))
+    assert report.missing[:3] == ["proxy: 4 of 6 planned trials finished", "target: 4 of 6 planned trials finished",
+                                  "no finished trial yet for recipe(s) c"]
+
+
+def test_unreportable_tables_raise_a_report_error_that_says_why():
+    with pytest.raises(ReportError, match="empty"):
+        summarize(table())
+    with pytest.raises(ReportError, match="lacks column.*wall_s"):
+        summarize(table(*sweep({"a": 1.0}, {"a": 1.0})).drop_columns(["wall_s"]))
+    with pytest.raises(ReportError, match="'web'; the table has: all"):
+        summarize(table(*sweep({"a": 1.0}, {"a": 1.0})), domain="web")
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def demo_like_groups():
+    targets = {"a": 1.0, "b": 1.2, "c": 1.5, "d": 1.6}
+    groups = sweep(targets, {"a": 3.0, "b": 3.3, "c": 3.2, "d": 3.6}, lrs=(1e-5, 1e-3), domains={"web": 0.1})
+    return groups + [rows("target", r, 1e-2, s, loss + 0.3, domains={"web": 0.1}) for r, loss in targets.items()
+                     for s in (0, 1)]
+
+
+def test_cli_report_on_a_parquet_folder_writes_one_self_contained_html_page(tmp_path, capsys):
+    results = tmp_path / "tables"
+    results.mkdir()
+    pq.write_table(table(*demo_like_groups(), bits=True), results / "part-0.parquet")
+    html = tmp_path / "out" / "report.html"
+    assert main(["report", str(results), "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    page = html.read_text()
+    assert 'src="http' not in page and "<link" not in page and "<script" not in page
+    assert page.count("data:image/png;base64,") == 6 and "Verdict: ship a" in page
+    assert sorted(p.name for p in (tmp_path / "out" / "report_figures").iterdir())[0] == "a_spearman_vs_lr.png"
+    assert f"HTML report (self-contained): {html}" in out and "report_figures" in out
+    assert any(line.startswith("Verdict: ship a") for line in out.splitlines())
+
+
+def test_cli_report_on_a_run_dir_takes_the_standard_lr_and_plan_from_its_sweep_file(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    pq.write_table(table(*demo_like_groups()), tmp_path / "results" / "trial-x.parquet")
+    sweep_file = {"recipes": [{"name": r} for r in "abcde"],
+                  "proxy": {"models": ["proxy-m"], "lrs": ["1e-5", 1e-3, 1e-2], "seeds": [0, 1], "standard_lr": 1e-3},
+                  "target": {"lrs": [1e-3, 1e-2], "batch_sizes": [8], "weight_decays": [0.0], "seeds": [0, 1]}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep_file))
+    assert main(["report", str(tmp_path), "--domain", "web", "--figures", str(tmp_path / "figs")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"proxy proxy-m @ lr 0\.001 +│ standard lr \(baseline\)", out)
+    assert "proxy: 16 of 30 planned trials finished" in out and "recipe(s) e" in out
+    assert "validation: web" in out and len(list((tmp_path / "figs").glob("*.png"))) == 6
+
+
+def test_cli_report_without_results_says_so_on_stderr_and_exits_1(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    assert main(["report", str(tmp_path)]) == 1
+    assert "no finished trials yet" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nowhere")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err

@@ -52,6 +52,10 @@ DOCUMENTS_PER_BATCH = 256
 
 FORMAT_VERSION = 2
 
+MIN_KEPT_SHARE = 0.01
+"""An endless synthetic source whose operators keep less than this share of documents is an error, not a
+search through ever more text: such filters are almost certainly set wrong."""
+
 
 class BuildError(Exception):
     """A recipe cannot be built as asked (too few tokens, unreadable source); the message says what to do."""
@@ -167,12 +171,14 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
             dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
                 _read_part, batch_size=1, fn_kwargs={"reader": reader})
             if stream.operators:
-                sequential = any(isinstance(op, Dedup) for op in stream.operators)
-                dataset = dataset.map_batches(_Mark, batch_format="pyarrow", num_cpus=0.5,
-                                              concurrency=1 if sequential else (1, os.cpu_count() or 1),
+                sequential = any(isinstance(op, Dedup) for op in stream.operators)  # one dedup memory
+                pool = (ray.data.ActorPoolStrategy(size=1) if sequential
+                        else ray.data.ActorPoolStrategy(min_size=1, max_size=os.cpu_count()))
+                dataset = dataset.map_batches(_Mark, batch_format="pyarrow", num_cpus=0.5, compute=pool,
                                               fn_constructor_kwargs={"operators": stream.operators, "models": models})
             dataset = dataset.map_batches(_tokenize, batch_format="pyarrow", fn_kwargs={"tokenizer": tokenizer})
-            dataset = dataset.map_batches(_Pack, batch_format="pyarrow", num_cpus=0.1, concurrency=1,
+            dataset = dataset.map_batches(_Pack, batch_format="pyarrow", num_cpus=0.1,
+                                          compute=ray.data.ActorPoolStrategy(size=1),
                                           fn_constructor_kwargs={"component": index, "weight": weight,
                                                                  "seq_len": seq_len, "count": count,
                                                                  "stats_path": str(stats_path)})
@@ -180,9 +186,11 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
             stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"num_sequences": 0}
             if stats["num_sequences"] >= count:
                 break
-            if not isinstance(reader, SyntheticSource):
+            kept_share = stats.get("documents_kept", 0) / max(1, stats.get("documents_read", 0))
+            if not isinstance(reader, SyntheticSource) or kept_share < MIN_KEPT_SHARE:
                 raise BuildError(_short_message(recipe, component, stats, count, seq_len, epochs))
-            num_synthetic_parts *= 2
+            # Read enough more parts for the share of documents the operators kept.
+            num_synthetic_parts = math.ceil(1.5 * num_synthetic_parts * count / max(1, stats["num_sequences"]))
     finally:
         context.execution_options.preserve_order = preserve_order
     os.replace(stats_path, done)
@@ -190,12 +198,17 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
 
 
 def _short_message(recipe: str, component: Component, stats: dict, count: int, seq_len: int, epochs: int) -> str:
-    have = stats.get("num_sequences", 0)
-    removed = stats.get("removed", {})
-    why = f" after its filters removed {sum(r['documents'] for r in removed.values()):,} documents" if removed else ""
-    return (f"recipe {recipe!r}: source {component.label!r} gives {have:,} sequences ({have * seq_len:,} tokens) "
-            f"in {epochs} epoch(s){why}; its largest run needs {count:,} ({count * seq_len:,} tokens). Add data, "
-            f"lower the largest run's tokens_per_param, or allow repetition with `epochs: {epochs + 1}` in the recipe.")
+    have, removed = stats.get("num_sequences", 0), stats.get("removed", {})
+    why = (f" after its filters removed {sum(r['documents'] for r in removed.values()):,} of "
+           f"{stats.get('documents_read', 0):,} documents" if removed else "")
+    if isinstance(component.stream.reader, SyntheticSource):
+        advice = "Loosen the filters (thresholds, kept buckets) or generate cleaner text."
+    else:
+        why = f" in {epochs} epoch(s){why}"
+        advice = (f"Add data, lower the largest run's tokens_per_param, or allow repetition with "
+                  f"`epochs: {epochs + 1}` in the recipe.")
+    return (f"recipe {recipe!r}: source {component.label!r} gives {have:,} sequences ({have * seq_len:,} tokens)"
+            f"{why}; its largest run needs {count:,} ({count * seq_len:,} tokens). {advice}")
 
 
 def _read_part(batch: dict[str, np.ndarray], reader) -> object:

@@ -1,0 +1,63 @@
+"""Compute accounting: what a sweep spent, and the decision quality each unit of proxy compute bought.
+
+Training compute is C = 6 N D FLOPs per trial (``analysis.training_flops``), N parameters and D the tokens
+trained at the trial's last step, summed per role beside the trials' summed wall time. For the proxies,
+every intermediate checkpoint is scored against the final tuned targets, so a reader sees how early the
+ranking settles (the paper's App. D.2.5: at a tiny lr, early checkpoints rank as well as final ones)::
+
+    compute_by_role(one_row_per_trial)    # [ComputeRow(role="proxy", num_trials=48, flops=7.4e12, ...), ...]
+    checkpoint_curve(rows, setting, tuned, n_boot=2000)   # [CheckpointPoint(step=175, proxy_flops=4.6e11, ...)]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from raysweep.analysis import rank_transfer, training_flops
+from raysweep.report_records import CheckpointPoint, ComputeRow, Interval, ProxySetting
+
+
+def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarray,
+                     n_boot: int) -> list[CheckpointPoint]:
+    """One proxy setting's Spearman and regret@1 at each intermediate checkpoint, against the final tuned targets.
+
+    A run that diverged counts as +inf at every checkpoint after it stopped; a checkpoint where some recipe
+    has no seed left is skipped; the last checkpoint reuses the setting's headline statistics (the same
+    losses), so the two tables agree. Compute at a checkpoint sums 6 N D over the setting's runs, each run's
+    tokens capped where it stopped.
+    """
+    recipes = list(setting.mean_loss)
+    rows = rows[rows["recipe"].isin(recipes)]
+    by_step = rows.groupby(["recipe", "seed", "step"])["loss"].mean().unstack("step")
+    losses = by_step.to_numpy(float, copy=True)
+    losses[np.maximum.accumulate(np.isinf(losses), axis=1)] = np.inf  # once diverged, diverged at later steps
+    last_tokens = rows.groupby(["recipe", "seed"])["tokens"].max().to_numpy(float)
+    tokens_per_step = float((rows["tokens"] / rows["step"]).median())
+    num_params = float(rows["num_params"].iloc[0])
+    points = []
+    for j, step in enumerate(by_step.columns):
+        if not np.isfinite(losses[:, j]).any():
+            continue  # only the step at which runs diverged, not an evaluation step
+        block = pd.Series(losses[:, j], index=by_step.index).unstack("seed").reindex(recipes)
+        block = block.loc[:, block.notna().all(axis=0)]  # the seeds every recipe has at this step
+        if block.shape[1] == 0:
+            continue
+        if j == len(by_step.columns) - 1:
+            spearman_stat, regret_stat = setting.agreement.spearman, setting.agreement.regret[1]
+        else:
+            stats = rank_transfer(block.to_numpy(float), tuned, ks=(1,), n_boot=n_boot)
+            spearman_stat, regret_stat = Interval(*stats["spearman"]), Interval(*stats["regret@1"])
+        flops = training_flops(num_params, np.minimum(last_tokens, tokens_per_step * step)).sum()
+        points.append(CheckpointPoint(setting.model, setting.lr, int(step), float(flops), spearman_stat, regret_stat))
+    return points
+
+
+def compute_by_role(trials: pd.DataFrame) -> list[ComputeRow]:
+    """FLOPs (6 N D at each trial's last step) and summed wall time per role, from one row per trial."""
+    rows = []
+    for role, group in trials.groupby("role"):
+        rows.append(ComputeRow(str(role), len(group), int(np.isinf(group["loss"]).sum()),
+                               float(training_flops(group["num_params"], group["tokens"]).sum()),
+                               float(group["wall_s"].sum() / 3600.0)))
+    return rows

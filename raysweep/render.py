@@ -1,0 +1,292 @@
+"""A report in words: its tables and its verdict line, built once for the terminal and for the HTML page.
+
+Each table is a ``TextTable`` (title, columns, rows of strings, footnotes); ``print_report`` draws them
+with Rich and ``raysweep.html_page`` as HTML, so the two never disagree::
+
+    report = summarize(table)
+    print_report(report, Console())        # decision, reliability, per-domain, checkpoints, compute, verdict
+    verdict(report)                        # "Verdict: ship balanced: lowest tuned target loss 1.2073 …"
+
+Numbers: losses in nats/token with bits/byte beside them when the table records them; every statistic
+as "point [low, high]", its 95% bootstrap interval over seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from raysweep.report_records import Agreement, DomainSummary, Interval, ProxySetting, Report
+
+TRUSTED_SPEARMAN = 0.7
+"""A ranking "agrees" with the tuned targets when Spearman reaches this (its CI's lower end, to be trusted)."""
+WIDE_CI = 0.5
+"""A Spearman CI wider than this is called wide: more seeds would be needed to tell."""
+
+
+class Column(NamedTuple):
+    header: str
+    numeric: bool = True
+    in_terminal: bool = True
+    """False for detail columns that only the HTML page shows, to keep terminal tables within 160 characters."""
+
+
+@dataclass(frozen=True)
+class TextTable:
+    title: str
+    columns: list[Column]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def ci(stat: Interval, digits: int = 2) -> str:
+    """"point [low, high]", or "n/a" for an undefined statistic."""
+    if np.isnan(stat.point):
+        return "n/a"
+    return f"{stat.point:.{digits}f} [{stat.low:.{digits}f}, {stat.high:.{digits}f}]"
+
+
+def _in_bits(stat: Interval, bits_per_nat: float) -> str:
+    """A loss gap in nats/token converted to bits/byte (one factor per domain, so the CI converts too)."""
+    return ci(Interval(*(bits_per_nat * np.array(stat))), 3)
+
+
+def _regret_columns(ks: list[int], bits_per_nat: float | None) -> list[Column]:
+    """regret@k in nats/token, then in bits/byte for the HTML page when the table records bits per byte."""
+    columns = [Column(f"regret@{k}\nnats/token") for k in ks]
+    if bits_per_nat is not None:
+        columns += [Column(f"regret@{k}\nbits/byte", in_terminal=False) for k in ks]
+    return columns
+
+
+def _regret_cells(regret: dict[int, Interval], ks: list[int], bits_per_nat: float | None) -> list[str]:
+    cells = [ci(regret[k], 3) if k in regret else "–" for k in ks]
+    if bits_per_nat is not None:
+        cells += [_in_bits(regret[k], bits_per_nat) if k in regret else "–" for k in ks]
+    return cells
+
+
+def _bits_note(bits_per_nat: float | None) -> list[str]:
+    if bits_per_nat is None:
+        return []
+    return [f"Regret in bits/byte = nats/token × {bits_per_nat:.4f} on this domain (the HTML page shows both)."]
+
+
+def _setting_name(setting: ProxySetting) -> str:
+    return f"{setting.model} @ lr {setting.lr:g}"
+
+
+def decision_table(main: DomainSummary) -> TextTable:
+    """Recipes best first (by tuned target loss, or by proxy loss without targets) beside each chosen proxy's rank."""
+    chosen = main.chosen()
+    proxy_columns = [column for s in chosen for column in (
+        Column(f"{_setting_name(s)}\nrank · loss ± seed std"),
+        *([Column(f"{_setting_name(s)}\nbits/byte", in_terminal=False)] if s.mean_bits_per_byte else []))]
+    notes = ["≈ : within seed noise of the recipe ranked just above (two-sided t-test of seed means at 5%)."]
+    if main.targets:
+        has_bits = any(t.bits_per_byte is not None for t in main.targets)
+        title = (f"Recipes by tuned target loss (validation: {main.domain}), beside each proxy's ranking at its "
+                 "chosen lr: the smallest lr without a diverged run, fixed before looking at the targets")
+        columns = [Column("#"), Column("recipe", False), Column("tuned target loss\nnats/token [95% CI]"),
+                   *([Column("bits/byte")] if has_bits else []), Column("target\nseed std"),
+                   Column("best target config", False), *proxy_columns]
+        rows = []
+        for rank, target in enumerate(main.targets, start=1):
+            bits = [f"{target.bits_per_byte:.4f}" if target.bits_per_byte is not None else "–"] if has_bits else []
+            rows.append([f"{rank}{' ≈' if target.within_noise_of_previous else ''}", target.recipe,
+                         ci(target.loss, 4), *bits, f"{target.seed_std:.4f}", str(target.config),
+                         *[cell for s in chosen for cell in _proxy_cells(s, target.recipe)]])
+        flagged = [f"{prev.recipe} ≈ {t.recipe}" for prev, t in zip(main.targets, main.targets[1:])
+                   if t.within_noise_of_previous]
+        if flagged:
+            notes.append(f"Tuned targets within noise: {', '.join(flagged)}.")
+    else:
+        title = (f"Recipes by proxy loss (validation: {main.domain}) at the chosen lr; no target runs yet, "
+                 "so nothing checks this ranking")
+        columns = [Column("recipe", False), *proxy_columns]
+        order = sorted(main.recipes, key=lambda r: chosen[0].rank[r]) if chosen else main.recipes
+        rows = [[recipe, *[cell for s in chosen for cell in _proxy_cells(s, recipe)]] for recipe in order]
+    for setting in chosen:
+        notes.append(f"Proxy {_setting_name(setting)}: {len(setting.within_noise_of_previous)} of "
+                     f"{len(main.recipes) - 1} neighbouring pairs within noise.")
+    return TextTable(title, columns, rows, notes)
+
+
+def _proxy_cells(setting: ProxySetting, recipe: str) -> list[str]:
+    """Rank (≈ when within noise of the recipe ranked above) · seed-mean loss ± seed std; bits/byte when known."""
+    if recipe not in setting.rank:
+        return ["–"] * (1 + bool(setting.mean_bits_per_byte))
+    mark = " ≈" if recipe in setting.within_noise_of_previous else ""
+    cells = [f"{setting.rank[recipe]}{mark} · {setting.mean_loss[recipe]:.4f} ± {setting.seed_std[recipe]:.4f}"]
+    if setting.mean_bits_per_byte:
+        cells.append(f"{setting.mean_bits_per_byte[recipe]:.4f}")
+    return cells
+
+
+def reliability_table(report: Report) -> TextTable:
+    """Every proxy setting and the baselines, scored against the tuned targets."""
+    main = report.main
+    ks = sorted({k for s in main.proxies if s.agreement for k in s.agreement.regret})
+    columns = [Column("ranking by", False), Column("", False), Column("Spearman"),
+               Column("Kendall τ", in_terminal=False), Column("pairs ordered\nright", in_terminal=False),
+               *_regret_columns(ks, main.bits_per_nat)]
+    hindsight = main.best_in_hindsight()
+    rows = []
+
+    def add(name: str, label: str, agreement: Agreement) -> None:
+        rows.append([name, label, ci(agreement.spearman), ci(agreement.kendall), ci(agreement.decision_accuracy),
+                     *_regret_cells(agreement.regret, ks, main.bits_per_nat)])
+
+    for setting in main.proxies:
+        if setting.agreement:
+            labels = [("chosen", setting.is_chosen), ("standard lr (baseline)", setting.is_standard),
+                      ("best in hindsight", setting in hindsight)]
+            add(f"proxy {_setting_name(setting)}", ", ".join(t for t, on in labels if on), setting.agreement)
+    for baseline in report.fixed_configs:
+        label = "fixed target config (baseline)" + (f", {baseline.label}" if baseline.label else "")
+        add(f"{report.target_model} @ {baseline.config}", label, baseline.agreement)
+    notes = ["chosen: the model's smallest lr without a diverged run (the tiny-lr rule, fixed before the targets); "
+             "best in hindsight: highest Spearman, knowable only after training the targets.",
+             "Fixed target config: every recipe trained at one target configuration (DataDecide-style) and "
+             "ranked against the per-recipe tuned ranking; paired bootstrap, as both share runs.",
+             *_bits_note(main.bits_per_nat)]
+    if report.fixed_configs and report.fixed_configs[0].label:
+        notes.append(f"{report.num_target_configs} target configurations: best, median and worst by Spearman shown "
+                     "(the best is itself chosen in hindsight).")
+    return TextTable(f"How far each ranking can be trusted against the tuned targets (validation: {main.domain}; "
+                     "95% bootstrap CI over seeds; regret in nats/token, lower is better)", columns, rows, notes)
+
+
+def domain_table(report: Report) -> TextTable:
+    """Per validation domain: its best tuned recipe and the agreement of the chosen and standard proxies."""
+    shown = [*report.main.chosen(), *[s for s in report.main.standard() if not s.is_chosen]]
+    columns = [Column("domain", False), Column("best recipe\n(tuned target)", False),
+               *[Column(f"{_setting_name(s)}\n{'chosen' if s.is_chosen else 'standard lr'}: Spearman",
+                        in_terminal=s.is_chosen) for s in shown]]
+    rows = []
+    for summary in report.domains:
+        settings = {(s.model, s.lr): s for s in summary.proxies}
+        cells = []
+        for s in shown:
+            match = settings.get((s.model, s.lr))
+            cells.append(ci(match.agreement.spearman) if match and match.agreement else "–")
+        best = summary.targets[0].recipe if summary.targets else "–"
+        rows.append([summary.domain + (" (ranked by)" if summary is report.main else ""), best, *cells])
+    return TextTable("Agreement per validation domain (each domain tuned and ranked on its own loss)", columns, rows,
+                     ["Other domains' CIs use fewer resamples (those of the figures); the HTML page adds the "
+                      "standard lr."])
+
+
+def checkpoint_table(report: Report) -> TextTable:
+    """Decision quality against proxy compute at the chosen lr, from the intermediate checkpoints."""
+    chosen = {(s.model, s.lr) for s in report.main.chosen()}
+    bits_per_nat = report.main.bits_per_nat
+    rows = [[f"{p.model} @ lr {p.lr:g}", str(p.step), f"{p.proxy_flops:.2e}", ci(p.spearman),
+             *_regret_cells({1: p.regret_at_1}, [1], bits_per_nat)]
+            for p in report.checkpoints if (p.model, p.lr) in chosen]
+    return TextTable("Decision quality vs proxy compute at the chosen lr (intermediate checkpoints scored against the "
+                     "final tuned targets)",
+                     [Column("proxy", False), Column("step"), Column("proxy FLOPs so far\n(all recipes × seeds)"),
+                      Column("Spearman"), *_regret_columns([1], bits_per_nat)], rows, _bits_note(bits_per_nat))
+
+
+def compute_table(report: Report) -> TextTable:
+    rows = [[r.role, str(r.num_trials), str(r.num_diverged), f"{r.flops:.2e}", f"{r.wall_hours:.2f}"]
+            for r in report.compute]
+    total = [sum(r.num_trials for r in report.compute), sum(r.num_diverged for r in report.compute),
+             sum(r.flops for r in report.compute), sum(r.wall_hours for r in report.compute)]
+    rows.append(["total", str(total[0]), str(total[1]), f"{total[2]:.2e}", f"{total[3]:.2f}"])
+    return TextTable("Compute spent (FLOPs = 6 · parameters · tokens trained, at each trial's last step)",
+                     [Column("role", False), Column("trials"), Column("diverged"), Column("FLOPs"),
+                      Column("wall hours\n(summed over trials)")], rows)
+
+
+def tables(report: Report) -> list[TextTable]:
+    """Every table of the report, in reading order; tables with nothing to show are left out."""
+    main = report.main
+    candidates = [decision_table(main)]
+    if any(s.agreement for s in main.proxies) or report.fixed_configs:
+        candidates += [reliability_table(report), domain_table(report)]
+    candidates += [checkpoint_table(report), compute_table(report)]
+    return [t for t in candidates if t.rows]
+
+
+def _stats(agreement: Agreement, bits_per_nat: float | None) -> str:
+    text = f"Spearman {ci(agreement.spearman)}"
+    if 1 in agreement.regret:
+        regret = agreement.regret[1]
+        text += f", regret@1 {ci(regret, 3)} nats/token"
+        if bits_per_nat is not None and not np.isnan(regret.point):
+            text += f" ({regret.point * bits_per_nat:.3f} bits/byte)"
+    return text
+
+
+def _trust(spearman: Interval) -> str:
+    if np.isnan(spearman.point):
+        return "cannot be scored (a ranking is constant)"
+    wide = " (CI wide: more seeds needed)" if spearman.high - spearman.low > WIDE_CI else ""
+    if spearman.low >= TRUSTED_SPEARMAN:
+        return "agrees with the tuned targets" + wide
+    if spearman.point >= TRUSTED_SPEARMAN:
+        return "agrees with the tuned targets on the point estimate only" + wide
+    return "does not reliably agree with the tuned targets" + wide
+
+
+def verdict(report: Report) -> str:
+    """One plain line: what to ship, and how far the proxy that would have picked it can be trusted."""
+    main = report.main
+    chosen = main.chosen()
+    if not main.targets:
+        if not chosen:
+            return "Verdict: nothing to rank yet: no target runs and no proxy setting covering every recipe."
+        picks = []
+        for s in chosen:
+            order = sorted(main.recipes, key=s.rank.__getitem__)
+            tied = len(order) > 1 and order[1] in s.within_noise_of_previous
+            tie = f" (within seed noise of {order[1]})" if tied else ""
+            picks.append(f"proxy {_setting_name(s)} ranks {order[0]} first{tie}")
+        return f"Verdict: no tuned target runs yet, so the proxy ranking is unchecked; {'; '.join(picks)}."
+    best = main.targets[0]
+    bits = f" ({best.bits_per_byte:.4f} bits/byte)" if best.bits_per_byte is not None else ""
+    parts = [f"ship {best.recipe}: lowest tuned target loss {ci(best.loss, 4)} nats/token{bits}"]
+    if len(main.targets) > 1 and main.targets[1].within_noise_of_previous:
+        parts[0] += (f", but {main.targets[1].recipe} is within seed noise of it: the targets cannot separate them, "
+                     "add target seeds before committing")
+    scored = [s for s in main.proxies if s.agreement]
+    for s in (s for s in scored if s.is_chosen):
+        parts.append(f"proxy {s.model} at the chosen lr {s.lr:g} {_trust(s.agreement.spearman)}: "
+                     f"{_stats(s.agreement, main.bits_per_nat)}")
+    for s in (s for s in scored if s.is_standard and not s.is_chosen):
+        parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat)}")
+    for s in (s for s in main.best_in_hindsight() if not s.is_chosen and not s.is_standard):
+        parts.append(f"{s.model}'s best lr in hindsight, {s.lr:g}: Spearman {ci(s.agreement.spearman)}")
+    if not scored:
+        parts.append("no proxy setting covering every recipe to check")
+    if report.missing:
+        parts.append(f"{len(report.missing)} gap(s) listed above")
+    return "Verdict: " + "; ".join(parts) + "."
+
+
+def print_report(report: Report, console: Console) -> None:
+    """The tables, what is missing, and the verdict, for a terminal or a log."""
+    for text_table in tables(report):
+        table = Table(title=text_table.title)
+        shown = [i for i, column in enumerate(text_table.columns) if column.in_terminal]
+        for i in shown:
+            column = text_table.columns[i]
+            table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=column.numeric)
+        for row in text_table.rows:
+            table.add_row(*[Text(row[i]) for i in shown])
+        console.print(table)
+        for note in text_table.notes:
+            console.print(Text(note, style="dim"))
+    if report.num_diverged:
+        console.print(f"{report.num_diverged} run(s) diverged; their loss counts as +inf.")
+    for line in report.missing:
+        console.print(Text.assemble(("missing: ", "yellow"), line))
+    console.print(Text(verdict(report), style="bold"), soft_wrap=True)

@@ -1,0 +1,206 @@
+"""The typed records of a report: what ``raysweep.report.summarize`` computes and every renderer reads.
+
+One ``Report`` holds a ``DomainSummary`` per validation domain (``Report.main`` is the one ranked by),
+the series behind the figures, the compute accounting and the list of what is missing. Losses are in
+nats per token; ``bits_per_byte`` fields are None when the table does not record them::
+
+    report.main.targets[0]              # TunedTarget(recipe='balanced', loss=Interval(1.207, 1.205, 1.209), ...)
+    report.main.chosen()[0].agreement   # Agreement(spearman=Interval(0.83, 0.77, 1.0), regret={1: ...}, ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Interval(NamedTuple):
+    """A statistic with its 95% bootstrap interval over seeds (NaN when undefined)."""
+
+    point: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    lr: float
+    batch_size: int
+    weight_decay: float
+
+    def __str__(self) -> str:
+        return f"lr {self.lr:g}, bs {self.batch_size}, wd {self.weight_decay:g}"
+
+
+@dataclass(frozen=True)
+class TunedTarget:
+    """A recipe's score: its best target configuration's seed-mean loss."""
+
+    recipe: str
+    loss: Interval
+    """Seed mean at ``config`` with a seed-bootstrap CI (nats/token)."""
+    seed_std: float
+    num_seeds: int
+    config: TargetConfig
+    bits_per_byte: float | None
+    """Seed mean of ``bits_per_byte`` at ``config``."""
+    within_noise_of_previous: bool
+    """Not separable from the recipe ranked just above (``analysis.within_noise_of_previous``)."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How well one ranking of recipes transfers to the tuned targets (``analysis.rank_transfer``)."""
+
+    spearman: Interval
+    kendall: Interval
+    decision_accuracy: Interval
+    """Share of recipe pairs ordered as the tuned targets order them."""
+    regret: dict[int, Interval]
+    """k → top-k regret in nats/token, for k up to the number of recipes."""
+
+
+@dataclass(frozen=True)
+class ProxySetting:
+    """One proxy model at one learning rate, trained on every compared recipe."""
+
+    model: str
+    lr: float
+    mean_loss: dict[str, float]
+    seed_std: dict[str, float]
+    rank: dict[str, int]
+    """1 = lowest seed-mean loss; ties broken by recipe order."""
+    mean_bits_per_byte: dict[str, float] | None
+    within_noise_of_previous: set[str]
+    """Recipes not separable from the recipe the proxy ranks just above them."""
+    num_seeds: int
+    num_diverged: int
+    agreement: Agreement | None
+    """None without tuned targets to compare with."""
+    is_chosen: bool
+    """The model's smallest lr without a diverged run: the setting the decision table uses."""
+    is_standard: bool
+    """The sweep's standard lr: the fixed-configuration proxy baseline."""
+
+
+@dataclass(frozen=True)
+class FixedConfigBaseline:
+    """One target configuration used for every recipe (DataDecide-style), scored against the tuned ranking."""
+
+    config: TargetConfig
+    label: str
+    """"best of 72", "median of 72", "worst of 72", or "" when every configuration is shown."""
+    agreement: Agreement
+
+
+@dataclass(frozen=True)
+class DomainSummary:
+    domain: str
+    recipes: list[str]
+    """Recipes the proxies are compared on (those with target and proxy runs, or either alone), alphabetical:
+    ``rank_transfer`` breaks ties by position, which must not favour the tuned best."""
+    targets: list[TunedTarget]
+    """Every recipe with target runs, lowest tuned loss first; empty without target runs."""
+    proxies: list[ProxySetting]
+    bits_per_nat: float | None
+    """Bits per byte per nat per token on this domain (median over runs), to convert loss gaps; None if unknown."""
+
+    def chosen(self) -> list[ProxySetting]:
+        return [s for s in self.proxies if s.is_chosen]
+
+    def standard(self) -> list[ProxySetting]:
+        return [s for s in self.proxies if s.is_standard]
+
+    def best_in_hindsight(self) -> list[ProxySetting]:
+        """Per proxy model, the lr with the highest Spearman point: knowable only once targets are trained."""
+        best: dict[str, ProxySetting] = {}
+        for setting in self.proxies:
+            score = setting.agreement.spearman.point if setting.agreement else np.nan
+            current = best.get(setting.model)
+            if not np.isnan(score) and (current is None or score > current.agreement.spearman.point):
+                best[setting.model] = setting
+        return list(best.values())
+
+
+@dataclass(frozen=True)
+class RegretCurve:
+    model: str
+    lr: float
+    regret: list[Interval]
+    """regret[k - 1] is top-k regret (nats/token), k = 1 … number of recipes."""
+
+
+@dataclass(frozen=True)
+class RankHeatmap:
+    model: str
+    proxy_lrs: list[float]
+    target_lrs: list[float]
+    spearman: np.ndarray
+    """[proxy lr × target lr]; NaN where a target lr lacks some recipe."""
+
+
+@dataclass(frozen=True)
+class LossCurve:
+    role: str
+    model: str
+    """Proxy model name; "" for targets (best loss over batch size and weight decay at each lr)."""
+    recipe: str
+    lrs: list[float]
+    losses: list[float]
+    """Seed-mean loss at each lr (nats/token); +inf where runs diverged."""
+
+
+@dataclass(frozen=True)
+class CheckpointPoint:
+    """A proxy setting's agreement with the final tuned targets at one of its intermediate checkpoints."""
+
+    model: str
+    lr: float
+    step: int
+    proxy_flops: float
+    """Compute spent on this setting up to ``step``: 6 N D summed over its recipes and seeds."""
+    spearman: Interval
+    regret_at_1: Interval
+
+
+@dataclass(frozen=True)
+class ComputeRow:
+    role: str
+    num_trials: int
+    num_diverged: int
+    flops: float
+    """Sum over trials of 6 · num_params · tokens trained (at the last step)."""
+    wall_hours: float
+    """Sum over trials of their wall time."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the sweep file asked for, so that a partial run can say what is missing."""
+
+    recipes: list[str]
+    planned_trials: dict[str, int]
+    """role → number of trials the grid expands to."""
+
+
+@dataclass(frozen=True)
+class Report:
+    source: str
+    main: DomainSummary
+    """The domain the decision is ranked by (``--domain``)."""
+    domains: list[DomainSummary]
+    """Every validation domain, "all" first (the main one included)."""
+    fixed_configs: list[FixedConfigBaseline]
+    """Baselines on the main domain: one target configuration for every recipe."""
+    num_target_configs: int
+    regret_curves: list[RegretCurve]
+    heatmaps: list[RankHeatmap]
+    loss_curves: list[LossCurve]
+    checkpoints: list[CheckpointPoint]
+    compute: list[ComputeRow]
+    missing: list[str]
+    """One line per gap: runs absent, seeds uneven, settings not compared."""
+    num_diverged: int
+    target_model: str | None

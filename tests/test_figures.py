@@ -1,0 +1,36 @@
+"""Contracts of raysweep.figures: PNGs for every figure the data supports, none for what it cannot."""
+
+from __future__ import annotations
+
+import math
+
+from test_report import rows, sweep, table
+
+from raysweep.figures import draw_figures
+from raysweep.report import summarize
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_full_sweep_draws_all_six_figures_as_png():
+    groups = sweep({"a": 1.0, "b": 1.2, "c": 1.5}, {"a": 3.0, "b": 3.3, "c": 3.2}, lrs=(1e-5, 1e-4, 1e-3),
+                   domains={"web": 0.1})
+    groups += [rows("target", r, 1e-2, s, loss + 0.3, domains={"web": 0.1}) for r, loss in
+               {"a": 1.0, "b": 1.2, "c": 1.5}.items() for s in (0, 1)]
+    images = draw_figures(summarize(table(*groups, bits=True), n_boot=50, n_boot_figures=50))
+    assert [image.filename[0] for image in images] == list("abcdef")
+    assert all(image.png.startswith(PNG_MAGIC) and image.caption for image in images)
+
+
+def test_a_table_of_proxies_alone_draws_only_the_loss_curves():
+    images = draw_figures(summarize(table(*sweep({}, {"a": 2.0, "b": 1.0}, lrs=(1e-5, 1e-3))), n_boot=50,
+                                    n_boot_figures=50))
+    assert [image.filename for image in images] == ["d_loss_vs_lr.png"]
+
+
+def test_diverged_runs_and_undefined_statistics_still_draw():
+    # Every proxy at lr 1: diverged (a constant ranking, Spearman undefined); lr 1e-5 is fine.
+    groups = sweep({"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 3.5})
+    groups += [rows("proxy", r, 1.0, s, math.inf, status="diverged") for r in "ab" for s in (0, 1)]
+    images = draw_figures(summarize(table(*groups), n_boot=50, n_boot_figures=50))
+    assert len(images) == 6

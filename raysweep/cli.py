@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
 from rich.console import Console
 from rich.text import Text
 
-from raysweep.config import ConfigError, load_cluster, load_sweep
+from raysweep.config import ConfigError, DataError, load_cluster, load_sweep
 
 if TYPE_CHECKING:
     from raysweep.report import Plan, Report
@@ -45,30 +45,37 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
     return 1 if outcome.errors else 0
 
 
-def _sweep_plan(run_dir: Path | None, console: Console) -> tuple[float | None, Plan | None]:
-    """The standard proxy lr and the planned trials, from the sweep file a launch copies to <run_dir>/sweep.yaml.
+def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
+    cluster = load_cluster(args.cluster)
+    sweep_path = Path(args.sweep or cluster.sweep)
+    sweep = load_sweep(sweep_path)
+    model = args.model or sweep.proxy.models[0]
+    if model not in sweep.proxy.models:
+        raise ConfigError(sweep_path, [("proxy.models", f"--model {model!r} is not one of the sweep's proxy models")])
+    from raysweep.lr_window import estimate_window, print_window  # imports Ray and torch
 
-    standard lr: ``proxy.standard_lr``, else the largest of ``proxy.lrs``. (None, None) without the file.
-    """
-    path = run_dir / "sweep.yaml" if run_dir else None
+    print_window(estimate_window(cluster, sweep, model, args.warmup_steps, args.batches, console), console)
+    return 0
+
+
+def _recipes_show(args: argparse.Namespace, console: Console) -> int:
+    from raysweep.recipes.show import show_recipes
+
+    return show_recipes(load_sweep(args.sweep), Path(args.storage) / "shards", console, args.recipe)
+
+
+def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
+    """What the last launch planned (``<run_dir>/plan.json``); None for a bare table or an unreadable file."""
+    path = run_dir / "plan.json" if run_dir else None  # written by every launch
     if path is None or not path.is_file():
-        return None, None
-    try:
-        sweep = yaml.safe_load(path.read_text())
-        proxy, target = sweep["proxy"], sweep["target"]
-        proxy_lrs = [float(lr) for lr in proxy["lrs"]]
-        recipes = [str(recipe["name"]) for recipe in sweep["recipes"]]
-        planned = {"proxy": len(recipes) * len(proxy["models"]) * len(proxy_lrs) * len(proxy["seeds"]),
-                   "target": len(recipes) * len(target["lrs"]) * len(target["batch_sizes"])
-                   * len(target["weight_decays"]) * len(target["seeds"])}
-        standard_lr = float(proxy.get("standard_lr") or max(proxy_lrs))
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as err:
-        console.print(Text(f"{path}: cannot read the standard lr and planned trials ({err!r}); "
-                           "reporting from the results table alone", style="yellow"))
-        return None, None
+        return None
     from raysweep.report import Plan  # pandas and pyarrow: only when reporting
 
-    return standard_lr, Plan(recipes, planned)
+    try:
+        return Plan(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as err:
+        console.print(Text(f"{path}: unreadable ({err}); reporting from the results table alone", style="yellow"))
+        return None
 
 
 def _summarize(path: Path, domain: str, console: Console) -> Report | None:
@@ -77,8 +84,9 @@ def _summarize(path: Path, domain: str, console: Console) -> Report | None:
 
     try:
         table, run_dir = report.load_results(path)
-        standard_lr, plan = _sweep_plan(run_dir, console)
-        return report.summarize(table, domain=domain, standard_lr=standard_lr, plan=plan, source=str(path))
+        plan = _read_plan(run_dir, console)
+        return report.summarize(table, domain=domain, standard_lr=plan.standard_lr if plan else None, plan=plan,
+                                source=str(path))
     except report.ReportError as err:
         print(f"raysweep report: {err}", file=sys.stderr)
         return None
@@ -135,6 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
                                     "OUT_figures/ beside it unless --figures says otherwise")
     report_parser.add_argument("--figures", metavar="DIR", help="also save the figures as PNG files in DIR")
     report_parser.set_defaults(handler=_report)
+    estimate = commands.add_parser(
+        "estimate-lr", help="how tiny: the proxy learning-rate window from curvature and gradient noise (Eq. 58)",
+        description="Warm a proxy up on every recipe at the standard learning rate, then measure the validation "
+                    "Hessian's top eigenvalue, each recipe's gradient alignment and the gradient noise, and print the "
+                    "Eq. 58 upper bound per recipe with the float-precision floor: the range of proxy learning "
+                    "rates worth sweeping. One Ray task per recipe.")
+    estimate.add_argument("cluster", help="cluster profile, e.g. cluster/local.yaml")
+    estimate.add_argument("--sweep", help="sweep file to use instead of the profile's `sweep:`")
+    estimate.add_argument("--model", help="proxy model (default: the sweep's first)")
+    estimate.add_argument("--warmup-steps", type=int, default=500, help="steps at the standard lr (default: 500)")
+    estimate.add_argument("--batches", type=int, default=20, help="minibatches for the gradient statistics (default: 20)")
+    estimate.set_defaults(handler=_estimate_lr)
+    recipes = commands.add_parser("recipes", help="inspect recipes: their mix and what their build removed")
+    recipes_commands = recipes.add_subparsers(dest="recipes_command", required=True)
+    show = recipes_commands.add_parser(
+        "show", help="each recipe's sources, token shares and build manifest (what every filter removed)",
+        description="Print each recipe's mix and, once built, its build manifest: sequences and tokens per "
+                    "source, documents read and kept, and what each curation operator removed, by reason.")
+    show.add_argument("sweep", help="sweep file, e.g. search_spaces/demo.yaml")
+    show.add_argument("recipe", nargs="?", help="only this recipe")
+    show.add_argument("--storage", default="runs", help="the cluster profile's storage folder (default: runs)")
+    show.set_defaults(handler=_recipes_show)
     return parser
 
 
@@ -146,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         # Plain lines, never wrapped: users grep and copy them.
         print(f"raysweep: invalid configuration ({len(err.problems)} problem(s)):\n{err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataError as err:  # results stored before it stay stored; a relaunch resumes
+        print(f"raysweep: {err}", file=sys.stderr)
         return EXIT_CONFIG
 
 

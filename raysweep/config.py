@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -287,6 +288,11 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class DataError(Exception):
+    """Data cannot be read or built as the sweep asks (a missing corpus, too few tokens): the message says
+    which recipe or source, what is wrong and what would fix it."""
+
+
 class ConfigError(Exception):
     """Every problem found in one file, each as (key path, message)."""
 
@@ -318,9 +324,10 @@ def load_sweep(path: str | Path) -> SweepConfig:
 def _absolute_paths(source: Source, base_dir: Path) -> Source:
     """Relative data paths are taken from the sweep file's folder, wherever raysweep is started."""
     if isinstance(source, (FileSource, HFSource)) and source.path is not None:
-        return dataclasses.replace(source, path=str(base_dir / source.path))
+        return dataclasses.replace(source, path=os.path.normpath(base_dir / source.path))
     if isinstance(source, FilteredSource) and source.perplexity and source.perplexity.kenlm_model:
-        perplexity = dataclasses.replace(source.perplexity, kenlm_model=str(base_dir / source.perplexity.kenlm_model))
+        perplexity = dataclasses.replace(source.perplexity,
+                                         kenlm_model=os.path.normpath(base_dir / source.perplexity.kenlm_model))
         return dataclasses.replace(source, perplexity=perplexity)
     return source
 

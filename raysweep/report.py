@@ -111,6 +111,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     Headline CIs use ``n_boot`` resamples; the many CIs behind figures use ``n_boot_figures``.
     """
     frame = _frame(table)
+    frame, stale = _in_plan(frame, plan)
     if frame.empty:
         raise ReportError(f"{source}: the results table is empty; nothing to report yet")
     domains = sorted(frame["domain"].unique(), key=lambda d: (d != "all", d))
@@ -138,7 +139,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         regret_curves=_regret_curves(main, main_losses, n_boot_figures),
         heatmaps=_heatmaps(main, main_losses), loss_curves=_loss_curves(main, main_losses),
         checkpoints=checkpoints, compute=compute_by_role(trial_keys),
-        missing=_plan_gaps(frame, plan) + notes,
+        missing=stale + _plan_gaps(frame, plan) + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None)
 
@@ -378,13 +379,23 @@ def _loss_curves(main: DomainSummary, losses: _Losses) -> list[LossCurve]:
     return curves
 
 
+def _in_plan(frame: pd.DataFrame, plan: Plan | None) -> tuple[pd.DataFrame, list[str]]:
+    """Only the trials of the current plan: results of an edited sweep file's older recipes stay stored, unused."""
+    if plan is None:
+        return frame, []
+    planned = {key for keys in plan.trial_keys.values() for key in keys}
+    stale = frame.loc[~frame["trial_key"].isin(planned), "trial_key"].nunique()
+    note = [f"{stale} stored trial(s) belong to an earlier version of the sweep file; left out"] if stale else []
+    return frame[frame["trial_key"].isin(planned)], note
+
+
 def _plan_gaps(frame: pd.DataFrame, plan: Plan | None) -> list[str]:
     """What the sweep file planned that the table lacks."""
     if plan is None:
         return []
     finished = frame.drop_duplicates("trial_key")["role"].value_counts()
-    gaps = [f"{role}: {int(finished.get(role, 0))} of {planned} planned trials finished"
-            for role, planned in plan.planned_trials.items() if finished.get(role, 0) < planned]
+    gaps = [f"{role}: {int(finished.get(role, 0))} of {len(keys)} planned trials finished"
+            for role, keys in plan.trial_keys.items() if finished.get(role, 0) < len(keys)]
     present = set(frame["recipe"].unique())
     absent = [r for r in plan.recipes if r not in present]
     if absent:

@@ -181,8 +181,10 @@ class Plan:
     """What the sweep file asked for, so that a partial run can say what is missing."""
 
     recipes: list[str]
-    planned_trials: dict[str, int]
-    """role → number of trials the grid expands to."""
+    trial_keys: dict[str, list[str]]
+    """role → keys of the trials the sweep file expands to; stored trials outside them are from an older plan."""
+    standard_lr: float
+    """``proxy.standard_lr``, else the largest of ``proxy.lrs``."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ interrupted launch loses only the trials in flight::
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -28,10 +29,14 @@ from ray import tune
 from raysweep import store
 from raysweep.config import ClusterConfig, ConfigError, RayConfig, Recipe, SweepConfig, content_hash
 from raysweep.models import count_parameters, resolve_model
-from raysweep.recipes.build import Component, build_shards, read_manifest, shard_key
-from raysweep.recipes.streams import describe, resolve_stream
+from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
+from raysweep.recipes.streams import describe
 from raysweep.recipes.tokenizer import load_tokenizer
 from raysweep.train import TrialData, TrialSpec, train
+
+
+PLAN_FILE = "plan.json"
+"""Written beside results/ by every launch: the recipes, the trial keys per role and the standard proxy lr."""
 
 
 @dataclass(frozen=True)
@@ -45,17 +50,6 @@ class LaunchOutcome:
 
 def run_dir_of(cluster: ClusterConfig, sweep: SweepConfig) -> Path:
     return Path(cluster.storage).absolute() / sweep.name
-
-
-def recipe_components(recipe: Recipe, sweep: SweepConfig) -> list[Component]:
-    return [Component(c.source, resolve_stream(c.source, sweep.sources), c.weight) for c in recipe.mix]
-
-
-def validation_components(sweep: SweepConfig) -> dict[str, list[Component]]:
-    """One single-component "recipe" per validation domain (a domain may curate a named source)."""
-    return {domain: [Component(f"validation.domains.{domain}",
-                               resolve_stream(domain, {**sweep.sources, domain: source}), 1.0)]
-            for domain, source in sweep.validation.domains.items()}
 
 
 def _validation_key(sweep: SweepConfig) -> str:
@@ -143,6 +137,11 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig, console: Console) -> Laun
     run_dir = run_dir_of(cluster, sweep)
     results_dir = run_dir / "results"
     trials = plan_trials(sweep)
+    plan = {"recipes": [r.name for r in sweep.recipes],
+            "trial_keys": {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")},
+            "standard_lr": sweep.proxy.standard_lr or max(sweep.proxy.lrs)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / PLAN_FILE).write_text(json.dumps(plan))  # lets a report of a partial run say what is missing
     done = store.finished_keys(results_dir)
     todo = [t for t in trials if t.key not in done]
     console.print(f"[bold]{sweep.name}[/bold]: {len(trials)} trials planned, {len(trials) - len(todo)} already "

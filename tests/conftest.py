@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Small matrices (random features, kernels) run far slower with BLAS threads fighting over 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 import yaml

@@ -59,7 +59,7 @@ def test_empty_recipe_list_and_bad_source_type_are_reported(tmp_path):
     sweep["sources"]["web"]["type"] = "webcrawl"
     problems = problems_of(write_yaml(tmp_path / "bad.yaml", sweep))
     assert problems["recipes"] == "must not be empty"
-    assert problems["sources.web.type"] == "must be one of 'synthetic' (got 'webcrawl')"
+    assert problems["sources.web.type"] == "must be one of 'synthetic', 'jsonl', 'parquet', 'text', 'hf', 'filtered' (got 'webcrawl')"
 
 
 def test_exponent_without_a_dot_is_read_as_a_float(tmp_path):

@@ -5,6 +5,7 @@ Tables are built here in memory (pyarrow, no Ray), with and without the optional
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -12,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from rich.console import Console
 
 from raysweep.analysis import seed_mean_interval
@@ -281,11 +281,28 @@ def test_only_proxies_rank_recipes_by_proxy_loss_at_the_chosen_lr():
     assert "Recipes by proxy loss" in rendered(report)
 
 
-def test_plan_from_the_sweep_file_lists_unfinished_trials_and_recipes_without_any():
+def planned_keys(role, recipes, lrs, seeds=(0, 1)):
+    model = "proxy-m" if role == "proxy" else "target-m"
+    return [f"{role}-{r}-{model}-{lr}-8-0.0-{s}" for r in recipes for lr in lrs for s in seeds]
+
+
+def test_the_plan_lists_unfinished_trials_and_recipes_without_any():
+    plan = Plan(["a", "b", "c"], {"proxy": planned_keys("proxy", "abc", [1e-5]),
+                                  "target": planned_keys("target", "abc", [1e-3])}, 1e-5)
     report = summarize(table(*sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0})), n_boot=50, n_boot_figures=50,
-                       plan=Plan(["a", "b", "c"], {"proxy": 6, "target": 6}))
+                       plan=plan)
     assert report.missing[:3] == ["proxy: 4 of 6 planned trials finished", "target: 4 of 6 planned trials finished",
                                   "no finished trial yet for recipe(s) c"]
+
+
+def test_trials_of_an_earlier_version_of_the_sweep_file_are_left_out_and_counted():
+    plan = Plan(["a", "b"], {"proxy": planned_keys("proxy", "ab", [1e-5]),
+                             "target": planned_keys("target", "ab", [1e-3])}, 1e-5)
+    current = sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0})
+    stale = [rows("proxy", "a", 1e-4, 0, 0.1)]  # a proxy lr the sweep file no longer asks for
+    report = summarize(table(*current, *stale), n_boot=50, n_boot_figures=50, plan=plan)
+    assert report.missing[0] == "1 stored trial(s) belong to an earlier version of the sweep file; left out"
+    assert [p.lr for p in report.main.proxies] == [1e-5]
 
 
 def test_unreportable_tables_raise_a_report_error_that_says_why():
@@ -322,13 +339,13 @@ def test_cli_report_on_a_parquet_folder_writes_one_self_contained_html_page(tmp_
     assert any(line.startswith("Verdict: ship a") for line in out.splitlines())
 
 
-def test_cli_report_on_a_run_dir_takes_the_standard_lr_and_plan_from_its_sweep_file(tmp_path, capsys):
+def test_cli_report_on_a_run_dir_takes_the_standard_lr_and_plan_from_its_launch(tmp_path, capsys):
     (tmp_path / "results").mkdir()
     pq.write_table(table(*demo_like_groups()), tmp_path / "results" / "trial-x.parquet")
-    sweep_file = {"recipes": [{"name": r} for r in "abcde"],
-                  "proxy": {"models": ["proxy-m"], "lrs": ["1e-5", 1e-3, 1e-2], "seeds": [0, 1], "standard_lr": 1e-3},
-                  "target": {"lrs": [1e-3, 1e-2], "batch_sizes": [8], "weight_decays": [0.0], "seeds": [0, 1]}}
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep_file))
+    plan = {"recipes": list("abcde"), "standard_lr": 1e-3,
+            "trial_keys": {"proxy": planned_keys("proxy", "abcde", [1e-5, 1e-3, 1e-2]),
+                           "target": planned_keys("target", "abcde", [1e-3, 1e-2])}}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
     assert main(["report", str(tmp_path), "--domain", "web", "--figures", str(tmp_path / "figs")]) == 0
     out = capsys.readouterr().out
     assert re.search(r"proxy proxy-m @ lr 0\.001 +│ standard lr \(baseline\)", out)

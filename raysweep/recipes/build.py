@@ -43,8 +43,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysweep.config import SyntheticSource, TokenizerConfig, content_hash
-from raysweep.recipes.streams import Dedup, Marker, Stream, describe, parts, prepare_models, read_part
+from raysweep.config import DataError, Recipe, SweepConfig, SyntheticSource, TokenizerConfig, content_hash
+from raysweep.recipes.streams import Dedup, Marker, Stream, describe, parts, prepare_models, read_part, resolve_stream
 from raysweep.recipes.tokenizer import load_tokenizer
 
 DOCUMENTS_PER_BATCH = 256
@@ -57,7 +57,7 @@ MIN_KEPT_SHARE = 0.01
 search through ever more text: such filters are almost certainly set wrong."""
 
 
-class BuildError(Exception):
+class BuildError(DataError):
     """A recipe cannot be built as asked (too few tokens, unreadable source); the message says what to do."""
 
 
@@ -74,6 +74,17 @@ class Component:
     """The source's name in the sweep file: what messages and the manifest call it."""
     stream: Stream
     weight: float
+
+
+def recipe_components(recipe: Recipe, sweep: SweepConfig) -> list[Component]:
+    return [Component(c.source, resolve_stream(c.source, sweep.sources), c.weight) for c in recipe.mix]
+
+
+def validation_components(sweep: SweepConfig) -> dict[str, list[Component]]:
+    """One single-component "recipe" per validation domain (a domain may curate a named source)."""
+    return {domain: [Component(f"validation.domains.{domain}",
+                               resolve_stream(domain, {**sweep.sources, domain: source}), 1.0)]
+            for domain, source in sweep.validation.domains.items()}
 
 
 def shard_key(components: list[Component], tokenizer: TokenizerConfig, seq_len: int, epochs: int = 1) -> str:
@@ -167,22 +178,28 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
         while True:
             shutil.rmtree(out_dir, ignore_errors=True)
             stats_path.unlink(missing_ok=True)
-            todo = [{"part": part} for _, part in parts(reader, epochs, num_synthetic_parts)]
+            todo = [{"part": str(part)} for part in parts(reader, epochs, num_synthetic_parts)]
             dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
                 _read_part, batch_size=1, fn_kwargs={"reader": reader})
             if stream.operators:
                 sequential = any(isinstance(op, Dedup) for op in stream.operators)  # one dedup memory
-                pool = (ray.data.ActorPoolStrategy(size=1) if sequential
+                pool = (_ordered_actor() if sequential
                         else ray.data.ActorPoolStrategy(min_size=1, max_size=os.cpu_count()))
                 dataset = dataset.map_batches(_Mark, batch_format="pyarrow", num_cpus=0.5, compute=pool,
                                               fn_constructor_kwargs={"operators": stream.operators, "models": models})
             dataset = dataset.map_batches(_tokenize, batch_format="pyarrow", fn_kwargs={"tokenizer": tokenizer})
             dataset = dataset.map_batches(_Pack, batch_format="pyarrow", num_cpus=0.1,
-                                          compute=ray.data.ActorPoolStrategy(size=1),
+                                          compute=_ordered_actor(),
                                           fn_constructor_kwargs={"component": index, "weight": weight,
                                                                  "seq_len": seq_len, "count": count,
                                                                  "stats_path": str(stats_path)})
-            dataset.limit(count).write_parquet(str(out_dir))
+            try:
+                dataset.limit(count).write_parquet(str(out_dir))
+            except Exception as err:  # Ray wraps what a reader raised; a data problem gets its own message
+                cause = _data_error(err)
+                if cause is None:
+                    raise
+                raise BuildError(f"recipe {recipe!r}, source {component.label!r}: {cause}") from None
             stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"num_sequences": 0}
             if stats["num_sequences"] >= count:
                 break
@@ -195,6 +212,27 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
         context.execution_options.preserve_order = preserve_order
     os.replace(stats_path, done)
     return stats
+
+
+def _ordered_actor():
+    """One actor that runs its batches strictly in arrival order: stateful steps (dedup, packing) need it.
+
+    With two tasks in flight an actor may start the second before the first, which reorders the stream.
+    """
+    import ray
+
+    return ray.data.ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=1)
+
+
+def _data_error(err: BaseException) -> DataError | None:
+    """The DataError inside the exception chain Ray builds around a failing task, if there is one."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, DataError):
+            return err
+        seen.add(id(err))
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
 
 
 def _short_message(recipe: str, component: Component, stats: dict, count: int, seq_len: int, epochs: int) -> str:
@@ -214,7 +252,7 @@ def _short_message(recipe: str, component: Component, stats: dict, count: int, s
 def _read_part(batch: dict[str, np.ndarray], reader) -> object:
     """A generator UDF: the documents of one part, in batches, none marked yet."""
     documents: list[str] = []
-    for doc in read_part(reader, int(batch["part"][0])):
+    for doc in read_part(reader, str(batch["part"][0])):  # a chunk number names the same text as an int
         documents.append(doc)
         if len(documents) == DOCUMENTS_PER_BATCH:
             yield {"text": np.array(documents, dtype=object), "reason": np.full(len(documents), "", dtype=object)}

@@ -38,6 +38,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Literal
 
+from raysweep.config import DataError
+
 FileFormat = Literal["jsonl", "parquet", "text"]
 
 PARQUET_BATCH_ROWS = 1024
@@ -55,7 +57,7 @@ NUM_SAMPLE_BLOCKS = 16
 HUB_PROBE_TIMEOUT_S = 2.0
 
 
-class SourceError(Exception):
+class SourceError(DataError):
     """A source cannot be read: the message says which file or dataset, what is wrong and what would fix it."""
 
 

@@ -123,15 +123,17 @@ def describe(stream: Stream) -> dict:
 # Reading
 
 
-def parts(reader: Reader, epochs: int, num_synthetic_parts: int) -> list[tuple[int, int]]:
-    """(epoch, part) pairs in reading order: one per file per epoch, or `num_synthetic_parts` chunks."""
+def parts(reader: Reader, epochs: int, num_synthetic_parts: int) -> list[int | str]:
+    """What Ray Data reads, in order: each file's path once per epoch, or `num_synthetic_parts` chunk numbers."""
     if isinstance(reader, SyntheticSource):
-        return [(0, i) for i in range(num_synthetic_parts)]  # endless: every chunk is new text
-    count = len(readers.match_files(reader.path, base_dir=Path("/"))) if isinstance(reader, FileSource) else 1
-    return [(epoch, i) for epoch in range(epochs) for i in range(count)]
+        return list(range(num_synthetic_parts))  # endless: every chunk is new text
+    if isinstance(reader, FileSource):
+        base_dir, pattern = split_glob(reader.path)
+        return [str(path) for _ in range(epochs) for path in readers.match_files(pattern, base_dir=base_dir)]
+    return [0] * epochs
 
 
-def read_part(reader: Reader, part: int) -> Iterator[str]:
+def read_part(reader: Reader, part: int | str) -> Iterator[str]:
     """Documents of one part, in order; the same part always yields the same documents."""
     if isinstance(reader, SyntheticSource):
         seed = int.from_bytes(hashlib.sha256(f"{reader.seed}:{part}".encode()).digest()[:8], "little") >> 1
@@ -139,7 +141,7 @@ def read_part(reader: Reader, part: int) -> Iterator[str]:
             reader.domain, SYNTHETIC_PART_BYTES, seed, low_quality_frac=reader.low_quality_frac,
             duplicate_frac=reader.duplicate_frac, repetition_frac=reader.repetition_frac))
     if isinstance(reader, FileSource):
-        path = readers.match_files(reader.path, base_dir=Path("/"))[part]
+        path = Path(part)
         return readers.iter_file_documents(glob.escape(path.name), reader.type, reader.text_field, base_dir=path.parent)
     path = Path(reader.path) if reader.path else None
     return readers.iter_hf_documents(reader.name, reader.config, reader.split, reader.text_field, path=path)
@@ -147,7 +149,7 @@ def read_part(reader: Reader, part: int) -> Iterator[str]:
 
 def iter_documents(reader: Reader) -> Iterator[str]:
     """Every document of a reader in order, one epoch (endless for the synthetic corpus)."""
-    numbered = itertools.count() if isinstance(reader, SyntheticSource) else (p for _, p in parts(reader, 1, 0))
+    numbered = itertools.count() if isinstance(reader, SyntheticSource) else parts(reader, 1, 0)
     return (doc for part in numbered for doc in read_part(reader, part))
 
 

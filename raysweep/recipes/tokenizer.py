@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raysweep.config import TokenizerConfig
+from raysweep.config import DataError, TokenizerConfig
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class ByteTokenizer:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
-class TokenizerError(Exception):
+class TokenizerError(DataError):
     """A tokenizer cannot be loaded or used; the message says which one and how to fix it."""
 
 

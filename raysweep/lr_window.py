@@ -1,0 +1,115 @@
+"""`raysweep estimate-lr`: the tiny-learning-rate window of a sweep's proxy, measured on its own recipes.
+
+For every recipe, one Ray task warms a proxy up from the shared initialisation at the standard learning rate
+(the paper uses 500 steps), then measures at that point, with the tools of ``raysweep.tiny_lr``: λ_max of the
+validation-loss Hessian (power iteration), the recipe's gradient alignment with the validation loss, G² and
+the per-sequence gradient noise σ_g² over ~20 minibatches. Eq. 58 turns them into an upper bound per recipe;
+the float-precision floor of the weights gives the lower end::
+
+    window = estimate_window(cluster, sweep, model="opt-nano", warmup_steps=500, num_batches=20, console=console)
+    window.floor_lr, window.upper_lr          # the proxy learning rates worth sweeping lie in between
+
+The training-horizon floor (an lr too small for the step budget under-trains; Theorem 2's c0/T) is not
+estimated: check it with the proxy sweep itself, whose report shows rank agreement per learning rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raysweep.config import ClusterConfig, SweepConfig
+from raysweep.models import build_model
+from raysweep.recipes.build import read_sequences
+from raysweep.tiny_lr import (GradientStatistics, TinyLRReport, causal_lm_loss, gradient_statistics,
+                              hessian_max_eigenvalue, recommended_lr_range, tiny_lr_reports, trainable)
+from raysweep.train import TrialData, TrialSpec, lr_at
+
+VALIDATION_SEQUENCES_PER_DOMAIN = 16
+"""Sequences per validation domain in the fixed batch that stands in for the full validation gradient."""
+
+
+@dataclass(frozen=True)
+class LRWindow:
+    model: str
+    warmup_lr: float
+    warmup_steps: int
+    reports: list[TinyLRReport]
+    floor_lr: float
+    upper_lr: float
+
+
+def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tuple[float, GradientStatistics]:
+    """Warm `spec`'s model up for `spec.num_steps` steps at `spec.lr`, then (λ_max, gradient statistics) there.
+
+    Every recipe starts from the same initialisation (seed 0) and is measured on the same validation batch.
+    """
+    torch.manual_seed(0)
+    model = build_model(spec.model_spec, spec.vocab_size, spec.seq_len, spec.eos_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=1e-8,
+                                  weight_decay=spec.weight_decay)
+    needed = (spec.num_steps + num_batches) * spec.batch_size
+    sequences = torch.from_numpy(read_sequences(data.train_dir, needed).astype(np.int64))
+    batches = sequences.split(spec.batch_size)
+    for step in range(spec.num_steps):
+        for group in optimizer.param_groups:  # warm-up and hold at the standard lr: no decay before measuring
+            group["lr"] = lr_at(step, spec.num_steps, spec.lr, replace(spec.schedule, decay_frac=0.0))
+        loss = causal_lm_loss(model, batches[step])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        optimizer.step()
+    validation = torch.cat([torch.from_numpy(read_sequences(path, VALIDATION_SEQUENCES_PER_DOMAIN).astype(np.int64))
+                            for path in data.validation_dirs.values()])
+    statistics = gradient_statistics(model, batches[spec.num_steps:], validation)
+    lambda_max = hessian_max_eigenvalue(lambda: causal_lm_loss(model, validation), trainable(model))
+    return lambda_max, statistics
+
+
+def estimate_window(cluster: ClusterConfig, sweep: SweepConfig, model: str, warmup_steps: int, num_batches: int,
+                    console) -> LRWindow:
+    """One Ray task per recipe (proxy resources), then Eq. 58 over all of them and the fp32 precision floor."""
+    import ray
+
+    from raysweep.sweep import build_data, plan_trials, start_ray
+
+    warmup_lr = sweep.proxy.standard_lr or max(sweep.proxy.lrs)
+    proxies = {t.recipe: t for t in plan_trials(sweep)
+               if t.role == "proxy" and t.model == model and t.lr == warmup_lr and t.seed == sweep.proxy.seeds[0]}
+    specs = {recipe: replace(spec, num_steps=warmup_steps) for recipe, spec in proxies.items()}
+    start_ray(cluster.ray, console)
+    with console.status("Building recipe shards with Ray Data (cached)"):
+        data = build_data(sweep, [replace(s, num_steps=warmup_steps + num_batches) for s in specs.values()],
+                          Path(cluster.storage).absolute() / "shards")
+    resources = cluster.resources.proxy
+    task = ray.remote(recipe_statistics).options(num_cpus=resources.cpu, num_gpus=resources.gpu)
+    with console.status(f"Warm-up ({warmup_steps} steps at lr {warmup_lr:g}) and curvature, one task per recipe"):
+        results = dict(zip(specs, ray.get([task.remote(spec, data[recipe], num_batches)
+                                           for recipe, spec in specs.items()])))
+    reports = tiny_lr_reports({r: lam for r, (lam, _) in results.items()}, {r: s for r, (_, s) in results.items()})
+    floor_lr, upper_lr = recommended_lr_range(reports)
+    return LRWindow(model, warmup_lr, warmup_steps, reports, floor_lr, upper_lr)
+
+
+def print_window(window: LRWindow, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Eq. 58 per recipe: {window.model} after {window.warmup_steps} steps at lr "
+                        f"{window.warmup_lr:g}; Δa = {window.reports[0].alignment_gap:.3g} (closest pair)")
+    for name in ("recipe", "λ_max", "alignment a_i", "G²", "σ_g²", "B", "η_tiny ≤"):
+        table.add_column(name, justify="left" if name == "recipe" else "right")
+    for r in sorted(window.reports, key=lambda r: r.eta_upper):
+        table.add_row(r.recipe, f"{r.lambda_max:.3g}", f"{r.alignment:.3g}", f"{r.grad_sq_max:.3g}",
+                      f"{r.grad_noise_trace:.3g}", str(r.batch_size), f"{r.eta_upper:.3g}")
+    console.print(table)
+    if window.floor_lr < window.upper_lr:
+        console.print(f"Recommended proxy learning rates: between {window.floor_lr:.2g} (fp32 precision floor) and "
+                      f"{window.upper_lr:.2g} (Eq. 58, the smallest bound over recipes). Below that range updates "
+                      "round away; above it curvature can reorder recipes. Too small for the step budget also "
+                      "under-trains: the proxy sweep's report shows where agreement drops.")
+    else:
+        console.print(f"[yellow]The window is empty: the Eq. 58 bound {window.upper_lr:.2g} is below the precision "
+                      f"floor {window.floor_lr:.2g}; recipes this close cannot be separated by a tiny-lr proxy.")

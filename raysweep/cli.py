@@ -54,7 +54,18 @@ def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(sweep_path, [("proxy.models", f"--model {model!r} is not one of the sweep's proxy models")])
     from raysweep.lr_window import estimate_window, print_window  # imports Ray and torch
 
-    print_window(estimate_window(cluster, sweep, model, args.warmup_steps, args.batches, console), console)
+    window = estimate_window(cluster, sweep, model, args.warmup_steps, args.batches, console)
+    print_window(window, console)
+    if args.write:
+        from raysweep.lr_window import window_lrs, write_proxy_lrs
+
+        lrs = window_lrs(window, sweep.proxy.standard_lr or max(sweep.proxy.lrs))
+        try:
+            write_proxy_lrs(sweep_path, lrs, window)
+        except ValueError as err:
+            print(f"raysweep: {err}", file=sys.stderr)
+            return EXIT_CONFIG
+        console.print(f"Wrote proxy.lrs = {lrs} to {sweep_path}")
     return 0
 
 
@@ -83,10 +94,10 @@ def _summarize(path: Path, domain: str, console: Console) -> Report | None:
     from raysweep import report  # pandas and pyarrow: only when reporting
 
     try:
-        table, run_dir = report.load_results(path)
+        table, run_dir, unreadable = report.load_results(path)
         plan = _read_plan(run_dir, console)
         return report.summarize(table, domain=domain, standard_lr=plan.standard_lr if plan else None, plan=plan,
-                                source=str(path))
+                                source=str(path), unreadable=unreadable)
     except report.ReportError as err:
         print(f"raysweep report: {err}", file=sys.stderr)
         return None
@@ -154,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--model", help="proxy model (default: the sweep's first)")
     estimate.add_argument("--warmup-steps", type=int, default=500, help="steps at the standard lr (default: 500)")
     estimate.add_argument("--batches", type=int, default=20, help="minibatches for the gradient statistics (default: 20)")
+    estimate.add_argument("--write", action="store_true",
+                          help="replace the sweep file's proxy.lrs with rates inside the window (and the standard lr)")
     estimate.set_defaults(handler=_estimate_lr)
     recipes = commands.add_parser("recipes", help="inspect recipes: their mix and what their build removed")
     recipes_commands = recipes.add_subparsers(dest="recipes_command", required=True)

@@ -258,6 +258,9 @@ class Training:
     grad_clip: float = _rules(_positive, default=1.0)
     num_evals: int = _rules(_positive, default=4)
     """Evaluations at evenly spaced steps, the last at the end of training."""
+    param_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype of the weights the optimizer updates. bfloat16 weights round away any update below ~4e-3 of a
+    weight of size 1, so tiny learning rates are refused with them (see ``raysweep.tiny_lr``)."""
 
 
 @dataclass(frozen=True)

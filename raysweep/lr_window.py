@@ -113,3 +113,29 @@ def print_window(window: LRWindow, console) -> None:
     else:
         console.print(f"[yellow]The window is empty: the Eq. 58 bound {window.upper_lr:.2g} is below the precision "
                       f"floor {window.floor_lr:.2g}; recipes this close cannot be separated by a tiny-lr proxy.")
+
+
+def window_lrs(window: LRWindow, standard_lr: float, count: int = 4) -> list[float]:
+    """`count` log-spaced rates over the upper three decades of the window, plus the standard lr (the baseline)."""
+    low = max(window.floor_lr, window.upper_lr / 1000)
+    rates = np.geomspace(low, window.upper_lr, count) if window.floor_lr < window.upper_lr else np.array([])
+    return sorted({float(f"{rate:.2g}") for rate in rates} | {standard_lr})
+
+
+def write_proxy_lrs(sweep_path: Path, lrs: list[float], window: LRWindow) -> None:
+    """Replace the ``lrs:`` line of the sweep file's ``proxy:`` block, keeping every other line and comment."""
+    lines = Path(sweep_path).read_text().splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("proxy:")), None)
+    for i in range(start + 1 if start is not None else len(lines), len(lines)):
+        if lines[i].strip() and not lines[i][0].isspace():
+            break  # the next top-level key: proxy has no one-line `lrs:` to replace
+        key, _, _ = lines[i].partition(":")
+        if key.strip() == "lrs":
+            indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+            values = ", ".join(f"{lr:.1e}" for lr in lrs)
+            lines[i] = (f"{indent}lrs: [{values}]  # estimate-lr: window {window.floor_lr:.2g} .. "
+                        f"{window.upper_lr:.2g} ({window.model})\n")
+            Path(sweep_path).write_text("".join(lines))
+            return
+    raise ValueError(f"{sweep_path}: no one-line `lrs:` under a block-style `proxy:`; set proxy.lrs to "
+                     f"[{', '.join(f'{lr:.1e}' for lr in lrs)}] by hand")

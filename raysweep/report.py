@@ -28,7 +28,7 @@ The rules, in the order a reader meets them:
 
 Example::
 
-    table, run_dir = load_results(Path("runs/demo"))
+    table, run_dir, unreadable = load_results(Path("runs/demo"))
     report = summarize(table, domain="all", standard_lr=4e-3)
     report.main.targets[0].recipe                          # lowest tuned target loss: the one to ship
     [(p.lr, p.agreement.spearman) for p in report.main.proxies]   # Interval(point, low, high) per lr
@@ -62,11 +62,12 @@ class ReportError(Exception):
     """The input cannot be reported on; the message says why and what would work."""
 
 
-def load_results(path: str | Path) -> tuple[pa.Table, Path | None]:
+def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
     """Read a run directory (its ``results/``), one Parquet file, or a folder of Parquet files.
 
-    Returns the table and the run directory (where ``sweep.yaml`` lives), None for bare Parquet input.
-    Files with and without ``bits_per_byte`` combine; the missing values are null.
+    Returns the table, the run directory (where ``plan.json`` lives; None for bare Parquet input) and one line
+    per file that could not be read: a truncated or foreign file is reported, never silently dropped, and the
+    rest is still reported. Files with and without ``bits_per_byte`` combine; the missing values are null.
     """
     path = Path(path)
     run_dir = path if (path / "results").is_dir() else None
@@ -80,10 +81,18 @@ def load_results(path: str | Path) -> tuple[pa.Table, Path | None]:
     else:
         raise ReportError(f"{path}: no such file or folder; pass a run directory (<storage>/<sweep name>), "
                           "a results Parquet file, or a folder of them")
+    tables, unreadable = [], []
+    for file in files:
+        try:
+            tables.append(pq.read_table(file))
+        except (pa.ArrowException, OSError) as err:
+            unreadable.append(f"{file}: unreadable, left out ({err}); a launch moves it aside and retrains its trial")
+    if not tables:
+        raise ReportError(f"{path}: not a readable results table ({unreadable[0]})")
     try:
-        return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default"), run_dir
-    except (pa.ArrowException, OSError) as err:
-        raise ReportError(f"{path}: not a readable results table ({err})") from None
+        return pa.concat_tables(tables, promote_options="default"), run_dir, unreadable
+    except pa.ArrowException as err:
+        raise ReportError(f"{path}: files with incompatible columns ({err})") from None
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
@@ -103,12 +112,14 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 
 
 def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = None, plan: Plan | None = None,
-              n_boot: int = 10_000, n_boot_figures: int = 2_000, source: str = "results table") -> Report:
+              n_boot: int = 10_000, n_boot_figures: int = 2_000, source: str = "results table",
+              unreadable: list[str] | None = None) -> Report:
     """Reduce the results table to a ``Report`` ranked by ``domain``.
 
     ``standard_lr`` is the lr a fixed-configuration proxy would use (the baseline); None takes each proxy
     model's largest lr in the table. ``plan`` (from the sweep file) lets a partial run say what is missing.
-    Headline CIs use ``n_boot`` resamples; the many CIs behind figures use ``n_boot_figures``.
+    Headline CIs use ``n_boot`` resamples; the many CIs behind figures use ``n_boot_figures``. ``unreadable``
+    lists result files ``load_results`` could not read; they head the report's list of what is missing.
     """
     frame = _frame(table)
     frame, stale = _in_plan(frame, plan)
@@ -139,7 +150,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         regret_curves=_regret_curves(main, main_losses, n_boot_figures),
         heatmaps=_heatmaps(main, main_losses), loss_curves=_loss_curves(main, main_losses),
         checkpoints=checkpoints, compute=compute_by_role(trial_keys),
-        missing=stale + _plan_gaps(frame, plan) + notes,
+        missing=(unreadable or []) + stale + _plan_gaps(frame, plan) + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None)
 

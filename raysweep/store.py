@@ -62,8 +62,24 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
     return path
 
 
-def finished_keys(results_dir: Path) -> set[str]:
-    return {p.name[len("trial-"):-len(".parquet")] for p in Path(results_dir).glob("trial-*.parquet")}
+def finished_keys(results_dir: Path) -> tuple[set[str], list[str]]:
+    """Keys of the trials stored whole, and one line per result file that is not (moved to ``corrupt/``).
+
+    A file that is truncated or not Parquet cannot have come from ``write_trial`` (which renames only whole
+    files): it is kept aside, never deleted, and its trial counts as unfinished so the next launch retrains it.
+    """
+    keys, problems = set(), []
+    for path in sorted(Path(results_dir).glob("trial-*.parquet")):
+        try:
+            pq.read_metadata(path)
+        except (pa.ArrowException, OSError) as err:
+            aside = path.parent / "corrupt" / path.name
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(path, aside)
+            problems.append(f"{path.name} is unreadable ({err}); moved to {aside}, its trial will be retrained")
+            continue
+        keys.add(path.name[len("trial-"):-len(".parquet")])
+    return keys, problems
 
 
 def read_results(results_dir: Path) -> pa.Table:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+import torch
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -32,6 +33,7 @@ from raysweep.models import count_parameters, resolve_model
 from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
 from raysweep.recipes.streams import describe
 from raysweep.recipes.tokenizer import load_tokenizer
+from raysweep.tiny_lr import check_precision
 from raysweep.train import TrialData, TrialSpec, train
 
 
@@ -84,9 +86,15 @@ def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
             validation_key=validation_key, model=model, model_spec=resolve_model(model, sweep.models),
             num_params=num_params(model), lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed,
             num_steps=num_steps, seq_len=sweep.seq_len, vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id,
-            schedule=sweep.training.schedule, grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals)
+            schedule=sweep.training.schedule, grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals,
+            param_dtype=sweep.training.param_dtype)
 
     proxy, target = sweep.proxy, sweep.target
+    refused = [(f"{role}.lrs[{i}]", message) for role, lrs in (("proxy", proxy.lrs), ("target", target.lrs))
+               for i, lr in enumerate(lrs)
+               if (message := check_precision(lr, getattr(torch, sweep.training.param_dtype)))]
+    if refused:
+        raise ConfigError(sweep.name, refused)
     proxies = [spec("proxy", recipe, model, lr, proxy.batch_size, proxy.weight_decay, seed, proxy.tokens_per_param,
                     "proxy.tokens_per_param")
                for recipe in sweep.recipes for model in proxy.models for lr in proxy.lrs for seed in proxy.seeds]
@@ -142,7 +150,9 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig, console: Console) -> Laun
             "standard_lr": sweep.proxy.standard_lr or max(sweep.proxy.lrs)}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / PLAN_FILE).write_text(json.dumps(plan))  # lets a report of a partial run say what is missing
-    done = store.finished_keys(results_dir)
+    done, corrupt = store.finished_keys(results_dir)
+    for line in corrupt:
+        console.print(f"[yellow]corrupt result:[/yellow] {line}")
     todo = [t for t in trials if t.key not in done]
     console.print(f"[bold]{sweep.name}[/bold]: {len(trials)} trials planned, {len(trials) - len(todo)} already "
                   f"stored in {results_dir}")

@@ -55,6 +55,7 @@ class TrialSpec:
     schedule: WSDSchedule
     grad_clip: float
     num_evals: int
+    param_dtype: str = "float32"
 
     @property
     def key(self) -> str:
@@ -118,7 +119,8 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
     start = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(spec.seed)
-    model = build_model(spec.model_spec, spec.vocab_size, spec.seq_len, spec.eos_id).to(device)
+    model = build_model(spec.model_spec, spec.vocab_size, spec.seq_len, spec.eos_id).to(
+        device, getattr(torch, spec.param_dtype))
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=spec.weight_decay)
     sequences = torch.from_numpy(read_sequences(data.train_dir, spec.num_sequences).astype(np.int64))

@@ -24,3 +24,35 @@ def test_estimate_lr_prints_eq58_per_recipe_and_a_window_above_the_precision_flo
     bounds = [float(row.split("│")[-2]) for row in rows]
     assert all(math.isfinite(b) and b > 0 for b in bounds)
     assert "Recommended proxy learning rates: between 6e-08" in output or "The window is empty" in output
+
+
+def test_a_sweep_with_bf16_weights_at_a_tiny_lr_is_refused_before_training_with_the_reason(tmp_path, capsys):
+    sweep = micro_sweep()
+    sweep["training"]["param_dtype"] = "bfloat16"
+    sweep["proxy"]["lrs"] = [1.0e-6, 1.0e-2]
+    sweep["target"]["lrs"] = [1.0e-2]
+    path = write_yaml(tmp_path / "bf16.yaml", sweep)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(path), "storage": str(tmp_path / "runs")})
+    assert main(["launch", str(cluster)]) == 2
+    error = capsys.readouterr().err
+    assert f"{path}: proxy.lrs[0]: learning rate 1e-06 is below the precision floor of bfloat16 weights" in error
+    assert "Keep fp32 master weights" in error and "proxy.lrs[1]" not in error
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_write_replaces_only_the_proxy_lrs_line_and_keeps_the_comments(tmp_path):
+    from raysweep.config import load_sweep
+    from raysweep.lr_window import LRWindow, window_lrs, write_proxy_lrs
+
+    from conftest import REPO
+
+    path = tmp_path / "demo.yaml"
+    original = (REPO / "search_spaces" / "demo.yaml").read_text()
+    path.write_text(original)
+    window = LRWindow("opt-nano", 4e-3, 500, [], floor_lr=6e-8, upper_lr=2e-4)
+    lrs = window_lrs(window, standard_lr=4e-3)
+    assert lrs == [2e-7, 2e-6, 2e-5, 2e-4, 4e-3]  # the top three decades of the window, and the baseline
+    write_proxy_lrs(path, lrs, window)
+    changed = [(a, b) for a, b in zip(original.splitlines(), path.read_text().splitlines()) if a != b]
+    assert len(changed) == 1 and changed[0][1].startswith("  lrs: [")
+    assert load_sweep(path).proxy.lrs == lrs

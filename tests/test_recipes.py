@@ -128,3 +128,28 @@ def test_an_interrupted_build_resumes_from_its_finished_components(local_ray, tm
     again = build_shards("mix", mix, TokenizerConfig(), 32, 100, tmp_path)
     assert [p.stat().st_mtime_ns for p in sorted((again.path / "data" / "component-0").iterdir())] == stamps
     np.testing.assert_array_equal(read_sequences(again.path, 100), expected)
+
+
+def test_a_local_hugging_face_tokenizer_builds_shards_and_records_bytes_per_token(local_ray, tmp_path):
+    from test_sources import tiny_tokenizer
+
+    folder = tiny_tokenizer(tmp_path / "tokenizer")
+    write_jsonl(tmp_path / "a.jsonl", ["hello world the quick brown fox " * 5] * 40)
+    config = TokenizerConfig("hf", str(folder))
+    shards = build_shards("hf", file_component(tmp_path / "*.jsonl"), config, 16, 50, tmp_path / "shards")
+    ids = read_sequences(shards.path, 50)
+    assert ids.max() < 300 and read_manifest(shards.path)["bytes_per_token"] > 1.5  # BPE merges bytes
+
+
+def test_the_paper_sweep_validates_offline_and_a_launch_names_what_is_missing(tmp_path, capsys):
+    from raysweep.cli import main
+
+    from conftest import REPO
+
+    sweep = load_sweep(REPO / "search_spaces" / "paper.yaml")
+    assert len(sweep.recipes) == 23 and sweep.tokenizer.type == "hf"
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(REPO / "search_spaces" / "paper.yaml"),
+                                                     "storage": str(tmp_path / "runs")})
+    assert main(["launch", str(cluster)]) == 2
+    error = capsys.readouterr().err  # the tokenizer first, unless this machine has it cached; then the corpora
+    assert error.startswith("raysweep: ") and ("hf download gpt2" in error or "no files match" in error)

@@ -241,9 +241,19 @@ def test_a_table_without_bits_per_byte_reads_it_as_unknown():
 def test_files_with_and_without_bits_per_byte_combine(tmp_path):
     pq.write_table(table(*sweep({"a": 2.0}, {"a": 3.0}), bits=False), tmp_path / "old.parquet")
     pq.write_table(table(*sweep({"b": 2.5}, {"b": 3.2}), bits=True), tmp_path / "new.parquet")
-    combined, run_dir = load_results(tmp_path)
-    assert run_dir is None and combined.column("bits_per_byte").null_count > 0
+    combined, run_dir, unreadable = load_results(tmp_path)
+    assert run_dir is None and unreadable == [] and combined.column("bits_per_byte").null_count > 0
     assert summarize(combined, n_boot=50, n_boot_figures=50).main.bits_per_nat == pytest.approx(BITS_PER_NAT)
+
+
+def test_a_truncated_results_file_is_reported_and_the_rest_still_is(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    pq.write_table(table(*demo_like_groups()), tmp_path / "results" / "trial-good.parquet")
+    whole = (tmp_path / "results" / "trial-good.parquet").read_bytes()
+    (tmp_path / "results" / "trial-cut.parquet").write_bytes(whole[: len(whole) // 2])
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "trial-cut.parquet: unreadable, left out" in out and "Verdict: ship a" in out
 
 
 # --- partial runs --------------------------------------------------------------------------------

@@ -82,3 +82,13 @@ def test_relaunch_after_completion_trains_nothing_and_prints_the_same_summary(la
 def test_report_prints_the_summary_from_the_stored_table_alone(launched, capsys):
     assert main(["report", str(launched["run_dir"])]) == 0
     assert summary_part(capsys.readouterr().out) == summary_part(launched["output"])
+
+
+def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained(launched, capsys):
+    results = launched["run_dir"] / "results"
+    victim = sorted(results.glob("trial-*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    assert main(["launch", str(launched["cluster"])]) in (0, 1)
+    out = capsys.readouterr().out
+    assert f"corrupt result: {victim.name} is unreadable" in out and "Trained 1 of" in out
+    assert (results / "corrupt" / victim.name).is_file() and victim.is_file()

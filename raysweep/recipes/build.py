@@ -187,7 +187,8 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
                         else ray.data.ActorPoolStrategy(min_size=1, max_size=os.cpu_count()))
                 dataset = dataset.map_batches(_Mark, batch_format="pyarrow", num_cpus=0.5, compute=pool,
                                               fn_constructor_kwargs={"operators": stream.operators, "models": models})
-            dataset = dataset.map_batches(_tokenize, batch_format="pyarrow", fn_kwargs={"tokenizer": tokenizer})
+            dataset = dataset.map_batches(_tokenize, batch_format="pyarrow", batch_size=DOCUMENTS_PER_BATCH,
+                                          fn_kwargs={"tokenizer": tokenizer})
             dataset = dataset.map_batches(_Pack, batch_format="pyarrow", num_cpus=0.1,
                                           compute=_ordered_actor(),
                                           fn_constructor_kwargs={"component": index, "weight": weight,
@@ -279,27 +280,21 @@ def _tokenizer(config: TokenizerConfig):
 
 
 def _tokenize(batch: pa.Table, tokenizer: TokenizerConfig) -> pa.Table:
-    """One row per batch: the kept documents as one id stream, and what the removed ones weighed."""
-    encode = _tokenizer(tokenizer).encode_documents
+    """One row per document: its ids (empty when removed), its size in tokens and bytes, why it was removed."""
     texts, reasons = batch.column("text").to_pylist(), batch.column("reason").to_pylist()
-    kept = [t for t, r in zip(texts, reasons) if not r]
-    removed: dict[str, dict[str, int]] = {}
-    for text, reason in zip(texts, reasons):
-        if reason:
-            entry = removed.setdefault(reason, {"documents": 0, "tokens": 0})
-            entry["documents"] += 1
-            entry["tokens"] += len(encode([text]))
-    return pa.table({"ids": pa.array([encode(kept)], pa.list_(pa.int32())),
-                     "documents": [len(texts)], "documents_kept": [len(kept)],
-                     "bytes_kept": [sum(len(t.encode("utf-8")) for t in kept)],
-                     "removed": [json.dumps(removed)]})
+    encoded = _tokenizer(tokenizer).encode_each(texts)  # removed documents too: the manifest counts their tokens
+    return pa.table({"ids": pa.array([ids if not r else ids[:0] for ids, r in zip(encoded, reasons)],
+                                     pa.list_(pa.int32())),
+                     "num_tokens": [len(ids) for ids in encoded],
+                     "num_bytes": [len(text.encode("utf-8")) for text in texts],
+                     "reason": reasons})
 
 
 class _Pack:
-    """Ray Data actor: cuts the id stream into sequences, in order, and counts what went into them.
+    """Ray Data actor: cuts the kept documents' ids into sequences, in order, and counts what went into them.
 
-    Counts stop with the batch that completes the component's last sequence, so the stats describe
-    exactly the documents read to build it; they are saved after every batch for the build to read.
+    Counts stop at the document that completes the component's last sequence, so the stats describe exactly
+    the documents read to build it; they are saved after every batch for the build to read.
     """
 
     def __init__(self, component: int, weight: float, seq_len: int, count: int, stats_path: str):
@@ -310,21 +305,26 @@ class _Pack:
                       "tokens_kept": 0, "removed": {}}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        made = self.stats["num_sequences"]
-        sequences = []
-        for row in batch.to_pylist():
-            if made >= self.count:
+        first = made = self.stats["num_sequences"]
+        pending = [self.buffer]
+        pending_tokens = len(self.buffer)
+        ids_column = batch.column("ids").combine_chunks()
+        offsets, values = ids_column.offsets.to_numpy(), ids_column.values.to_numpy()
+        sizes = zip(batch.column("reason").to_pylist(), batch.column("num_tokens").to_pylist(),
+                    batch.column("num_bytes").to_pylist())
+        for i, (reason, num_tokens, num_bytes) in enumerate(sizes):
+            if made + pending_tokens // self.seq_len >= self.count:
                 break
-            self.buffer = np.concatenate([self.buffer, np.asarray(row["ids"], dtype=np.int32)])
-            usable = min(len(self.buffer) // self.seq_len, self.count - made)
-            sequences.append(self.buffer[:usable * self.seq_len])
-            self.buffer = self.buffer[usable * self.seq_len:]
-            made += usable
-            self._count(row)
+            self._count(reason, num_tokens, num_bytes)
+            if not reason:
+                pending.append(values[offsets[i]:offsets[i + 1]])
+                pending_tokens += num_tokens
+        stream = np.concatenate(pending)
+        usable = min(len(stream) // self.seq_len, self.count - made)
+        ids, self.buffer = stream[:usable * self.seq_len], stream[usable * self.seq_len:]
+        made += usable
         self.stats["num_sequences"] = made
         _write_json(self.stats_path, self.stats)
-        ids = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int32)
-        first = made - len(ids) // self.seq_len
         ranks = np.arange(first, made)
         return pa.table({
             "component": pa.array(np.full(len(ranks), self.component, dtype=np.int32)),
@@ -332,16 +332,17 @@ class _Pack:
             "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids, type=pa.int32()), self.seq_len),
         })
 
-    def _count(self, row: dict) -> None:
+    def _count(self, reason: str, num_tokens: int, num_bytes: int) -> None:
         stats = self.stats
-        stats["documents_read"] += row["documents"]
-        stats["documents_kept"] += row["documents_kept"]
-        stats["bytes_kept"] += row["bytes_kept"]
-        stats["tokens_kept"] += len(row["ids"])
-        for reason, entry in json.loads(row["removed"]).items():
-            total = stats["removed"].setdefault(reason, {"documents": 0, "tokens": 0})
-            total["documents"] += entry["documents"]
-            total["tokens"] += entry["tokens"]
+        stats["documents_read"] += 1
+        if reason:
+            removed = stats["removed"].setdefault(reason, {"documents": 0, "tokens": 0})
+            removed["documents"] += 1
+            removed["tokens"] += num_tokens
+        else:
+            stats["documents_kept"] += 1
+            stats["bytes_kept"] += num_bytes
+            stats["tokens_kept"] += num_tokens
 
 
 def read_sequences(path: Path, num_sequences: int) -> np.ndarray:

@@ -20,24 +20,36 @@ import numpy as np
 from raysweep.config import DataError, TokenizerConfig
 
 
-@dataclass(frozen=True)
-class ByteTokenizer:
-    vocab_size: int = 257
-    eos_id: int = 256
+class _Encoder:
+    """``encode_documents`` for any tokenizer that can encode documents one by one."""
+
+    eos_id: int
+
+    def encode_each(self, documents: list[str]) -> list[np.ndarray]:
+        raise NotImplementedError
 
     def encode_documents(self, documents: list[str]) -> np.ndarray:
         """All documents as one int32 stream, an end-of-text id after each."""
-        encoded = [np.frombuffer(doc.encode("utf-8"), dtype=np.uint8) for doc in documents]
-        eos = np.array([self.eos_id], dtype=np.int32)
-        parts = [piece for doc in encoded for piece in (doc.astype(np.int32), eos)]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        encoded = self.encode_each(documents)
+        return np.concatenate(encoded) if encoded else np.zeros(0, dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class ByteTokenizer(_Encoder):
+    vocab_size: int = 257
+    eos_id: int = 256
+
+    def encode_each(self, documents: list[str]) -> list[np.ndarray]:
+        """Each document's UTF-8 bytes as int32 ids, closed by the end-of-text id."""
+        return [np.append(np.frombuffer(doc.encode("utf-8"), dtype=np.uint8), self.eos_id).astype(np.int32)
+                for doc in documents]
 
 
 class TokenizerError(DataError):
     """A tokenizer cannot be loaded or used; the message says which one and how to fix it."""
 
 
-class HFTokenizer:
+class HFTokenizer(_Encoder):
     """A Hugging Face tokenizer with ByteTokenizer's interface, loaded with ``local_files_only=True``."""
 
     def __init__(self, name_or_path: str):
@@ -50,14 +62,13 @@ class HFTokenizer:
         self.eos_id: int = int(self._tokenizer.eos_token_id)
         self.vocab_size: int = len(self._tokenizer)  # counts added tokens too, unlike `.vocab_size`
 
-    def encode_documents(self, documents: list[str]) -> np.ndarray:
-        """All documents as one int32 stream, an end-of-text id after each; no other special tokens."""
+    def encode_each(self, documents: list[str]) -> list[np.ndarray]:
+        """Each document's ids (no other special tokens), closed by the end-of-text id; one batched call."""
         if not documents:  # transformers fails on an empty batch
-            return np.zeros(0, dtype=np.int32)
+            return []
         encoded = self._tokenizer(list(documents), add_special_tokens=False, return_attention_mask=False,
                                   verbose=False)["input_ids"]  # verbose=False: long documents are expected
-        eos = np.array([self.eos_id], dtype=np.int32)
-        return np.concatenate([piece for ids in encoded for piece in (np.asarray(ids, dtype=np.int32), eos)])
+        return [np.append(np.asarray(ids, dtype=np.int32), np.int32(self.eos_id)) for ids in encoded]
 
     def __getstate__(self) -> dict:
         return {"name_or_path": self.name_or_path}  # the loaded tokenizer is rebuilt where it lands

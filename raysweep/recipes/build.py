@@ -170,7 +170,7 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
     stream = component.stream
     models = prepare_models(stream)
     reader = stream.reader
-    # Synthetic text is endless: start with enough parts for the budget and double if filters ate too much.
+    # Synthetic text is endless: start with enough parts for the budget, and read more if filters removed a lot.
     num_synthetic_parts = 2 * math.ceil(count * seq_len / 2**20) + 2
     context = ray.data.DataContext.get_current()
     preserve_order, context.execution_options.preserve_order = context.execution_options.preserve_order, True
@@ -207,8 +207,9 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
             kept_share = stats.get("documents_kept", 0) / max(1, stats.get("documents_read", 0))
             if not isinstance(reader, SyntheticSource) or kept_share < MIN_KEPT_SHARE:
                 raise BuildError(_short_message(recipe, component, stats, count, seq_len, epochs))
-            # Read enough more parts for the share of documents the operators kept.
-            num_synthetic_parts = math.ceil(1.5 * num_synthetic_parts * count / max(1, stats["num_sequences"]))
+            # Enough more parts for the share of documents the operators kept (at most 16 times more per round).
+            growth = min(16.0, 1.5 * count / max(1, stats["num_sequences"]))
+            num_synthetic_parts = math.ceil(num_synthetic_parts * growth)
     finally:
         context.execution_options.preserve_order = preserve_order
     os.replace(stats_path, done)

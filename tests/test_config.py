@@ -25,7 +25,7 @@ def test_shipped_profiles_and_sweeps_are_valid():
 
 def test_every_problem_is_listed_with_its_key_path(tmp_path):
     sweep = micro_sweep()
-    sweep["recipes"][1]["mix"][0]["weight"] = -1
+    sweep["recipes"][0]["mix"][2]["weight"] = -1
     sweep["recipes"][0]["mix"][1]["source"] = "nowhere"
     sweep["proxy"]["lrs"] = []
     sweep["target"]["lrs"] = [1.0e-3, 0]
@@ -34,11 +34,11 @@ def test_every_problem_is_listed_with_its_key_path(tmp_path):
     del sweep["seq_len"]
     problems = problems_of(write_yaml(tmp_path / "bad.yaml", sweep))
     assert problems == {
-        "recipes[1].mix[0].weight": "must be > 0 (got -1.0)",
+        "recipes[0].mix[2].weight": "must be > 0 (got -1.0)",
         "proxy.lrs": "must not be empty",
         "target.lrs": "must be > 0 (got 0.0)",
         "target.batch_sizes[0]": "must be int (got 'big')",
-        "training.colour": "unknown key (expected one of: schedule, grad_clip, num_evals)",
+        "training.colour": "unknown key (expected one of: schedule, grad_clip, num_evals, param_dtype)",
         "seq_len": "missing required key",
     }
 
@@ -71,11 +71,11 @@ def test_exponent_without_a_dot_is_read_as_a_float(tmp_path):
 
 def test_cli_exits_2_and_names_file_and_key_without_traceback(tmp_path, capsys):
     sweep = micro_sweep()
-    sweep["recipes"][1]["mix"][0]["weight"] = 0
+    sweep["recipes"][0]["mix"][0]["weight"] = 0
     bad = write_yaml(tmp_path / "bad.yaml", sweep)
     assert main(["launch", str(REPO / "cluster" / "local.yaml"), "--sweep", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}: recipes[1].mix[0].weight: must be > 0 (got 0.0)" in err
+    assert f"{bad}: recipes[0].mix[0].weight: must be > 0 (got 0.0)" in err
     assert "Traceback" not in err
 
 

@@ -38,6 +38,10 @@ def _positive(value: Any) -> str | None:
     return f"must be > 0 (got {bad[0]!r})" if bad else None
 
 
+def _non_negative(value: Any) -> str | None:
+    return f"must be >= 0 (got {value!r})" if value < 0 else None
+
+
 def _non_empty(value: Any) -> str | None:
     return "must not be empty" if len(value) == 0 else None
 
@@ -87,6 +91,9 @@ class ClusterConfig:
     """Where shards and results live; must be shared by every node of a multi-node cluster."""
     ray: RayConfig = RayConfig()
     resources: Resources = Resources()
+    trial_retries: int = _rules(_non_negative, default=1)
+    """A trial that raises (or loses its worker) is retried this often, then recorded as failed with its cause;
+    the sweep goes on, and a relaunch tries it again."""
     max_concurrent_trials: int | None = _rules(_positive, default=None)
     """Leave a CPU free for Ray Data on small machines; None lets Ray fill the cluster."""
 

@@ -48,6 +48,7 @@ from raysweep.analysis import rank_transfer, seed_mean_interval, seed_std, spear
 from raysweep.compute import checkpoint_curve, compute_by_role
 from raysweep.report_records import (Agreement, DomainSummary, FixedConfigBaseline, Interval, LossCurve, Plan,
                                      ProxySetting, RankHeatmap, RegretCurve, Report, TargetConfig, TunedTarget)
+from raysweep.store import read_failures
 
 KS = (1, 2, 3)
 CONFIG = ["lr", "batch_size", "weight_decay"]
@@ -66,8 +67,8 @@ def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
     """Read a run directory (its ``results/``), one Parquet file, or a folder of Parquet files.
 
     Returns the table, the run directory (where ``plan.json`` lives; None for bare Parquet input) and one line
-    per file that could not be read: a truncated or foreign file is reported, never silently dropped, and the
-    rest is still reported. Files with and without ``bits_per_byte`` combine; the missing values are null.
+    per file that could not be read (a truncated or foreign file is reported, never silently dropped, and the
+    rest is still reported) and per trial that failed after its retries. Files with and without ``bits_per_byte`` combine; the missing values are null.
     """
     path = Path(path)
     run_dir = path if (path / "results").is_dir() else None
@@ -89,6 +90,7 @@ def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
             unreadable.append(f"{file}: unreadable, left out ({err}); a launch moves it aside and retrains its trial")
     if not tables:
         raise ReportError(f"{path}: not a readable results table ({unreadable[0]})")
+    unreadable += [f"failed after its retries: {f['name']}: {f['cause']}" for f in read_failures(folder)]
     try:
         return pa.concat_tables(tables, promote_options="default"), run_dir, unreadable
     except pa.ArrowException as err:

@@ -13,14 +13,17 @@ Schema (one row per trial × checkpoint × domain)::
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysweep.train import TrialResult
+if TYPE_CHECKING:
+    from raysweep.train import TrialResult, TrialSpec
 
 SCHEMA = pa.schema([
     ("trial_key", pa.string()),
@@ -59,7 +62,28 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging)
     os.replace(staging, path)
+    (path.parent / "failed" / f"trial-{spec.key}.json").unlink(missing_ok=True)  # it failed before, not now
     return path
+
+
+def write_failure(results_dir: Path, spec: TrialSpec, cause: str) -> Path:
+    """Record a trial that raised after its retries: ``failed/trial-<key>.json`` with its cause.
+
+    Failed trials are not finished: a relaunch retries them, and their record goes when one succeeds.
+    """
+    path = Path(results_dir) / "failed" / f"trial-{spec.key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
+              "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause}
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    staging.write_text(json.dumps(record))
+    os.replace(staging, path)
+    return path
+
+
+def read_failures(results_dir: Path) -> list[dict]:
+    """The failure records of trials that have not succeeded since (see ``write_failure``)."""
+    return [json.loads(p.read_text()) for p in sorted((Path(results_dir) / "failed").glob("trial-*.json"))]
 
 
 def finished_keys(results_dir: Path) -> tuple[set[str], list[str]]:

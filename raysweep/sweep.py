@@ -47,7 +47,7 @@ class LaunchOutcome:
     num_planned: int
     num_trained: int
     errors: list[str]
-    """One line per trial that raised (after its retries), naming the trial and its error file."""
+    """One line per trial that raised after its retries: its name, cause and traceback file."""
 
 
 def run_dir_of(cluster: ClusterConfig, sweep: SweepConfig) -> Path:
@@ -177,10 +177,11 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
 
 
 class _TrialProgress(tune.Callback):
-    """Advances a Rich progress bar on Tune's trial events (Tune's own status table is turned off)."""
+    """Advances a Rich progress bar on Tune's trial events (Tune's own status table is turned off), and records
+    each trial that still fails after its retries, with its cause, so the sweep goes on without it."""
 
-    def __init__(self, progress: Progress, task: TaskID, specs: dict[str, TrialSpec]):
-        self.progress, self.task, self.specs = progress, task, specs
+    def __init__(self, progress: Progress, task: TaskID, specs: dict[str, TrialSpec], results_dir: Path):
+        self.progress, self.task, self.specs, self.results_dir = progress, task, specs, results_dir
         self.errors: list[str] = []
 
     def __getstate__(self) -> dict:
@@ -192,7 +193,12 @@ class _TrialProgress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.progress.advance(self.task)
-        self.errors.append(f"{self.specs[trial.config['trial_key']].name}: {trial.error_file or 'no error file'}")
+        spec = self.specs[trial.config["trial_key"]]
+        error_file = Path(trial.error_file) if trial.error_file else None
+        lines = error_file.read_text().strip().splitlines() if error_file and error_file.is_file() else []
+        cause = lines[-1] if lines else "no error recorded"
+        store.write_failure(self.results_dir, spec, cause)
+        self.errors.append(f"{spec.name}: {cause} (traceback: {error_file or 'none'})")
 
 
 def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, TrialData], results_dir: Path,
@@ -213,7 +219,7 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("trials", total=len(trials))
-        callback = _TrialProgress(progress, task, specs)
+        callback = _TrialProgress(progress, task, specs, results_dir)
         tuner = tune.Tuner(
             trainable,
             param_space={"trial_key": tune.grid_search([t.key for t in ordered])},
@@ -222,7 +228,7 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
                                         trial_dirname_creator=lambda t: t.trial_id),
             run_config=tune.RunConfig(name="tune", storage_path=str(results_dir.parent), verbose=0,
                                       callbacks=[callback],
-                                      failure_config=tune.FailureConfig(max_failures=1)),
+                                      failure_config=tune.FailureConfig(max_failures=cluster.trial_retries)),
         )
         tuner.fit()
     return callback.errors

@@ -88,7 +88,25 @@ def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained
     results = launched["run_dir"] / "results"
     victim = sorted(results.glob("trial-*.parquet"))[0]
     victim.write_bytes(victim.read_bytes()[:100])
-    assert main(["launch", str(launched["cluster"])]) in (0, 1)
+    assert main(["launch", str(launched["cluster"])]) == 0
     out = capsys.readouterr().out
     assert f"corrupt result: {victim.name} is unreadable" in out and "Trained 1 of" in out
     assert (results / "corrupt" / victim.name).is_file() and victim.is_file()
+
+
+def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(launched, capsys):
+    results = launched["run_dir"] / "results"
+    frame = read_results(results).to_pandas()
+    doomed = set(frame.loc[(frame["recipe"] == "low_quality") & (frame["role"] == "target"), "trial_key"])
+    for key in doomed:
+        (results / f"trial-{key}.parquet").unlink()
+    (shards,) = (launched["run_dir"].parent / "shards").glob("low_quality-*")
+    for part in (shards / "data").rglob("*.parquet"):
+        part.write_bytes(b"not parquet")  # storage gone bad under a finished build
+    assert main(["launch", str(launched["cluster"])]) == 1
+    out = capsys.readouterr().out
+    assert "Trained 0 of 20 planned trials" in out and out.count("failed:") == len(doomed)
+    failures = {f.name for f in (results / "failed").iterdir()}
+    assert failures == {f"trial-{key}.json" for key in doomed}
+    assert main(["report", str(launched["run_dir"])]) == 0
+    assert capsys.readouterr().out.count("failed after its retries: target-low_quality") == len(doomed)

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raysweep.config import SyntheticSource, TokenizerConfig
-from raysweep.recipes.build import Component, build_shards, component_counts, read_manifest, read_sequences
+from raysweep.recipes.build import Component, build_shards, component_counts, read_sequences
 from raysweep.recipes.streams import Stream
 
 WEB = SyntheticSource(type="synthetic", domain="web")

@@ -69,6 +69,18 @@ def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace, console: Console) -> int:
+    from raysweep.status import StatusError, print_status, sweep_status
+
+    try:
+        roles, eta_s = sweep_status(Path(args.run_dir))
+    except StatusError as err:
+        print(f"raysweep status: {err}", file=sys.stderr)
+        return EXIT_NO_REPORT
+    print_status(roles, eta_s, console)
+    return 0
+
+
 def _recipes_show(args: argparse.Namespace, console: Console) -> int:
     from raysweep.recipes.show import show_recipes
 
@@ -83,8 +95,9 @@ def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
     from raysweep.report import Plan  # pandas and pyarrow: only when reporting
 
     try:
-        return Plan(**json.loads(path.read_text()))
-    except (ValueError, TypeError) as err:
+        plan = json.loads(path.read_text())
+        return Plan(plan["recipes"], plan["trial_keys"], plan["standard_lr"])
+    except (ValueError, TypeError, KeyError) as err:
         console.print(Text(f"{path}: unreadable ({err}); reporting from the results table alone", style="yellow"))
         return None
 
@@ -154,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "OUT_figures/ beside it unless --figures says otherwise")
     report_parser.add_argument("--figures", metavar="DIR", help="also save the figures as PNG files in DIR")
     report_parser.set_defaults(handler=_report)
+    status = commands.add_parser(
+        "status", help="trials finished / in flight / failed / diverged per role, GPU-hours and an ETA",
+        description="Count a run's trials per role from its files alone (plan.json and results/): finished, "
+                    "diverged, failed after retries, started but not finished (in flight, or interrupted by a "
+                    "killed launch), pending; GPU-hours and wall-hours spent; and an ETA.")
+    status.add_argument("run_dir", help="run directory: <storage>/<sweep name>, e.g. runs/demo")
+    status.set_defaults(handler=_status)
     estimate = commands.add_parser(
         "estimate-lr", help="how tiny: the proxy learning-rate window from curvature and gradient noise (Eq. 58)",
         description="Warm a proxy up on every recipe at the standard learning rate, then measure the validation "

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,8 +64,31 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging)
     os.replace(staging, path)
-    (path.parent / "failed" / f"trial-{spec.key}.json").unlink(missing_ok=True)  # it failed before, not now
+    for stale in ("failed", "running"):  # it may have failed before; it is no longer in flight
+        (path.parent / stale / f"trial-{spec.key}.json").unlink(missing_ok=True)
     return path
+
+
+def mark_started(results_dir: Path, spec: TrialSpec) -> None:
+    """``running/trial-<key>.json``: the trial has started; removed when it is stored or recorded as failed.
+
+    A marker left behind by a killed launch means "interrupted": a relaunch starts that trial again.
+    """
+    _write_json(Path(results_dir) / "running" / f"trial-{spec.key}.json",
+                {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
+                 "node": socket.gethostname()})
+
+
+def read_started(results_dir: Path) -> list[dict]:
+    """Markers of trials started and not yet stored or failed: in flight, or interrupted."""
+    return [json.loads(p.read_text()) for p in sorted((Path(results_dir) / "running").glob("trial-*.json"))]
+
+
+def _write_json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    staging.write_text(json.dumps(record))
+    os.replace(staging, path)
 
 
 def write_failure(results_dir: Path, spec: TrialSpec, cause: str) -> Path:
@@ -72,12 +97,9 @@ def write_failure(results_dir: Path, spec: TrialSpec, cause: str) -> Path:
     Failed trials are not finished: a relaunch retries them, and their record goes when one succeeds.
     """
     path = Path(results_dir) / "failed" / f"trial-{spec.key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
-              "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause}
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    staging.write_text(json.dumps(record))
-    os.replace(staging, path)
+    _write_json(path, {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
+                       "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
+    (Path(results_dir) / "running" / path.name).unlink(missing_ok=True)
     return path
 
 

@@ -38,7 +38,8 @@ from raysweep.train import TrialData, TrialSpec, train
 
 
 PLAN_FILE = "plan.json"
-"""Written beside results/ by every launch: the recipes, the trial keys per role and the standard proxy lr."""
+"""Written beside results/ by every launch: the recipes, the trial keys per role, the standard proxy lr and the
+resources a trial holds (for ``raysweep status``)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,9 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig, console: Console) -> Laun
     trials = plan_trials(sweep)
     plan = {"recipes": [r.name for r in sweep.recipes],
             "trial_keys": {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")},
-            "standard_lr": sweep.proxy.standard_lr or max(sweep.proxy.lrs)}
+            "standard_lr": sweep.proxy.standard_lr or max(sweep.proxy.lrs),
+            "gpus_per_trial": {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu},
+            "max_concurrent_trials": cluster.max_concurrent_trials}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / PLAN_FILE).write_text(json.dumps(plan))  # lets a report of a partial run say what is missing
     done, corrupt = store.finished_keys(results_dir)
@@ -171,6 +174,7 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
 
     transformers.logging.set_verbosity_error()
     spec = specs[config["trial_key"]]
+    store.mark_started(Path(results_dir), spec)
     result = train(spec, data[spec.recipe], report=lambda e: tune.report(
         {"step": e.step, "tokens": e.tokens, "loss": e.losses["all"]}))
     store.write_trial(Path(results_dir), result)

@@ -110,3 +110,14 @@ def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goe
     assert failures == {f"trial-{key}.json" for key in doomed}
     assert main(["report", str(launched["run_dir"])]) == 0
     assert capsys.readouterr().out.count("failed after its retries: target-low_quality") == len(doomed)
+
+
+def test_status_counts_each_roles_trials_from_the_files_alone(launched, capsys):
+    # after the previous test: the 4 low_quality targets failed, every other trial is stored
+    assert main(["status", str(launched["run_dir"])]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+            for line in out.splitlines() if line.startswith(("│ proxy", "│ target"))}
+    assert rows["proxy"][:6] == ["12", "12", "4", "0", "0", "0"]   # planned finished diverged failed started pending
+    assert rows["target"][:6] == ["8", "4", "0", "4", "0", "0"]
+    assert "Every planned trial is stored or failed (a relaunch retries the failed ones)." in out

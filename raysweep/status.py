@@ -1,0 +1,113 @@
+"""`raysweep status RUN_DIR`: how far a sweep has got, from its files alone (no Ray needed).
+
+Every launch writes ``plan.json`` (the trial keys per role and the GPUs each trial holds); trials leave
+``results/running/`` markers while in flight, ``results/trial-*.parquet`` when stored and
+``results/failed/`` records when they failed after their retries. Status counts them per role::
+
+    role     planned  finished  diverged  failed  started, not finished  pending  GPU-hours  wall-hours
+    proxy         64        40         0       0                      2       22       0.00        0.10
+
+A marker left by a killed launch reads "started, not finished": a relaunch restarts that trial. The ETA
+assumes the remaining trials take the median wall time of their role's finished ones and run
+``max_concurrent_trials`` at a time (one when the profile leaves that open).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from raysweep import store
+
+
+class StatusError(Exception):
+    """The folder is not a launched run: the message says what to pass."""
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    role: str
+    planned: int
+    finished: int
+    diverged: int
+    failed: int
+    started: int
+    """Started and neither stored nor failed: in flight, or interrupted by a killed launch."""
+    gpu_hours: float
+    wall_hours: float
+    median_wall_s: float | None
+
+    @property
+    def pending(self) -> int:
+        return self.planned - self.finished - self.failed - self.started
+
+
+def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
+    """Counts per role, and the ETA in seconds (None until every role with work left has a finished trial)."""
+    plan_path = Path(run_dir) / "plan.json"
+    if not plan_path.is_file():
+        raise StatusError(f"{run_dir}: no plan.json; pass the run directory of a launch (<storage>/<sweep name>)")
+    plan = json.loads(plan_path.read_text())
+    if "gpus_per_trial" not in plan:
+        raise StatusError(f"{plan_path} was written by an older raysweep; launch again to refresh it (a launch "
+                          "trains only what is not stored yet)")
+    results = Path(run_dir) / "results"
+    trials = _finished_trials(results)
+    failed = {f["trial_key"] for f in store.read_failures(results)}
+    started = {s["trial_key"] for s in store.read_started(results)}
+    roles, remaining_s = [], 0.0
+    for role, keys in plan["trial_keys"].items():
+        planned = set(keys)
+        mine = {key: row for key, row in trials.items() if key in planned}
+        walls = sorted(row["wall_s"] for row in mine.values())
+        median = walls[len(walls) // 2] if walls else None
+        status = RoleStatus(
+            role, len(planned), len(mine), sum(row["status"] == "diverged" for row in mine.values()),
+            len(failed & planned - set(mine)), len(started & planned - set(mine) - failed),
+            sum(walls) * plan["gpus_per_trial"][role] / 3600, sum(walls) / 3600, median)
+        roles.append(status)
+        left = status.pending + status.started
+        if left and median is None:
+            remaining_s = None
+        elif remaining_s is not None:
+            remaining_s += left * (median or 0.0)
+    eta = remaining_s / (plan.get("max_concurrent_trials") or 1) if remaining_s is not None else None
+    return roles, eta
+
+
+def _finished_trials(results: Path) -> dict[str, dict]:
+    """trial_key → its status and wall time, reading only those two columns of each stored trial."""
+    out = {}
+    for path in sorted(results.glob("trial-*.parquet")):
+        try:
+            table = pq.read_table(path, columns=["trial_key", "status", "wall_s"]).slice(0, 1).to_pylist()
+        except OSError:
+            continue  # a corrupt file: the next launch moves it aside and retrains its trial
+        if table:
+            out[table[0]["trial_key"]] = table[0]
+    return out
+
+
+def print_status(roles: list[RoleStatus], eta_s: float | None, console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Sweep status")
+    columns = ("role", "planned", "finished", "diverged", "failed", "started, not finished", "pending",
+               "GPU-hours", "wall-hours")
+    for name in columns:
+        table.add_column(name, justify="left" if name == "role" else "right")
+    for r in roles:
+        table.add_row(r.role, str(r.planned), str(r.finished), str(r.diverged), str(r.failed), str(r.started),
+                      str(r.pending), f"{r.gpu_hours:.2f}", f"{r.wall_hours:.2f}")
+    console.print(table)
+    left = sum(r.pending + r.started for r in roles)
+    if not left:
+        console.print("Every planned trial is stored or failed" + (" (a relaunch retries the failed ones)."
+                                                                   if any(r.failed for r in roles) else "."))
+    elif eta_s is None:
+        console.print(f"{left} trial(s) left; no ETA until each role has a finished trial.")
+    else:
+        console.print(f"{left} trial(s) left; ETA ≈ {eta_s / 60:.0f} min at the median wall time per role.")

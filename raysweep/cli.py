@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from raysweep.config import ConfigError, DataError, load_cluster, load_sweep
+from raysweep.config import ConfigError, DataError, SweepConfig, load_cluster, load_sweep
 
 if TYPE_CHECKING:
     from raysweep.report import Plan, Report
@@ -45,10 +45,18 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
     return 1 if outcome.errors else 0
 
 
+def _language_model_sweep(path: Path) -> SweepConfig:
+    sweep = load_sweep(path)
+    if not isinstance(sweep, SweepConfig):
+        raise ConfigError(path, [("random_features", "this command needs a language-model sweep (recipes, proxy, "
+                                                     "target), not a random-feature one")])
+    return sweep
+
+
 def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
     cluster = load_cluster(args.cluster)
     sweep_path = Path(args.sweep or cluster.sweep)
-    sweep = load_sweep(sweep_path)
+    sweep = _language_model_sweep(sweep_path)
     model = args.model or sweep.proxy.models[0]
     if model not in sweep.proxy.models:
         raise ConfigError(sweep_path, [("proxy.models", f"--model {model!r} is not one of the sweep's proxy models")])
@@ -84,7 +92,7 @@ def _status(args: argparse.Namespace, console: Console) -> int:
 def _recipes_show(args: argparse.Namespace, console: Console) -> int:
     from raysweep.recipes.show import show_recipes
 
-    return show_recipes(load_sweep(args.sweep), Path(args.storage) / "shards", console, args.recipe)
+    return show_recipes(_language_model_sweep(Path(args.sweep)), Path(args.storage) / "shards", console, args.recipe)
 
 
 def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
@@ -184,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--sweep", help="sweep file to use instead of the profile's `sweep:`")
     estimate.add_argument("--model", help="proxy model (default: the sweep's first)")
     estimate.add_argument("--warmup-steps", type=int, default=500, help="steps at the standard lr (default: 500)")
-    estimate.add_argument("--batches", type=int, default=20, help="minibatches for the gradient statistics (default: 20)")
+    estimate.add_argument("--batches", type=int, default=20,
+                          help="minibatches for the gradient statistics (default: 20)")
     estimate.add_argument("--write", action="store_true",
                           help="replace the sweep file's proxy.lrs with rates inside the window (and the standard lr)")
     estimate.set_defaults(handler=_estimate_lr)

@@ -285,6 +285,32 @@ class SweepConfig:
     """Extra named model sizes, or overrides of the built-in ones (``raysweep.models.MODEL_SIZES``)."""
 
 
+@dataclass(frozen=True)
+class RandomFeatureGrid:
+    """The random-feature check of App. B (``raysweep.random_features``): synthetic datasets whose
+    infinite-width optimum is known, trained by one-pass SGD at every width × learning rate × seed."""
+
+    widths: list[int] = _rules(_non_empty, _positive)
+    lrs: list[float] = _rules(_non_empty, _positive)
+    seeds: list[int] = _rules(_non_empty)
+    num_distributions: int = _rules(_positive, default=8)
+    dim: int = _rules(_positive, default=4)
+    distribution_seed: int = 0
+    batch_size: int = _rules(_positive, default=8)
+    num_steps: int = _rules(_positive, default=1000)
+    num_evals: int = _rules(_positive, default=4)
+    validation_samples: int = _rules(_positive, default=2000)
+    kernel_samples: int = _rules(_positive, default=2000)
+    """Samples per dataset for the kernel-regression estimate of its infinite-width optimum (the targets)."""
+    ridge: float = _rules(_positive, default=1e-5)
+
+
+@dataclass(frozen=True)
+class RandomFeatureSweep:
+    name: str
+    random_features: RandomFeatureGrid
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 
@@ -316,10 +342,13 @@ def load_cluster(path: str | Path) -> ClusterConfig:
     return _load_file(ClusterConfig, path)
 
 
-def load_sweep(path: str | Path) -> SweepConfig:
+def load_sweep(path: str | Path) -> SweepConfig | RandomFeatureSweep:
+    """A language-model sweep, or a random-feature sweep when the file has a ``random_features:`` block."""
     from raysweep.models import MODEL_SIZES  # the registry of named sizes, checked against references
 
-    sweep = _load_file(SweepConfig, path)
+    sweep = _load_file(lambda data: RandomFeatureSweep if "random_features" in data else SweepConfig, path)
+    if isinstance(sweep, RandomFeatureSweep):
+        return sweep
     problems = _check_sweep(sweep, set(MODEL_SIZES))
     recipes = _resolve_recipes(sweep.recipes, set(sweep.sources), problems)
     if problems:
@@ -409,7 +438,8 @@ def _ablate(base: list[MixComponent], recipe: Recipe, where: str, source_names: 
         MixComponent(name, share) for name, share in recipe.weights.items()]
 
 
-def _load_file(cls: type, path: str | Path) -> Any:
+def _load_file(cls: type | typing.Callable[[dict], type], path: str | Path) -> Any:
+    """`cls` is the dataclass the file holds, or picks it from the parsed mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(path, [("", "file not found")])
@@ -417,8 +447,11 @@ def _load_file(cls: type, path: str | Path) -> Any:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(path, [("", f"not valid YAML: {err}")]) from None
+    data = data if data is not None else {}
+    if not dataclasses.is_dataclass(cls):
+        cls = cls(data if isinstance(data, dict) else {})
     problems: list[tuple[str, str]] = []
-    value = _convert(cls, data if data is not None else {}, "", problems)
+    value = _convert(cls, data, "", problems)
     if problems:
         raise ConfigError(path, problems)
     return value

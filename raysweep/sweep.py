@@ -28,13 +28,15 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from ray import tune
 
 from raysweep import store
-from raysweep.config import ClusterConfig, ConfigError, RayConfig, Recipe, SweepConfig, content_hash
+from raysweep.config import (ClusterConfig, ConfigError, RandomFeatureSweep, RayConfig, Recipe, SweepConfig,
+                             content_hash)
 from raysweep.models import count_parameters, resolve_model
 from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
 from raysweep.recipes.streams import describe
 from raysweep.recipes.tokenizer import load_tokenizer
+from raysweep.rf_trials import RFTrialSpec, plan_rf_trials, run_rf_trial
 from raysweep.tiny_lr import check_precision
-from raysweep.train import TrialData, TrialSpec, train
+from raysweep.train import Evaluation, TrialData, TrialSpec, train
 
 
 PLAN_FILE = "plan.json"
@@ -142,13 +144,18 @@ def start_ray(config: RayConfig, console: Console) -> None:
                       "(token authentication: `ray get-auth-token` prints the token it asks for)")
 
 
-def launch(cluster: ClusterConfig, sweep: SweepConfig, console: Console) -> LaunchOutcome:
+def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, console: Console) -> LaunchOutcome:
     run_dir = run_dir_of(cluster, sweep)
     results_dir = run_dir / "results"
-    trials = plan_trials(sweep)
-    plan = {"recipes": [r.name for r in sweep.recipes],
+    if isinstance(sweep, RandomFeatureSweep):
+        trials = plan_rf_trials(sweep)
+        recipes, standard_lr = list(dict.fromkeys(t.recipe for t in trials)), max(sweep.random_features.lrs)
+    else:
+        trials = plan_trials(sweep)
+        recipes, standard_lr = [r.name for r in sweep.recipes], sweep.proxy.standard_lr or max(sweep.proxy.lrs)
+    plan = {"recipes": recipes,
             "trial_keys": {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")},
-            "standard_lr": sweep.proxy.standard_lr or max(sweep.proxy.lrs),
+            "standard_lr": standard_lr,
             "gpus_per_trial": {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu},
             "max_concurrent_trials": cluster.max_concurrent_trials}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -162,8 +169,10 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig, console: Console) -> Laun
     if not todo:
         return LaunchOutcome(run_dir, len(trials), 0, [])
     start_ray(cluster.ray, console)
-    with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
-        data = build_data(sweep, todo, Path(cluster.storage).absolute() / "shards")
+    data = {}
+    if isinstance(sweep, SweepConfig):
+        with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
+            data = build_data(sweep, todo, Path(cluster.storage).absolute() / "shards")
     errors = run_trials(cluster, todo, data, results_dir, console)
     return LaunchOutcome(run_dir, len(trials), len(todo) - len(errors), errors)
 
@@ -175,9 +184,19 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
     transformers.logging.set_verbosity_error()
     spec = specs[config["trial_key"]]
     store.mark_started(Path(results_dir), spec)
-    result = train(spec, data[spec.recipe], report=lambda e: tune.report(
-        {"step": e.step, "tokens": e.tokens, "loss": e.losses["all"]}))
+    if isinstance(spec, RFTrialSpec):
+        result = run_rf_trial(spec)  # milliseconds: report once, at the end
+        _report_to_tune(result.evaluations[-1])
+    else:
+        result = train(spec, data[spec.recipe], report=_report_to_tune)
     store.write_trial(Path(results_dir), result)
+
+
+def _report_to_tune(evaluation: Evaluation) -> None:
+    """Progress for Tune and its dashboard; a diverged run's infinite loss is left out (the store keeps it)."""
+    loss = evaluation.losses["all"]
+    finite = {"loss": loss} if math.isfinite(loss) else {}
+    tune.report({"step": evaluation.step, "tokens": evaluation.tokens, **finite})
 
 
 class _TrialProgress(tune.Callback):

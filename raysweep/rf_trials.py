@@ -1,0 +1,100 @@
+"""A random-feature sweep as raysweep trials: the proxies are SGD runs, the "targets" the infinite-width optimum.
+
+Every (dataset, width, learning rate, seed) is one proxy trial (``raysweep.random_features.train_sgd``),
+scheduled by the same Tune experiment as language-model trials and stored in the same results table: the
+dataset is the recipe, ``rf-m<width>`` the model, the validation MSE the loss. Each dataset's infinite-width
+optimum (kernel ridge regression with the limiting kernel) is stored as its one "target" run, so the usual
+report answers App. B's question directly: does a proxy learning rate rank the datasets in the order of
+their infinite-width optimum?::
+
+    trials = plan_rf_trials(sweep)    # 8 datasets × 3 widths × 10 lrs × 5 seeds proxies, then 8 targets
+    result = run_rf_trial(trials[0])  # TrialResult: validation MSE at num_evals checkpoints
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from raysweep.config import RandomFeatureGrid, RandomFeatureSweep, content_hash
+from raysweep.random_features import (Distribution, infinite_width_optimum, make_distributions, sample, train_sgd,
+                                      validation_distribution)
+from raysweep.train import Evaluation, TrialResult
+
+VALIDATION_SEED = 1
+
+
+@dataclass(frozen=True)
+class RFTrialSpec:
+    """One random-feature run; it has the fields the store and the scheduler read from any trial spec."""
+
+    role: str
+    distribution: Distribution
+    grid: RandomFeatureGrid
+    width: int
+    lr: float
+    seed: int
+    batch_size: int
+    weight_decay: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return content_hash(self)
+
+    @property
+    def recipe(self) -> str:
+        return self.distribution.name
+
+    @property
+    def model(self) -> str:
+        return f"rf-m{self.width}" if self.role == "proxy" else "infinite-width (kernel)"
+
+    @property
+    def num_params(self) -> int:
+        return self.width
+
+    @property
+    def num_sequences(self) -> int:
+        """Samples the run sees: what the scheduler sorts trials by, largest first."""
+        return self.grid.num_steps * self.batch_size
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.recipe}-{self.model}-lr{self.lr:g}-s{self.seed}"
+
+
+def distributions(grid: RandomFeatureGrid) -> list[Distribution]:
+    return make_distributions(grid.num_distributions, grid.dim, grid.distribution_seed)
+
+
+def _validation(grid: RandomFeatureGrid):
+    rng = np.random.default_rng(VALIDATION_SEED)
+    return sample(validation_distribution(grid.dim, grid.distribution_seed), grid.validation_samples, rng)
+
+
+def plan_rf_trials(sweep: RandomFeatureSweep) -> list[RFTrialSpec]:
+    """Every SGD proxy run, then one "target" per dataset: its infinite-width optimum (seed 0, no lr)."""
+    grid = sweep.random_features
+    proxies = [RFTrialSpec("proxy", dist, grid, width, lr, seed, grid.batch_size)
+               for dist in distributions(grid) for width in grid.widths for lr in grid.lrs for seed in grid.seeds]
+    targets = [RFTrialSpec("target", dist, grid, width=0, lr=0.0, seed=0, batch_size=grid.kernel_samples)
+               for dist in distributions(grid)]
+    return proxies + targets
+
+
+def run_rf_trial(spec: RFTrialSpec) -> TrialResult:
+    """A proxy: one-pass SGD, scored at `num_evals` checkpoints. A target: kernel ridge regression, one score."""
+    start = time.perf_counter()
+    grid, val = spec.grid, _validation(spec.grid)
+    if spec.role == "target":
+        loss = infinite_width_optimum(spec.distribution, val, grid.kernel_samples, grid.ridge, seed=spec.seed)
+        evaluations = [Evaluation(1, grid.kernel_samples, {"all": loss}, {"all": math.nan})]
+        return TrialResult(spec, "ok", evaluations, time.perf_counter() - start)
+    run = train_sgd(spec.distribution, val, spec.width, spec.lr, grid.batch_size, grid.num_steps, spec.seed,
+                    num_evals=grid.num_evals)
+    evaluations = [Evaluation(step, step * grid.batch_size, {"all": mse}, {"all": math.nan})
+                   for step, mse in zip(run.steps, run.val_mse)]
+    return TrialResult(spec, "diverged" if run.diverged else "ok", evaluations, time.perf_counter() - start)

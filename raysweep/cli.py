@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="trials finished / in flight / failed / diverged per role, GPU-hours and an ETA",
         description="Count a run's trials per role from its files alone (plan.json and results/): finished, "
                     "diverged, failed after retries, started but not finished (in flight, or interrupted by a "
-                    "killed launch), pending; GPU-hours and wall-hours spent; and an ETA.")
+                    "killed launch), pending; GPU-hours and trial-hours (wall time summed over trials) spent; "
+                    "and an ETA.")
     status.add_argument("run_dir", help="run directory: <storage>/<sweep name>, e.g. runs/demo")
     status.set_defaults(handler=_status)
     estimate = commands.add_parser(

@@ -387,7 +387,7 @@ def _resolve_recipes(recipes: list[Recipe], source_names: set[str], problems: li
         elif recipe.mix:
             problems.append((f"{where}.mix", "give either `mix` or `base`, not both"))
             return None
-        elif recipe.base not in index or recipe.base in chain:
+        elif recipe.base not in index or recipe.base in (*chain, name):
             problems.append((f"{where}.base", f"must name another recipe, without cycles (got {recipe.base!r})"))
             return None
         else:
@@ -592,16 +592,13 @@ def _check_sources(sweep: SweepConfig) -> list[tuple[str, str]]:
         if not isinstance(source, FilteredSource):
             continue
         where = name if name.startswith("validation.") else f"sources.{name}"
-        seen, current = {name}, source
-        while isinstance(current, FilteredSource):
-            if current.source not in sweep.sources or current.source in seen:
-                problems.append((f"{where}.source", f"must name another source in `sources`, without cycles "
-                                                    f"(got {current.source!r})"))
-                break
-            seen.add(current.source)
-            current = sweep.sources[current.source]
-        if source.perplexity and source.perplexity.kenlm_model is None and source.perplexity.reference not in sweep.sources:
-            problems.append((f"{where}.perplexity.reference", f"unknown source {source.perplexity.reference!r}"))
+        if source.source not in sweep.sources:
+            problems.append((f"{where}.source", f"must name a source in `sources` (got {source.source!r})"))
+        perplexity = source.perplexity
+        if perplexity and perplexity.kenlm_model is None and perplexity.reference not in sweep.sources:
+            problems.append((f"{where}.perplexity.reference", f"unknown source {perplexity.reference!r}"))
+        if _reaches(sweep.sources, source, name):
+            problems.append((where, "depends on itself (through `source:` or `perplexity.reference:`)"))
         if source.repetition:
             if source.repetition.preset not in REPETITION_PRESETS:
                 problems.append((f"{where}.repetition.preset", f"must be one of {', '.join(REPETITION_PRESETS)} "
@@ -614,3 +611,22 @@ def _check_sources(sweep: SweepConfig) -> list[tuple[str, str]]:
                 elif not 0 <= value <= 1:
                     problems.append((f"{where}.repetition.thresholds.{key}", f"must be within [0, 1] (got {value!r})"))
     return problems
+
+
+def _reaches(sources: dict[str, Source], start: Source, name: str) -> bool:
+    """Whether the sources `start` is built from (its `source`, its perplexity reference, theirs...) include `name`."""
+    todo, seen = [start], set()
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, FilteredSource):
+            continue
+        upstream = [current.source]
+        if current.perplexity and current.perplexity.kenlm_model is None:
+            upstream.append(current.perplexity.reference)
+        for other in upstream:
+            if other == name:
+                return True
+            if other in sources and other not in seen:
+                seen.add(other)
+                todo.append(sources[other])
+    return False

@@ -40,6 +40,8 @@ class LRWindow:
     reports: list[TinyLRReport]
     floor_lr: float
     upper_lr: float
+    param_dtype: str
+    """The weights' dtype, which sets the precision floor."""
 
 
 def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tuple[float, GradientStatistics]:
@@ -47,12 +49,13 @@ def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tup
 
     Every recipe starts from the same initialisation (seed 0) and is measured on the same validation batch.
     """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    model = build_model(spec.model_spec, spec.vocab_size, spec.seq_len, spec.eos_id)
+    model = build_model(spec.model_spec, spec.vocab_size, spec.seq_len, spec.eos_id).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=spec.weight_decay)
     needed = (spec.num_steps + num_batches) * spec.batch_size
-    sequences = torch.from_numpy(read_sequences(data.train_dir, needed).astype(np.int64))
+    sequences = torch.from_numpy(read_sequences(data.train_dir, needed).astype(np.int64)).to(device)
     batches = sequences.split(spec.batch_size)
     for step in range(spec.num_steps):
         for group in optimizer.param_groups:  # warm-up and hold at the standard lr: no decay before measuring
@@ -63,7 +66,7 @@ def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tup
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         optimizer.step()
     validation = torch.cat([torch.from_numpy(read_sequences(path, VALIDATION_SEQUENCES_PER_DOMAIN).astype(np.int64))
-                            for path in data.validation_dirs.values()])
+                            for path in data.validation_dirs.values()]).to(device)
     statistics = gradient_statistics(model, batches[spec.num_steps:], validation)
     lambda_max = hessian_max_eigenvalue(lambda: causal_lm_loss(model, validation), trainable(model))
     return lambda_max, statistics
@@ -71,7 +74,7 @@ def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tup
 
 def estimate_window(cluster: ClusterConfig, sweep: SweepConfig, model: str, warmup_steps: int, num_batches: int,
                     console) -> LRWindow:
-    """One Ray task per recipe (proxy resources), then Eq. 58 over all of them and the fp32 precision floor."""
+    """One Ray task per recipe (proxy resources), then Eq. 58 over all of them and the weights' precision floor."""
     import ray
 
     from raysweep.sweep import build_data, plan_trials, start_ray
@@ -90,8 +93,8 @@ def estimate_window(cluster: ClusterConfig, sweep: SweepConfig, model: str, warm
         results = dict(zip(specs, ray.get([task.remote(spec, data[recipe], num_batches)
                                            for recipe, spec in specs.items()])))
     reports = tiny_lr_reports({r: lam for r, (lam, _) in results.items()}, {r: s for r, (_, s) in results.items()})
-    floor_lr, upper_lr = recommended_lr_range(reports)
-    return LRWindow(model, warmup_lr, warmup_steps, reports, floor_lr, upper_lr)
+    floor_lr, upper_lr = recommended_lr_range(reports, getattr(torch, sweep.training.param_dtype))
+    return LRWindow(model, warmup_lr, warmup_steps, reports, floor_lr, upper_lr, sweep.training.param_dtype)
 
 
 def print_window(window: LRWindow, console) -> None:
@@ -106,7 +109,7 @@ def print_window(window: LRWindow, console) -> None:
                       f"{r.grad_noise_trace:.3g}", str(r.batch_size), f"{r.eta_upper:.3g}")
     console.print(table)
     if window.floor_lr < window.upper_lr:
-        console.print(f"Recommended proxy learning rates: between {window.floor_lr:.2g} (fp32 precision floor) and "
+        console.print(f"Recommended proxy learning rates: between {window.floor_lr:.2g} ({window.param_dtype} precision floor) and "
                       f"{window.upper_lr:.2g} (Eq. 58, the smallest bound over recipes). Below that range updates "
                       "round away; above it curvature can reorder recipes. Too small for the step budget also "
                       "under-trains: the proxy sweep's report shows where agreement drops.")
@@ -127,15 +130,15 @@ def write_proxy_lrs(sweep_path: Path, lrs: list[float], window: LRWindow) -> Non
     lines = Path(sweep_path).read_text().splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.startswith("proxy:")), None)
     for i in range(start + 1 if start is not None else len(lines), len(lines)):
-        if lines[i].strip() and not lines[i][0].isspace():
+        if lines[i].strip() and not lines[i][0].isspace() and not lines[i].startswith("#"):
             break  # the next top-level key: proxy has no one-line `lrs:` to replace
         key, _, _ = lines[i].partition(":")
         if key.strip() == "lrs":
             indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
-            values = ", ".join(f"{lr:.1e}" for lr in lrs)
+            values = ", ".join(f"{lr:g}" for lr in lrs)  # exact: the standard lr must stay one of them
             lines[i] = (f"{indent}lrs: [{values}]  # estimate-lr: window {window.floor_lr:.2g} .. "
                         f"{window.upper_lr:.2g} ({window.model})\n")
             Path(sweep_path).write_text("".join(lines))
             return
     raise ValueError(f"{sweep_path}: no one-line `lrs:` under a block-style `proxy:`; set proxy.lrs to "
-                     f"[{', '.join(f'{lr:.1e}' for lr in lrs)}] by hand")
+                     f"[{', '.join(f'{lr:g}' for lr in lrs)}] by hand")

@@ -29,15 +29,22 @@ VALIDATION_SEED = 1
 
 @dataclass(frozen=True)
 class RFTrialSpec:
-    """One random-feature run; it has the fields the store and the scheduler read from any trial spec."""
+    """One random-feature run: what changes its result and nothing else (so adding a learning rate to the grid
+    keeps every other trial's key); it has the fields the store and the scheduler read from any trial spec."""
 
     role: str
     distribution: Distribution
-    grid: RandomFeatureGrid
     width: int
     lr: float
     seed: int
     batch_size: int
+    """SGD minibatch; 0 for a target, which is a kernel regression."""
+    num_steps: int
+    num_evals: int
+    validation_seed: int
+    validation_samples: int
+    kernel_samples: int
+    ridge: float
     weight_decay: float = 0.0
 
     @property
@@ -59,7 +66,7 @@ class RFTrialSpec:
     @property
     def num_sequences(self) -> int:
         """Samples the run sees: what the scheduler sorts trials by, largest first."""
-        return self.grid.num_steps * self.batch_size
+        return self.num_steps * self.batch_size if self.role == "proxy" else self.kernel_samples
 
     @property
     def name(self) -> str:
@@ -70,31 +77,33 @@ def distributions(grid: RandomFeatureGrid) -> list[Distribution]:
     return make_distributions(grid.num_distributions, grid.dim, grid.distribution_seed)
 
 
-def _validation(grid: RandomFeatureGrid):
+def _validation(spec: RFTrialSpec):
     rng = np.random.default_rng(VALIDATION_SEED)
-    return sample(validation_distribution(grid.dim, grid.distribution_seed), grid.validation_samples, rng)
+    return sample(validation_distribution(spec.distribution.dim, spec.validation_seed), spec.validation_samples, rng)
 
 
 def plan_rf_trials(sweep: RandomFeatureSweep) -> list[RFTrialSpec]:
     """Every SGD proxy run, then one "target" per dataset: its infinite-width optimum (seed 0, no lr)."""
     grid = sweep.random_features
-    proxies = [RFTrialSpec("proxy", dist, grid, width, lr, seed, grid.batch_size)
+    shared = {"num_steps": grid.num_steps, "num_evals": grid.num_evals, "validation_seed": grid.distribution_seed,
+              "validation_samples": grid.validation_samples, "kernel_samples": grid.kernel_samples,
+              "ridge": grid.ridge}
+    proxies = [RFTrialSpec("proxy", dist, width, lr, seed, grid.batch_size, **shared)
                for dist in distributions(grid) for width in grid.widths for lr in grid.lrs for seed in grid.seeds]
-    targets = [RFTrialSpec("target", dist, grid, width=0, lr=0.0, seed=0, batch_size=grid.kernel_samples)
-               for dist in distributions(grid)]
+    targets = [RFTrialSpec("target", dist, 0, 0.0, 0, 0, **shared) for dist in distributions(grid)]
     return proxies + targets
 
 
 def run_rf_trial(spec: RFTrialSpec) -> TrialResult:
     """A proxy: one-pass SGD, scored at `num_evals` checkpoints. A target: kernel ridge regression, one score."""
     start = time.perf_counter()
-    grid, val = spec.grid, _validation(spec.grid)
+    val = _validation(spec)
     if spec.role == "target":
-        loss = infinite_width_optimum(spec.distribution, val, grid.kernel_samples, grid.ridge, seed=spec.seed)
-        evaluations = [Evaluation(1, grid.kernel_samples, {"all": loss}, {"all": math.nan})]
+        loss = infinite_width_optimum(spec.distribution, val, spec.kernel_samples, spec.ridge, seed=spec.seed)
+        evaluations = [Evaluation(1, spec.kernel_samples, {"all": loss}, {"all": math.nan})]
         return TrialResult(spec, "ok", evaluations, time.perf_counter() - start)
-    run = train_sgd(spec.distribution, val, spec.width, spec.lr, grid.batch_size, grid.num_steps, spec.seed,
-                    num_evals=grid.num_evals)
-    evaluations = [Evaluation(step, step * grid.batch_size, {"all": mse}, {"all": math.nan})
+    run = train_sgd(spec.distribution, val, spec.width, spec.lr, spec.batch_size, spec.num_steps, spec.seed,
+                    num_evals=spec.num_evals)
+    evaluations = [Evaluation(step, step * spec.batch_size, {"all": mse}, {"all": math.nan})
                    for step, mse in zip(run.steps, run.val_mse)]
     return TrialResult(spec, "diverged" if run.diverged else "ok", evaluations, time.perf_counter() - start)

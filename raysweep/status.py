@@ -4,7 +4,7 @@ Every launch writes ``plan.json`` (the trial keys per role and the GPUs each tri
 ``results/running/`` markers while in flight, ``results/trial-*.parquet`` when stored and
 ``results/failed/`` records when they failed after their retries. Status counts them per role::
 
-    role     planned  finished  diverged  failed  started, not finished  pending  GPU-hours  wall-hours
+    role     planned  finished  diverged  failed  started, not finished  pending  GPU-hours  trial-hours
     proxy         64        40         0       0                      2       22       0.00        0.10
 
 A marker left by a killed launch reads "started, not finished": a relaunch restarts that trial. The ETA
@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysweep import store
@@ -37,7 +38,8 @@ class RoleStatus:
     started: int
     """Started and neither stored nor failed: in flight, or interrupted by a killed launch."""
     gpu_hours: float
-    wall_hours: float
+    trial_hours: float
+    """Wall time summed over trials (concurrent trials add up), not elapsed time."""
     median_wall_s: float | None
 
     @property
@@ -50,7 +52,10 @@ def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
     plan_path = Path(run_dir) / "plan.json"
     if not plan_path.is_file():
         raise StatusError(f"{run_dir}: no plan.json; pass the run directory of a launch (<storage>/<sweep name>)")
-    plan = json.loads(plan_path.read_text())
+    try:
+        plan = json.loads(plan_path.read_text())
+    except ValueError as err:
+        raise StatusError(f"{plan_path}: unreadable ({err}); launch again to rewrite it") from None
     if "gpus_per_trial" not in plan:
         raise StatusError(f"{plan_path} was written by an older raysweep; launch again to refresh it (a launch "
                           "trains only what is not stored yet)")
@@ -84,7 +89,7 @@ def _finished_trials(results: Path) -> dict[str, dict]:
     for path in sorted(results.glob("trial-*.parquet")):
         try:
             table = pq.read_table(path, columns=["trial_key", "status", "wall_s"]).slice(0, 1).to_pylist()
-        except OSError:
+        except (pa.ArrowException, OSError):
             continue  # a corrupt file: the next launch moves it aside and retrains its trial
         if table:
             out[table[0]["trial_key"]] = table[0]
@@ -96,12 +101,12 @@ def print_status(roles: list[RoleStatus], eta_s: float | None, console) -> None:
 
     table = Table(title="Sweep status")
     columns = ("role", "planned", "finished", "diverged", "failed", "started, not finished", "pending",
-               "GPU-hours", "wall-hours")
+               "GPU-hours", "trial-hours")
     for name in columns:
         table.add_column(name, justify="left" if name == "role" else "right")
     for r in roles:
         table.add_row(r.role, str(r.planned), str(r.finished), str(r.diverged), str(r.failed), str(r.started),
-                      str(r.pending), f"{r.gpu_hours:.2f}", f"{r.wall_hours:.2f}")
+                      str(r.pending), f"{r.gpu_hours:.2f}", f"{r.trial_hours:.2f}")
     console.print(table)
     left = sum(r.pending + r.started for r in roles)
     if not left:

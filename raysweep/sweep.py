@@ -156,10 +156,13 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     plan = {"recipes": recipes,
             "trial_keys": {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")},
             "standard_lr": standard_lr,
-            "gpus_per_trial": {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu},
+            "gpus_per_trial": ({"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}
+                               if isinstance(sweep, SweepConfig) else {"proxy": 0.0, "target": 0.0}),
             "max_concurrent_trials": cluster.max_concurrent_trials}
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PLAN_FILE).write_text(json.dumps(plan))  # lets a report of a partial run say what is missing
+    staging = run_dir / f".{PLAN_FILE}.tmp"
+    staging.write_text(json.dumps(plan))
+    os.replace(staging, run_dir / PLAN_FILE)  # lets a report of a partial run say what is missing
     done, corrupt = store.finished_keys(results_dir)
     for line in corrupt:
         console.print(f"[yellow]corrupt result:[/yellow] {line}")
@@ -233,7 +236,10 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
     resources = cluster.resources
 
     def trial_resources(config: dict) -> tune.PlacementGroupFactory:
-        role = resources.proxy if specs[config["trial_key"]].role == "proxy" else resources.target
+        spec = specs[config["trial_key"]]
+        if isinstance(spec, RFTrialSpec):  # numpy on one core, whatever the role
+            return tune.PlacementGroupFactory([{"CPU": 1}])
+        role = resources.proxy if spec.role == "proxy" else resources.target
         return tune.PlacementGroupFactory([{"CPU": role.cpu, "GPU": role.gpu}])
 
     trainable = tune.with_resources(

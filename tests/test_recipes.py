@@ -154,3 +154,24 @@ def test_the_paper_sweep_validates_offline_and_a_launch_names_what_is_missing(tm
     assert main(["launch", str(cluster)]) == 2
     error = capsys.readouterr().err  # the tokenizer first, unless this machine has it cached; then the corpora
     assert error.startswith("raysweep: ") and ("hf download gpt2" in error or "no files match" in error)
+
+
+def test_cycles_through_bases_sources_and_references_are_errors_not_recursion(tmp_path):
+    sweep = micro_sweep()
+    sweep["recipes"].append({"name": "loop", "base": "loop", "drop": ["code"]})
+    sweep["sources"]["a"] = {"type": "filtered", "source": "web", "perplexity": {"reference": "b", "keep": ["head"]}}
+    sweep["sources"]["b"] = {"type": "filtered", "source": "a"}
+    with pytest.raises(ConfigError) as info:
+        load_sweep(write_yaml(tmp_path / "cycles.yaml", sweep))
+    problems = dict(info.value.problems)
+    assert problems["recipes[2].base"].startswith("must name another recipe, without cycles")
+    assert problems["sources.a"].startswith("depends on itself") and problems["sources.b"].startswith("depends on")
+
+
+def test_a_validation_domain_may_curate_the_source_of_the_same_name(tmp_path):
+    from raysweep.recipes.build import validation_components
+
+    sweep = micro_sweep()
+    sweep["validation"]["domains"]["web"] = {"type": "filtered", "source": "web", "dedup": "exact"}
+    (component,) = validation_components(load_sweep(write_yaml(tmp_path / "s.yaml", sweep)))["web"]
+    assert component.stream.reader.domain == "web" and len(component.stream.operators) == 1

@@ -23,7 +23,8 @@ Shards live at ``<root>/<name>-<hash>/`` where the hash covers the mixture, each
 a fingerprint of their bytes), the tokenizer, the sequence length and the epochs allowed. Every component
 is written to its own folder and marked done when complete, so an interrupted build resumes with the
 components it had not finished; ``manifest.json`` is written last and marks the set complete. A larger
-budget later extends the set (the smaller one stays its prefix, so trials already recorded stay valid).
+budget later rebuilds the components that are too short (deterministically, so the smaller set is a prefix of
+the larger one and trials already recorded stay valid).
 Finite sources are read once unless the recipe says ``epochs: N``; a recipe short of tokens is a
 ``BuildError`` that says how many it has and needs.
 """
@@ -82,9 +83,11 @@ def recipe_components(recipe: Recipe, sweep: SweepConfig) -> list[Component]:
 
 def validation_components(sweep: SweepConfig) -> dict[str, list[Component]]:
     """One single-component "recipe" per validation domain (a domain may curate a named source)."""
-    return {domain: [Component(f"validation.domains.{domain}",
-                               resolve_stream(domain, {**sweep.sources, domain: source}), 1.0)]
-            for domain, source in sweep.validation.domains.items()}
+    components = {}
+    for domain, source in sweep.validation.domains.items():
+        label = f"validation.domains.{domain}"  # cannot collide with a source name
+        components[domain] = [Component(label, resolve_stream(label, {**sweep.sources, label: source}), 1.0)]
+    return components
 
 
 def shard_key(components: list[Component], tokenizer: TokenizerConfig, seq_len: int, epochs: int = 1) -> str:
@@ -158,6 +161,10 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
                      tokenizer: TokenizerConfig, seq_len: int, epochs: int, out_dir: Path) -> dict:
     """Write `count` sequences of one component to `out_dir` (reusing a finished one); return its stats."""
     import ray
+
+    if count == 0:  # a small budget can leave a light component without a single sequence
+        return {"num_sequences": 0, "documents_read": 0, "documents_kept": 0, "bytes_kept": 0, "tokens_kept": 0,
+                "removed": {}}
 
     # Progress files sit outside data/, which readers load whole.
     done = out_dir.parent.parent / "progress" / f"{out_dir.name}.json"

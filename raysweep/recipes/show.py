@@ -16,7 +16,6 @@ from rich.table import Table
 from raysweep.config import Recipe, SweepConfig
 from raysweep.recipes.build import read_manifest, recipe_components, shard_key
 from raysweep.recipes.sources import SourceError
-from raysweep.recipes.streams import describe
 
 
 def show_recipes(sweep: SweepConfig, shards_root: Path, console: Console, only: str | None = None) -> int:
@@ -36,7 +35,7 @@ def show_recipes(sweep: SweepConfig, shards_root: Path, console: Console, only: 
         if manifest is None:
             console.print(_mix_table(recipe, sweep, "not built yet with these inputs (a launch builds it)"))
         else:
-            console.print(_manifest_table(manifest, [describe(c.stream) for c in components]))
+            console.print(_manifest_table(manifest))
     return 0
 
 
@@ -50,7 +49,7 @@ def _mix_table(recipe: Recipe, sweep: SweepConfig, status: str) -> Table:
     return table
 
 
-def _manifest_table(manifest: dict, streams: list[dict]) -> Table:
+def _manifest_table(manifest: dict) -> Table:
     title = (f"{manifest['name']}: {manifest['num_sequences']:,} sequences × {manifest['seq_len']} = "
              f"{manifest['num_tokens']:,} tokens, {manifest['bytes_per_token']:.2f} bytes/token, "
              f"epochs {manifest['epochs']}, built in {manifest['build_s']:.1f} s")
@@ -58,10 +57,10 @@ def _manifest_table(manifest: dict, streams: list[dict]) -> Table:
     for name in ("source", "share", "sequences", "tokens of kept documents", "documents read", "documents kept"):
         table.add_column(name, justify="left" if name == "source" else "right")
     table.add_column("removed (documents / tokens), by reason")
-    for component, stream in zip(manifest["components"], streams):
+    for component in manifest["components"]:
         removed = "\n".join(f"{reason}: {r['documents']:,} / {r['tokens']:,}"
                             for reason, r in sorted(component["removed"].items(), key=lambda kv: -kv[1]["documents"]))
-        operators = ", ".join(next(iter(op)) for op in stream["operators"]) or "none"
+        operators = ", ".join(next(iter(op)) for op in component["stream"]["operators"]) or "none"
         table.add_row(f"{component['source']}\n[dim]operators: {operators}[/dim]", f"{component['weight']:.1%}",
                       f"{component['num_sequences']:,}", f"{component['tokens_kept']:,}",
                       f"{component['documents_read']:,}", f"{component['documents_kept']:,}", removed or "-")

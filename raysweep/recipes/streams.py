@@ -20,6 +20,7 @@ removed, "" while kept), so the build can count what each operator removed, in d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import hashlib
 import itertools
@@ -91,10 +92,16 @@ def split_glob(pattern: str) -> tuple[Path, str]:
     return Path(*parts[:fixed]), str(Path(*parts[fixed:]))
 
 
+@functools.cache  # planning, building and showing a sweep name the same files many times in one process
 def _fingerprint(pattern: str) -> str:
     """Names files by content and by their path below the glob's folder, so a moved corpus keeps its key."""
     base_dir, relative = split_glob(pattern)
     return readers.fingerprint_files(relative, base_dir=base_dir)
+
+
+@functools.cache
+def _hf_fingerprint(name: str, config: str | None, split: str, path: Path | None) -> str:
+    return readers.fingerprint_hf(name, config, split, path=path)
 
 
 def describe(stream: Stream) -> dict:
@@ -104,8 +111,7 @@ def describe(stream: Stream) -> dict:
         reader["path"] = _fingerprint(stream.reader.path)
     elif isinstance(stream.reader, HFSource):
         path = Path(stream.reader.path) if stream.reader.path else None
-        reader["path"] = readers.fingerprint_hf(stream.reader.name, stream.reader.config, stream.reader.split,
-                                                path=path)
+        reader["path"] = _hf_fingerprint(stream.reader.name, stream.reader.config, stream.reader.split, path)
     operators = []
     for operator in stream.operators:
         if isinstance(operator, Perplexity):

@@ -92,10 +92,21 @@ def split_glob(pattern: str) -> tuple[Path, str]:
     return Path(*parts[:fixed]), str(Path(*parts[fixed:]))
 
 
-@functools.cache  # planning, building and showing a sweep name the same files many times in one process
 def _fingerprint(pattern: str) -> str:
-    """Names files by content and by their path below the glob's folder, so a moved corpus keeps its key."""
+    """Names files by content and by their path below the glob's folder, so a moved corpus keeps its key.
+
+    Planning, building and showing a sweep name the same files many times in one process: the content hash
+    is reused while every file keeps its size and modification time.
+    """
     base_dir, relative = split_glob(pattern)
+    stats = tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns)
+                  for path in readers.match_files(relative, base_dir=base_dir))
+    return _content_fingerprint(base_dir, relative, stats)
+
+
+@functools.cache
+def _content_fingerprint(base_dir: Path, relative: str, file_stats: tuple) -> str:
+    """`file_stats` ((path, size, mtime) per file) only keys the cache: a touched file is hashed again."""
     return readers.fingerprint_files(relative, base_dir=base_dir)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,17 +95,16 @@ def _recipes_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
-    """What the last launch planned (``<run_dir>/plan.json``); None for a bare table or an unreadable file."""
-    path = run_dir / "plan.json" if run_dir else None  # written by every launch
-    if path is None or not path.is_file():
-        return None
+    """What the last launch planned; None for a bare table, a run without a plan, or an unreadable plan."""
+    from raysweep import store
     from raysweep.report import Plan  # pandas and pyarrow: only when reporting
 
     try:
-        plan = json.loads(path.read_text())
-        return Plan(plan["recipes"], plan["trial_keys"], plan["standard_lr"])
+        plan = store.read_plan(run_dir) if run_dir else None
+        return Plan(plan["recipes"], plan["trial_keys"], plan["standard_lr"]) if plan else None
     except (ValueError, TypeError, KeyError) as err:
-        console.print(Text(f"{path}: unreadable ({err}); reporting from the results table alone", style="yellow"))
+        console.print(Text(f"{run_dir / store.PLAN_FILE}: unreadable ({err}); reporting from the results table "
+                           "alone", style="yellow"))
         return None
 
 

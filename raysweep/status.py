@@ -14,7 +14,6 @@ assumes the remaining trials take the median wall time of their role's finished 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +48,14 @@ class RoleStatus:
 
 def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
     """Counts per role, and the ETA in seconds (None until every role with work left has a finished trial)."""
-    plan_path = Path(run_dir) / "plan.json"
-    if not plan_path.is_file():
-        raise StatusError(f"{run_dir}: no plan.json; pass the run directory of a launch (<storage>/<sweep name>)")
+    plan_path = Path(run_dir) / store.PLAN_FILE
     try:
-        plan = json.loads(plan_path.read_text())
+        plan = store.read_plan(run_dir)
     except ValueError as err:
         raise StatusError(f"{plan_path}: unreadable ({err}); launch again to rewrite it") from None
+    if plan is None:
+        raise StatusError(f"{run_dir}: no {store.PLAN_FILE}; pass the run directory of a launch "
+                          "(<storage>/<sweep name>)")
     if "gpus_per_trial" not in plan:
         raise StatusError(f"{plan_path} was written by an older raysweep; launch again to refresh it (a launch "
                           "trains only what is not stored yet)")

@@ -84,6 +84,21 @@ def read_started(results_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((Path(results_dir) / "running").glob("trial-*.json"))]
 
 
+PLAN_FILE = "plan.json"
+"""Written beside results/ by every launch: the recipes, the trial keys per role, the standard proxy lr and the
+resources a trial holds; the report and ``raysweep status`` read it."""
+
+
+def write_plan(run_dir: Path, plan: dict) -> None:
+    _write_json(Path(run_dir) / PLAN_FILE, plan)
+
+
+def read_plan(run_dir: Path) -> dict | None:
+    """The last launch's plan; None when there is none. Raises ValueError when the file is not JSON."""
+    path = Path(run_dir) / PLAN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _write_json(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")

@@ -12,7 +12,6 @@ interrupted launch loses only the trials in flight::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,11 +36,6 @@ from raysweep.recipes.tokenizer import load_tokenizer
 from raysweep.rf_trials import RFTrialSpec, plan_rf_trials, run_rf_trial
 from raysweep.tiny_lr import check_precision
 from raysweep.train import Evaluation, TrialData, TrialSpec, train
-
-
-PLAN_FILE = "plan.json"
-"""Written beside results/ by every launch: the recipes, the trial keys per role, the standard proxy lr and the
-resources a trial holds (for ``raysweep status``)."""
 
 
 @dataclass(frozen=True)
@@ -159,10 +153,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
             "gpus_per_trial": ({"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}
                                if isinstance(sweep, SweepConfig) else {"proxy": 0.0, "target": 0.0}),
             "max_concurrent_trials": cluster.max_concurrent_trials}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    staging = run_dir / f".{PLAN_FILE}.tmp"
-    staging.write_text(json.dumps(plan))
-    os.replace(staging, run_dir / PLAN_FILE)  # lets a report of a partial run say what is missing
+    store.write_plan(run_dir, plan)  # lets a report or status of a partial run say what is missing
     done, corrupt = store.finished_keys(results_dir)
     for line in corrupt:
         console.print(f"[yellow]corrupt result:[/yellow] {line}")

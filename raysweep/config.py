@@ -96,6 +96,9 @@ class ClusterConfig:
     the sweep goes on, and a relaunch tries it again."""
     max_concurrent_trials: int | None = _rules(_positive, default=None)
     """Leave a CPU free for Ray Data on small machines; None lets Ray fill the cluster."""
+    launcher: str | None = None
+    """Ray cluster-launcher file that ``raysweep launch --up`` starts (``ray up``) before submitting the sweep
+    as a Ray Job (relative paths are taken from the working directory)."""
 
 
 # ---------------------------------------------------------------------------------------------

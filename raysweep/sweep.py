@@ -147,7 +147,8 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     else:
         trials = plan_trials(sweep)
         recipes, standard_lr = [r.name for r in sweep.recipes], sweep.proxy.standard_lr or max(sweep.proxy.lrs)
-    plan = {"recipes": recipes,
+    plan = {"family": "random_features" if isinstance(sweep, RandomFeatureSweep) else "language_model",
+            "recipes": recipes,
             "trial_keys": {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")},
             "standard_lr": standard_lr,
             "gpus_per_trial": ({"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}
@@ -222,6 +223,9 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
                console: Console) -> list[str]:
     """Run `trials` as one Tune experiment, largest first so the long runs do not straggle at the end."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, Tune prints nothing over our progress bar
+    # Tune's JSON/CSV/TensorBoard loggers keep state for every finished trial in the driver; the store already
+    # keeps one file per trial, so thousands of trials run in flat driver memory without them.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     specs = {t.key: t for t in trials}
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
     resources = cluster.resources

@@ -25,6 +25,8 @@ from raysweep.random_features import (Distribution, infinite_width_optimum, make
 from raysweep.train import Evaluation, TrialResult
 
 VALIDATION_SEED = 1
+KERNEL_MODEL = "infinite-width (kernel)"
+"""The model name of every dataset's one "target" row: how a results table says it is a random-feature run."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class RFTrialSpec:
 
     @property
     def model(self) -> str:
-        return f"rf-m{self.width}" if self.role == "proxy" else "infinite-width (kernel)"
+        return f"rf-m{self.width}" if self.role == "proxy" else KERNEL_MODEL
 
     @property
     def num_params(self) -> int:

@@ -50,6 +50,10 @@ def _fraction(value: float) -> str | None:
     return None if 0.0 <= value <= 1.0 else f"must be within [0, 1] (got {value!r})"
 
 
+def _confidence(value: float) -> str | None:
+    return None if 0.5 < value < 1.0 else f"must be within (0.5, 1) (got {value!r})"
+
+
 def _rules(*checks: typing.Callable[[Any], str | None], **kwargs: Any) -> Any:
     return field(metadata={"checks": checks}, **kwargs)
 
@@ -231,6 +235,17 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class EarlyStop:
+    """Stop a proxy setting (model × lr) once its ranking of the recipes has settled (paper D.2.5): the proxies
+    train in rounds of one evaluation interval, and after each round the Spearman correlation between the
+    ranking at this checkpoint and at the previous one is bootstrapped over seeds; when its lower bound at
+    ``confidence`` reaches ``min_spearman``, the setting's runs stop there and the steps left are saved."""
+
+    min_spearman: float = _rules(_fraction, default=0.95)
+    confidence: float = _rules(_confidence, default=0.9)
+
+
+@dataclass(frozen=True)
 class ProxyGrid:
     models: list[str] = _rules(_non_empty)
     lrs: list[float] = _rules(_non_empty, _positive)
@@ -240,6 +255,14 @@ class ProxyGrid:
     tokens_per_param: float = _rules(_positive, default=20.0)
     standard_lr: float | None = _rules(_positive, default=None)
     """The learning rate a fixed-configuration proxy would use: the report's baseline (default: max lrs)."""
+    autocast: Literal["none", "bfloat16"] = "none"
+    """Proxies train in full fp32 by default: at tiny learning rates every bit of the update matters."""
+    alignment_every: int = _rules(_non_negative, default=0)
+    """Also record the gradient alignment with the validation loss every this many steps (0: off), a proxy
+    metric the report can rank by (``raysweep report --metric alignment``); it costs one extra forward and
+    backward pass per measurement."""
+    early_stop: EarlyStop | None = None
+    """Stop each proxy setting once its ranking has settled (None: every proxy trains to the end)."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +273,8 @@ class TargetGrid:
     weight_decays: list[float] = _rules(_non_empty)
     seeds: list[int] = _rules(_non_empty)
     tokens_per_param: float = _rules(_positive, default=20.0)
+    autocast: Literal["none", "bfloat16"] = "bfloat16"
+    """Forward passes under bf16 autocast over fp32 master weights, as large runs train (paper §3)."""
 
 
 @dataclass(frozen=True)

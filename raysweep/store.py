@@ -8,7 +8,10 @@ skips every trial whose file exists. Records become rows only here.
 Schema (one row per trial × checkpoint × domain)::
 
     trial_key role recipe model num_params lr batch_size weight_decay seed step tokens domain loss bits_per_byte
-    status wall_s
+    alignment status num_steps wall_s
+
+``status`` is "ok", "diverged", or "stopped" (an early-stopped proxy: its last step is below ``num_steps``, the
+steps it was planned for). ``alignment`` is NaN unless the sweep measures it (``proxy.alignment_every``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ SCHEMA = pa.schema([
     ("domain", pa.string()),
     ("loss", pa.float64()),
     ("bits_per_byte", pa.float64()),
+    ("alignment", pa.float64()),
     ("status", pa.string()),
+    ("num_steps", pa.int64()),
     ("wall_s", pa.float64()),
 ])
 
@@ -52,12 +57,15 @@ def _path(results_dir: Path, trial_key: str) -> Path:
 
 
 def write_trial(results_dir: Path, result: TrialResult) -> Path:
+    if result.status == "partial":
+        raise ValueError(f"trial {result.spec.name} is partial: store it when it finishes or stops")
     spec = result.spec
     rows = [{"trial_key": spec.key, "role": spec.role, "recipe": spec.recipe, "model": spec.model,
              "num_params": spec.num_params, "lr": spec.lr, "batch_size": spec.batch_size,
              "weight_decay": spec.weight_decay, "seed": spec.seed, "step": evaluation.step,
              "tokens": evaluation.tokens, "domain": domain, "loss": loss,
-             "bits_per_byte": evaluation.bits_per_byte[domain], "status": result.status, "wall_s": result.wall_s}
+             "bits_per_byte": evaluation.bits_per_byte[domain], "alignment": evaluation.alignment,
+             "status": result.status, "num_steps": spec.num_steps, "wall_s": result.wall_s}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
     path = _path(results_dir, spec.key)
     path.parent.mkdir(parents=True, exist_ok=True)

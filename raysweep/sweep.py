@@ -72,7 +72,7 @@ def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
         return sizes[model]
 
     def spec(role: str, recipe: Recipe, model: str, lr: float, batch_size: int, weight_decay: float, seed: int,
-             tokens_per_param: float, where: str) -> TrialSpec:
+             tokens_per_param: float, where: str, autocast: str, alignment_every: int = 0) -> TrialSpec:
         num_steps = math.floor(tokens_per_param * num_params(model) / (batch_size * sweep.seq_len))
         if num_steps < 1:
             raise ConfigError(sweep.name, [(where, f"{model} at batch size {batch_size} trains for 0 steps; "
@@ -84,7 +84,7 @@ def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
             num_params=num_params(model), lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed,
             num_steps=num_steps, seq_len=sweep.seq_len, vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id,
             schedule=sweep.training.schedule, grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals,
-            param_dtype=sweep.training.param_dtype)
+            param_dtype=sweep.training.param_dtype, autocast=autocast, alignment_every=alignment_every)
 
     proxy, target = sweep.proxy, sweep.target
     refused = [(f"{role}.lrs[{i}]", message) for role, lrs in (("proxy", proxy.lrs), ("target", target.lrs))
@@ -93,10 +93,10 @@ def plan_trials(sweep: SweepConfig) -> list[TrialSpec]:
     if refused:
         raise ConfigError(sweep.name, refused)
     proxies = [spec("proxy", recipe, model, lr, proxy.batch_size, proxy.weight_decay, seed, proxy.tokens_per_param,
-                    "proxy.tokens_per_param")
+                    "proxy.tokens_per_param", proxy.autocast, proxy.alignment_every)
                for recipe in sweep.recipes for model in proxy.models for lr in proxy.lrs for seed in proxy.seeds]
     targets = [spec("target", recipe, target.model, lr, batch_size, weight_decay, seed, target.tokens_per_param,
-                    "target.tokens_per_param")
+                    "target.tokens_per_param", target.autocast)
                for recipe in sweep.recipes for lr in target.lrs for batch_size in target.batch_sizes
                for weight_decay in target.weight_decays for seed in target.seeds]
     return proxies + targets

@@ -16,8 +16,9 @@ which rank last.
 from __future__ import annotations
 
 import math
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -56,10 +57,18 @@ class TrialSpec:
     grad_clip: float
     num_evals: int
     param_dtype: str = "float32"
+    autocast: str = "none"
+    """"bfloat16": forward passes under bf16 autocast over ``param_dtype`` master weights."""
+    alignment_every: int = 0
+    """Measure the gradient alignment every this many steps (0: off)."""
 
     @property
     def key(self) -> str:
-        return content_hash(self)
+        """Fields at their default stay out of the hash, so a new option keeps every stored trial's key (the
+        defaults here must therefore never change)."""
+        defaults = TrialSpec.__dataclass_fields__
+        return content_hash({name: value for name, value in asdict(self).items()
+                             if defaults[name].default is MISSING or value != defaults[name].default})
 
     @property
     def num_sequences(self) -> int:
@@ -88,13 +97,17 @@ class Evaluation:
     """Mean loss per validation domain, plus "all": the mean over domains."""
     bits_per_byte: dict[str, float]
     """The same losses in bits per byte of text, comparable across tokenizers."""
+    alignment: float = math.nan
+    """Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t) up to this step (paper D.2.4), estimated every ``alignment_every`` steps on
+    one fixed validation batch; larger means training moved further down the validation loss. NaN when off."""
 
 
 @dataclass(frozen=True)
 class TrialResult:
     spec: TrialSpec
     status: str
-    """"ok" or "diverged"."""
+    """"ok", "diverged", "partial" (stopped after the evaluations asked for; resumable from its checkpoint) or
+    "stopped" (its proxy setting's ranking settled, so the rest of the run was not needed)."""
     evaluations: list[Evaluation] = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -115,7 +128,14 @@ def eval_steps(num_steps: int, num_evals: int) -> list[int]:
     return sorted({max(1, round(num_steps * (i + 1) / num_evals)) for i in range(num_evals)})
 
 
-def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None] | None = None) -> TrialResult:
+def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None] | None = None,
+          checkpoint: Path | None = None, stop_after_evals: int | None = None) -> TrialResult:
+    """Train ``spec`` to the end, or until ``stop_after_evals`` evaluations are done (status "partial").
+
+    With a ``checkpoint`` path the run saves its state there after every evaluation and, when the file exists,
+    resumes from it: a trial killed with its worker loses at most one evaluation interval, and a resumed run
+    continues exactly as the uninterrupted one would (same batches in the same order, no dropout).
+    """
     start = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(spec.seed)
@@ -123,44 +143,115 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
         device, getattr(torch, spec.param_dtype))
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=spec.weight_decay)
+    state = _load_checkpoint(checkpoint, spec, model, optimizer, device)
+    evaluations, alignment, first_step, wall_before = state
+    if stop_after_evals is not None and len(evaluations) >= stop_after_evals:
+        return TrialResult(spec, "partial", evaluations, wall_before)
     sequences = torch.from_numpy(read_sequences(data.train_dir, spec.num_sequences).astype(np.int64))
     order = torch.randperm(spec.num_sequences, generator=torch.Generator().manual_seed(spec.seed))
     validation = {domain: torch.from_numpy(read_sequences(path, data.validation_sequences).astype(np.int64))
                   for domain, path in data.validation_dirs.items()}
+    alignment_batch = _alignment_batch(validation, spec.batch_size).to(device) if spec.alignment_every else None
     checkpoints = set(eval_steps(spec.num_steps, spec.num_evals))
-    evaluations: list[Evaluation] = []
     tokens_per_step = spec.batch_size * spec.seq_len
-    for step in range(spec.num_steps):
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.autocast == "bfloat16")
+
+    def elapsed() -> float:
+        return wall_before + time.perf_counter() - start
+
+    for step in range(first_step, spec.num_steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec.num_steps, spec.lr, spec.schedule)
+        validation_gradient = (_gradient(model, alignment_batch, autocast)
+                               if alignment_batch is not None and step % spec.alignment_every == 0 else None)
         batch = sequences[order[step * spec.batch_size:(step + 1) * spec.batch_size]].to(device)
-        loss = model(input_ids=batch, labels=batch).loss
+        with autocast:
+            loss = model(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):
-            return _diverged(spec, [*validation, "all"], evaluations, step + 1, start, report)
+            return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if validation_gradient is not None:  # the step's own minibatch gradient, before clipping
+            alignment += spec.alignment_every * float(validation_gradient @ _flat_gradient(model))
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         optimizer.step()
         if step + 1 in checkpoints:
-            losses = evaluate(model, validation, device)
-            evaluation = Evaluation(step + 1, (step + 1) * tokens_per_step, losses,
-                                    bits_per_byte(losses, data.validation_bytes_per_token))
+            with autocast:
+                losses = evaluate(model, validation, device)
             if not all(math.isfinite(v) for v in losses.values()):
-                return _diverged(spec, [*validation, "all"], evaluations, step + 1, start, report)
-            evaluations.append(evaluation)
+                return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report)
+            evaluations.append(Evaluation(step + 1, (step + 1) * tokens_per_step, losses,
+                                          bits_per_byte(losses, data.validation_bytes_per_token),
+                                          alignment if spec.alignment_every else math.nan))
             if report:
-                report(evaluation)
-    return TrialResult(spec, "ok", evaluations, time.perf_counter() - start)
+                report(evaluations[-1])
+            if checkpoint and step + 1 < spec.num_steps:
+                _save_checkpoint(checkpoint, spec, model, optimizer, evaluations, alignment, step + 1, elapsed())
+            if stop_after_evals is not None and len(evaluations) >= stop_after_evals and step + 1 < spec.num_steps:
+                return TrialResult(spec, "partial", evaluations, elapsed())
+    return TrialResult(spec, "ok", evaluations, elapsed())
 
 
-def _diverged(spec: TrialSpec, domains: list[str], evaluations: list[Evaluation], step: int, start: float,
+def _alignment_batch(validation: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+    """One fixed validation batch of ``size`` sequences drawn in turn from every domain (the "all" mix)."""
+    domains = list(validation.values())
+    rows = [domains[i % len(domains)][i // len(domains)] for i in range(size)
+            if i // len(domains) < len(domains[i % len(domains)])]
+    return torch.stack(rows)
+
+
+def _flat_gradient(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                      for p in model.parameters()])
+
+
+def _gradient(model: torch.nn.Module, batch: torch.Tensor, autocast: torch.autocast) -> torch.Tensor:
+    """∇ℓ(θ; batch) as one flat fp32 vector; leaves no gradient behind for the training step."""
+    model.zero_grad(set_to_none=True)
+    with autocast:
+        loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    gradient = _flat_gradient(model)
+    model.zero_grad(set_to_none=True)
+    return gradient
+
+
+def _save_checkpoint(path: Path, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     evaluations: list[Evaluation], alignment: float, step: int, wall_s: float) -> None:
+    """Written aside, then renamed: a kill during the write leaves the previous checkpoint whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    torch.save({"trial_key": spec.key, "step": step, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "evaluations": [asdict(e) for e in evaluations],
+                "alignment": alignment, "wall_s": wall_s}, staging)
+    os.replace(staging, path)
+
+
+def _load_checkpoint(path: Path | None, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     device: torch.device) -> tuple[list[Evaluation], float, int, float]:
+    """(evaluations, accumulated alignment, first step, wall seconds so far) from ``path``, or a fresh start.
+
+    ``weights_only=True``: the file lives in user-writable storage, so nothing in it is unpickled as code.
+    """
+    if path is None or not path.is_file():
+        return [], 0.0, 0, 0.0
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state["trial_key"] != spec.key:
+        raise ValueError(f"{path} holds trial {state['trial_key']}, not {spec.key}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return [Evaluation(**e) for e in state["evaluations"]], state["alignment"], state["step"], state["wall_s"]
+
+
+def _diverged(spec: TrialSpec, domains: list[str], evaluations: list[Evaluation], step: int, wall_s: float,
               report: Callable[[Evaluation], None] | None) -> TrialResult:
-    """The run stops at `step`; its losses there are +inf so that it ranks last."""
+    """The run stops at `step`; its losses there are +inf (and its alignment -inf) so that it ranks last."""
     infinite = {name: math.inf for name in domains}
-    evaluation = Evaluation(step, step * spec.batch_size * spec.seq_len, infinite, infinite)
+    evaluation = Evaluation(step, step * spec.batch_size * spec.seq_len, infinite, infinite,
+                            -math.inf if spec.alignment_every else math.nan)
     if report:
         report(evaluation)
-    return TrialResult(spec, "diverged", [*evaluations, evaluation], time.perf_counter() - start)
+    return TrialResult(spec, "diverged", [*evaluations, evaluation], wall_s)
 
 
 def bits_per_byte(losses: dict[str, float], bytes_per_token: dict[str, float]) -> dict[str, float]:

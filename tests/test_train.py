@@ -46,12 +46,12 @@ def trial_data(local_ray, tmp_path_factory):
     return TrialData(train_dir, validation, 16, bytes_per_token)
 
 
-def spec(model: str = "gpt2-nano", lr: float = 3e-3, seed: int = 0, num_steps: int = 12) -> TrialSpec:
+def spec(model: str = "gpt2-nano", lr: float = 3e-3, seed: int = 0, num_steps: int = 12, **options) -> TrialSpec:
     model_spec = MODEL_SIZES[model]
     return TrialSpec(role="proxy", recipe="mix", recipe_key="k", validation_key="v", model=model,
                      model_spec=model_spec, num_params=count_parameters(model_spec, 257, SEQ_LEN, 256), lr=lr,
                      batch_size=8, weight_decay=0.0, seed=seed, num_steps=num_steps, seq_len=SEQ_LEN, vocab_size=257,
-                     eos_id=256, schedule=WSDSchedule(), grad_clip=1.0, num_evals=3)
+                     eos_id=256, schedule=WSDSchedule(), grad_clip=1.0, num_evals=3, **options)
 
 
 @pytest.mark.parametrize("model", ["gpt2-nano", "pythia-nano", "opt-nano"])
@@ -79,3 +79,38 @@ def test_a_diverging_trial_stops_and_is_recorded_as_diverged(trial_data):
     last = result.evaluations[-1]
     assert last.step < 12 and set(last.losses) == {"web", "code", "all"}
     assert all(math.isinf(v) and v > 0 for v in last.losses.values())
+
+
+def test_a_run_stopped_after_an_evaluation_resumes_from_its_checkpoint_exactly(trial_data, tmp_path):
+    whole = train(spec(alignment_every=2), trial_data)
+    checkpoint = tmp_path / "trial.pt"
+    first = train(spec(alignment_every=2), trial_data, checkpoint=checkpoint, stop_after_evals=1)
+    assert first.status == "partial" and [e.step for e in first.evaluations] == [4] and checkpoint.is_file()
+    again = train(spec(alignment_every=2), trial_data, checkpoint=checkpoint, stop_after_evals=1)
+    assert again.status == "partial" and again.evaluations == first.evaluations  # nothing retrained
+    resumed = train(spec(alignment_every=2), trial_data, checkpoint=checkpoint)
+    assert resumed.status == "ok" and resumed.evaluations == whole.evaluations
+
+
+def test_a_checkpoint_of_another_trial_is_refused(trial_data, tmp_path):
+    checkpoint = tmp_path / "trial.pt"
+    train(spec(seed=0), trial_data, checkpoint=checkpoint, stop_after_evals=1)
+    with pytest.raises(ValueError, match="holds trial"):
+        train(spec(seed=1), trial_data, checkpoint=checkpoint)
+
+
+def test_gradient_alignment_accumulates_and_is_off_by_default(trial_data):
+    measured = train(spec(alignment_every=1), trial_data).evaluations
+    assert all(math.isnan(e.alignment) for e in train(spec(), trial_data).evaluations)
+    # early in training every minibatch gradient points down the validation loss: the sum grows
+    assert 0 < measured[0].alignment < measured[1].alignment < measured[2].alignment
+
+
+def test_bf16_autocast_trains_close_to_fp32(trial_data):
+    fp32, bf16 = (train(spec(num_steps=30, autocast=a), trial_data).evaluations[-1].losses["all"]
+                  for a in ("none", "bfloat16"))
+    assert fp32 != bf16 and bf16 == pytest.approx(fp32, rel=0.02)
+
+
+def test_options_at_their_default_leave_the_trial_key_unchanged():
+    assert spec().key == spec(autocast="none", alignment_every=0).key != spec(alignment_every=5).key

@@ -2,7 +2,9 @@
 
 One ``Report`` holds a ``DomainSummary`` per validation domain (``Report.main`` is the one ranked by),
 the series behind the figures, the compute accounting and the list of what is missing. Losses are in
-nats per token; ``bits_per_byte`` fields are None when the table does not record them::
+nats per token (mean squared error for random-feature runs); ``bits_per_byte`` fields are None when the
+table does not record them. Proxies rank by ``mean_loss``, lower first: under ``--metric alignment`` it
+holds the negated gradient alignment, and ``Report.terms()`` says how to show it::
 
     report.main.targets[0]              # TunedTarget(recipe='balanced', loss=Interval(1.207, 1.205, 1.209), ...)
     report.main.chosen()[0].agreement   # Agreement(spearman=Interval(0.83, 0.77, 1.0), regret={1: ...}, ...)
@@ -14,6 +16,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+LANGUAGE_MODEL = "language_model"
+RANDOM_FEATURES = "random_features"
+"""The sweep families (``plan.json``'s "family"): recipes of text, or the synthetic datasets of App. B."""
+METRICS = ("loss", "alignment")
+"""What ranks the proxies: validation loss, or the accumulated gradient alignment (App. D.2.4)."""
 
 
 class Interval(NamedTuple):
@@ -76,6 +84,8 @@ class ProxySetting:
     within_noise_of_previous: set[str]
     """Recipes not separable from the recipe the proxy ranks just above them."""
     num_seeds: int
+    num_runs: int
+    """Runs stored for this setting over every compared recipe and seed (diverged ones included)."""
     num_diverged: int
     agreement: Agreement | None
     """None without tuned targets to compare with."""
@@ -149,7 +159,8 @@ class LossCurve:
     recipe: str
     lrs: list[float]
     losses: list[float]
-    """Seed-mean loss at each lr (nats/token); +inf where runs diverged."""
+    """Seed-mean loss at each lr (for proxies, the ranked score: see ``Terms.proxy_sign``); +inf where runs
+    diverged."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,26 @@ class Plan:
     """role → keys of the trials the sweep file expands to; stored trials outside them are from an older plan."""
     standard_lr: float
     """``proxy.standard_lr``, else the largest of ``proxy.lrs``."""
+    family: str | None = None
+    """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``; None for a plan written before it was recorded: the table tells."""
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a report calls its parts, from its family and metric: every table, figure and page says the same."""
+
+    recipe: str
+    """"recipe", or "dataset" for random-feature runs."""
+    target: str
+    """"tuned target", or "infinite-width optimum" (a dataset's kernel-regression loss)."""
+    loss_unit: str
+    """Unit of validation losses, and of regret (a target loss gap): "nats/token" or "MSE"."""
+    proxy_score: str
+    """What ranks the proxies: "loss" or "gradient alignment"."""
+    proxy_unit: str
+    """Unit of the proxy score: ``loss_unit``, or "" for the dimensionless alignment."""
+    proxy_sign: float
+    """Shown proxy score = ``proxy_sign`` × ``ProxySetting.mean_loss``: -1 for alignment (ranked negated)."""
 
 
 @dataclass(frozen=True)
@@ -206,3 +237,15 @@ class Report:
     """One line per gap: runs absent, seeds uneven, settings not compared."""
     num_diverged: int
     target_model: str | None
+    family: str
+    """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``."""
+    metric: str
+    """One of ``METRICS``: what ranks the proxies (targets are always scored by their loss)."""
+
+    def terms(self) -> Terms:
+        rf = self.family == RANDOM_FEATURES
+        loss_unit = "MSE" if rf else "nats/token"
+        alignment = self.metric == "alignment"
+        return Terms(recipe="dataset" if rf else "recipe", target="infinite-width optimum" if rf else "tuned target",
+                     loss_unit=loss_unit, proxy_score="gradient alignment" if alignment else "loss",
+                     proxy_unit="" if alignment else loss_unit, proxy_sign=-1.0 if alignment else 1.0)

@@ -126,9 +126,10 @@ def start_ray(config: RayConfig, console: Console) -> None:
     if ray.is_initialized():
         return
     if config.address is None:
-        context = ray.init(num_cpus=config.num_cpus, num_gpus=config.num_gpus, include_dashboard=True,
-                           dashboard_host=config.dashboard_host, dashboard_port=config.dashboard_port,
-                           logging_level="warning", log_to_driver=False)
+        # "local": a new Ray of our own, even when `ray start` left a cluster running on this machine
+        context = ray.init(address="local", num_cpus=config.num_cpus, num_gpus=config.num_gpus,
+                           include_dashboard=True, dashboard_host=config.dashboard_host,
+                           dashboard_port=config.dashboard_port, logging_level="warning", log_to_driver=False)
     else:
         context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress

@@ -20,7 +20,7 @@ def local_ray():
     """A real Ray with 2 CPUs; started once because `ray.init` costs seconds."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

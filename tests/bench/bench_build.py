@@ -120,7 +120,7 @@ def main() -> None:
         tokenize_s = time.perf_counter() - start
         num_sequences = num_tokens // SEQ_LEN
 
-        ray.init(num_cpus=2, object_store_memory=store_mb * 2**20, include_dashboard=False, logging_level="warning")
+        ray.init(address="local", num_cpus=2, object_store_memory=store_mb * 2**20, include_dashboard=False, logging_level="warning")
         ray.data.DataContext.get_current().enable_progress_bars = False
         idle = _rss_bytes(_descendants(os.getpid()))
         print(f"corpus: {corpus_bytes / 1e6:.0f} MB of JSON lines ({text_bytes / 1e6:.0f} MB of text, "

@@ -101,14 +101,14 @@ def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
 
     try:
         plan = store.read_plan(run_dir) if run_dir else None
-        return Plan(plan["recipes"], plan["trial_keys"], plan["standard_lr"]) if plan else None
+        return Plan(plan["recipes"], plan["trial_keys"], plan["standard_lr"], plan.get("family")) if plan else None
     except (ValueError, TypeError, KeyError) as err:
         console.print(Text(f"{run_dir / store.PLAN_FILE}: unreadable ({err}); reporting from the results table "
                            "alone", style="yellow"))
         return None
 
 
-def _summarize(path: Path, domain: str, console: Console) -> Report | None:
+def _summarize(path: Path, domain: str, console: Console, metric: str = "loss") -> Report | None:
     """The report of a run directory or Parquet table; None, with the reason on stderr, when there is none."""
     from raysweep import report  # pandas and pyarrow: only when reporting
 
@@ -116,14 +116,14 @@ def _summarize(path: Path, domain: str, console: Console) -> Report | None:
         table, run_dir, unreadable = report.load_results(path)
         plan = _read_plan(run_dir, console)
         return report.summarize(table, domain=domain, standard_lr=plan.standard_lr if plan else None, plan=plan,
-                                source=str(path), unreadable=unreadable)
+                                metric=metric, source=str(path), unreadable=unreadable)
     except report.ReportError as err:
         print(f"raysweep report: {err}", file=sys.stderr)
         return None
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
-    summary = _summarize(Path(args.path), args.domain, console)
+    summary = _summarize(Path(args.path), args.domain, console, args.metric)
     if summary is None:
         return EXIT_NO_REPORT
     from raysweep.render import print_report
@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("path", help="run directory (<storage>/<sweep name>, e.g. runs/demo), or a results "
                                             "Parquet file, or a folder of them")
     report_parser.add_argument("--domain", default="all", help="validation domain to rank by (default: all, the mean)")
+    report_parser.add_argument("--metric", choices=("loss", "alignment"), default="loss",
+                               help="what ranks the proxies: their validation loss (default), or their accumulated "
+                                    "gradient alignment with the validation loss (higher first; needs "
+                                    "proxy.alignment_every in the sweep file); targets are scored by their loss")
     report_parser.add_argument("--html", metavar="OUT.html",
                                help="also write one self-contained HTML page (figures inlined); the PNGs go to "
                                     "OUT_figures/ beside it unless --figures says otherwise")

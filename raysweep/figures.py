@@ -10,7 +10,8 @@ HTML page can inline them and the CLI can save them::
 per proxy lr (Fig. 6b); (c) Spearman heatmap, proxy lr × target lr (Fig. 4b); (d) each recipe's loss vs
 lr with its optimum starred (Fig. 27); (e) Spearman per validation domain (Fig. 5); (f) Spearman over
 training steps and regret@1 against cumulative proxy compute, from the checkpoints (Fig. 29).
-Learning-rate axes are logarithmic; losses are nats/token, with a bits/byte axis when known.
+Learning-rate axes are logarithmic; losses are nats/token with a bits/byte axis when known, or MSE for
+random-feature runs; labels come from ``Report.terms()`` (target and proxy score named as in the tables).
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def _models(report: Report) -> list[str]:
 
 
 def spearman_vs_lr(report: Report) -> Figure:
-    main = report.main
-    figure, (ax,) = _panels(1, f"(a) Proxy ranking vs tuned targets, by proxy learning rate ({main.domain})")
+    main, terms = report.main, report.terms()
+    figure, (ax,) = _panels(1, f"(a) Proxy ranking vs {terms.target} ranking, by proxy learning rate ({main.domain})")
     lows = []
     for color, model in zip(colormaps["tab10"].colors, _models(report)):
         settings = sorted((s for s in main.proxies if s.model == model and s.agreement), key=lambda s: s.lr)
@@ -112,14 +113,15 @@ def spearman_vs_lr(report: Report) -> Figure:
     ax.plot([], [], "*", ms=12, color="grey", mec="black", label="chosen lr (smallest without divergence)")
     ax.plot([], [], "s", ms=9, mfc="none", mec="black", label="standard lr (baseline)")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xscale="log", xlabel="proxy peak learning rate (log scale)", ylabel="Spearman ρ vs tuned target ranking")
+    ax.set(xscale="log", xlabel="proxy peak learning rate (log scale)", ylabel=f"Spearman ρ vs {terms.target} ranking")
     _correlation_limits(ax, np.array(lows))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # random-feature runs put low agreement at the small-lr end too
     return figure
 
 
 def regret_vs_k(report: Report) -> Figure:
+    terms = report.terms()
     models = sorted({c.model for c in report.regret_curves})
     figure, axes = _panels(len(models), f"(b) Top-k decision regret ({report.main.domain})")
     for ax, model in zip(axes, models):
@@ -131,8 +133,8 @@ def regret_vs_k(report: Report) -> Figure:
             ax.plot(ks, stats[:, 0], "o-", ms=3, color=colors[curve.lr], label=f"lr {curve.lr:g}")
             ax.fill_between(ks, stats[:, 1], np.where(np.isfinite(stats[:, 2]), stats[:, 2], np.nan),
                             color=colors[curve.lr], alpha=0.12)
-        ax.set(title=f"proxy {model}", xlabel="k (recipes taken from the proxy's top)",
-               ylabel="top-k regret (nats/token)")
+        ax.set(title=f"proxy {model}", xlabel=f"k ({terms.recipe}s taken from the proxy's top)",
+               ylabel=f"top-k regret ({terms.loss_unit})")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(title="proxy lr (95% CI bands)", fontsize=8)
@@ -159,30 +161,35 @@ def rank_heatmap(report: Report) -> Figure:
 
 
 def loss_vs_lr(report: Report) -> Figure:
-    groups = [("target", "")] + [("proxy", m) for m in sorted({c.model for c in report.loss_curves
-                                                               if c.role == "proxy"})]
-    figure, axes = _panels(len(groups), f"(d) Validation loss vs learning rate; ★ marks each recipe's best lr "
-                                        f"({report.main.domain})")
+    terms = report.terms()
+    groups = [("target", "")] * any(c.role == "target" for c in report.loss_curves)
+    groups += [("proxy", m) for m in sorted({c.model for c in report.loss_curves if c.role == "proxy"})]
+    shown = "validation loss" if terms.proxy_score == "loss" else f"target loss and proxy {terms.proxy_score}"
+    figure, axes = _panels(len(groups), f"(d) {shown.capitalize()} vs learning rate; ★ marks each {terms.recipe}'s "
+                                        f"best lr ({report.main.domain})")
     recipes = report.main.recipes
     for ax, (role, model) in zip(axes, groups):
+        sign = terms.proxy_sign if role == "proxy" else 1.0  # a curve holds the ranked value: lower is better
         for curve in (c for c in report.loss_curves if c.role == role and c.model == model):
             lrs, losses = np.array(curve.lrs), np.array(curve.losses)
             finite = np.isfinite(losses)
             color, style = _recipe_style(recipes.index(curve.recipe))
-            ax.plot(lrs[finite], losses[finite], "o" + style, ms=3, color=color, label=curve.recipe)
+            ax.plot(lrs[finite], sign * losses[finite], "o" + style, ms=3, color=color, label=curve.recipe)
             if finite.any():
                 best = np.argmin(np.where(finite, losses, np.inf))
-                ax.plot(lrs[best], losses[best], "*", ms=14, color=color, mec="black", zorder=5)
-        name = f"tuned target {report.target_model}" if role == "target" else f"proxy {model}"
-        ax.set(title=name, xscale="log", xlabel="peak learning rate (log scale)",
-               ylabel="validation loss (nats/token, mean over seeds)")
+                ax.plot(lrs[best], sign * losses[best], "*", ms=14, color=color, mec="black", zorder=5)
+        title = f"{terms.target} {report.target_model}" if role == "target" else f"proxy {model}"
+        ylabel = (f"validation loss ({terms.loss_unit}, mean over seeds)" if sign > 0
+                  else f"{terms.proxy_score} (mean over seeds; higher is better)")
+        ax.set(title=title, xscale="log", xlabel="peak learning rate (log scale)", ylabel=ylabel)
         ax.grid(alpha=0.3)
-        _bits_axis(ax, report.main.bits_per_nat)
-    _legend_outside(axes[-1], "recipe", report.main.bits_per_nat)
+        _bits_axis(ax, report.main.bits_per_nat if sign > 0 else None)
+    _legend_outside(axes[-1], terms.recipe, report.main.bits_per_nat if sign > 0 else None)
     return figure
 
 
 def spearman_by_domain(report: Report) -> Figure:
+    terms = report.terms()
     models = _models(report)
     figure, axes = _panels(len(models), "(e) Spearman ρ per validation domain (each tuned and ranked on its own)")
     domains = [d.domain for d in report.domains]
@@ -203,7 +210,8 @@ def spearman_by_domain(report: Report) -> Figure:
                         ecolor="black", elinewidth=0.8, capsize=2)
         ax.set_xticks(range(len(domains)), domains)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=f"proxy {model}", xlabel="validation domain", ylabel="Spearman ρ vs tuned targets (95% CI)")
+        ax.set(title=f"proxy {model}", xlabel="validation domain",
+               ylabel=f"Spearman ρ vs {terms.target} ranking (95% CI)")
         _correlation_limits(ax, np.array([s.agreement.spearman.low for d in report.domains for s in d.proxies
                                           if s.model == model and s.agreement]))
         ax.grid(alpha=0.3, axis="y")
@@ -212,8 +220,9 @@ def spearman_by_domain(report: Report) -> Figure:
 
 
 def checkpoints(report: Report) -> Figure:
-    figure, (left, right) = _panels(2, f"(f) Decision quality during proxy training, against the final tuned "
-                                       f"targets ({report.main.domain})")
+    terms = report.terms()
+    figure, (left, right) = _panels(2, f"(f) Decision quality during proxy training, against the final "
+                                       f"{terms.target} ranking ({report.main.domain})")
     settings = sorted({(p.model, p.lr) for p in report.checkpoints})
     colors = _lr_colors(sorted({lr for _, lr in settings}))
     styles = dict(zip(sorted({m for m, _ in settings}), ["-", "--", ":", "-."] * 4))
@@ -225,10 +234,10 @@ def checkpoints(report: Report) -> Figure:
         left.plot(steps, spearman[:, 0], "o" + styles[model], ms=3, color=colors[lr])
         left.fill_between(steps, spearman[:, 1], spearman[:, 2], color=colors[lr], alpha=0.1)
         right.plot([p.proxy_flops for p in points], regret[:, 0], "o" + styles[model], ms=3, color=colors[lr])
-    left.set(xlabel="proxy training step", ylabel="Spearman ρ vs tuned targets (95% CI bands)")
+    left.set(xlabel="proxy training step", ylabel=f"Spearman ρ vs {terms.target} ranking (95% CI bands)")
     _correlation_limits(left, np.array([p.spearman.low for p in report.checkpoints]))
-    right.set(xscale="log", xlabel="cumulative proxy compute (FLOPs = 6·N·D, all recipes × seeds; log scale)",
-              ylabel="regret@1 (nats/token)")
+    right.set(xscale="log", xlabel=f"cumulative proxy compute (FLOPs = 6·N·D, all {terms.recipe}s × seeds; log scale)",
+              ylabel=f"regret@1 ({terms.loss_unit})")
     right.xaxis.set_minor_formatter(NullFormatter())
     _bits_axis(right, report.main.bits_per_nat)
     for ax in (left, right):
@@ -245,14 +254,18 @@ def checkpoints(report: Report) -> Figure:
 def draw_figures(report: Report) -> list[FigureImage]:
     """Every figure the report's data supports, as PNG bytes, in the order (a) … (f)."""
     has_agreement = any(s.agreement for s in report.main.proxies)
+    terms = report.terms()
+    proxies_by = f" (proxies: {terms.proxy_score})" if terms.proxy_score != "loss" else ""
     plans = [
-        ("a_spearman_vs_lr.png", "Spearman ρ of each proxy lr's ranking against the tuned targets (paper Fig. 6a).",
+        ("a_spearman_vs_lr.png", f"Spearman ρ of each proxy lr's ranking against the {terms.target} ranking "
+         "(paper Fig. 6a).",
          spearman_vs_lr, has_agreement),
         ("b_regret_vs_k.png", "Top-k regret against k, one line per proxy lr (paper Fig. 6b).", regret_vs_k,
          bool(report.regret_curves)),
         ("c_rank_heatmap.png", "Spearman ρ between the proxy ranking at each lr and the target ranking at each "
          "target lr (paper Fig. 4b).", rank_heatmap, bool(report.heatmaps)),
-        ("d_loss_vs_lr.png", "Each recipe's validation loss against learning rate, optimum starred (paper Fig. 27).",
+        ("d_loss_vs_lr.png", f"Each {terms.recipe}'s validation loss{proxies_by} against learning rate, optimum "
+         "starred (paper Fig. 27).",
          loss_vs_lr, bool(report.loss_curves)),
         ("e_spearman_by_domain.png", "Spearman ρ per validation domain, per proxy lr (paper Fig. 5).",
          spearman_by_domain, has_agreement),

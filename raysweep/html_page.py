@@ -15,7 +15,7 @@ from html import escape
 
 from raysweep.figures import FigureImage
 from raysweep.render import TextTable, tables, verdict
-from raysweep.report_records import Report
+from raysweep.report_records import RANDOM_FEATURES, Report
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2430; max-width: 1200px;
@@ -50,15 +50,21 @@ def _figure(image: FigureImage) -> str:
 
 def html_page(report: Report, figures: list[FigureImage]) -> str:
     """The whole page: verdict first, then tables, what is missing, and the figures."""
+    terms = report.terms()
+    units = f"losses in {terms.loss_unit}" + (" (bits/byte where recorded)" if report.main.bits_per_nat else "")
+    if terms.proxy_sign < 0:
+        units += f" · proxies ranked by {terms.proxy_score} (dimensionless, higher first)"
+    question = ("Do proxy learning rates rank the datasets in their infinite-width order?"
+                if report.family == RANDOM_FEATURES else "Which data recipe, and can the proxies be trusted?")
     missing = "".join(f'<li class="missing">{escape(line)}</li>' for line in report.missing)
     diverged = (f"<p>{report.num_diverged} run(s) diverged; their loss counts as +inf.</p>"
                 if report.num_diverged else "")
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>raysweep report: {escape(report.source)}</title><style>{STYLE}</style></head><body>",
-        "<h1>Which data recipe, and can the proxies be trusted?</h1>",
+        f"<h1>{escape(question)}</h1>",
         f'<p class="source">{escape(report.source)} · ranked by validation domain "{escape(report.main.domain)}" · '
-        "losses in nats/token (bits/byte where recorded) · 95% bootstrap CIs over seeds</p>",
+        f"{escape(units)} · 95% bootstrap CIs over seeds</p>",
         f'<p class="verdict">{escape(verdict(report))}</p>',
         "<h2>Tables</h2>", *[_table(t) for t in tables(report)],
         *(["<h2>Missing or left out</h2>", f"<ul>{missing}</ul>"] if missing else []), diverged,

@@ -7,8 +7,11 @@ with Rich and ``raysweep.html_page`` as HTML, so the two never disagree::
     print_report(report, Console())        # decision, reliability, per-domain, checkpoints, compute, verdict
     verdict(report)                        # "Verdict: ship balanced: lowest tuned target loss 1.2073 …"
 
-Numbers: losses in nats/token with bits/byte beside them when the table records them; every statistic
-as "point [low, high]", its 95% bootstrap interval over seeds.
+Numbers: losses in nats/token with bits/byte beside them when the table records them (mean squared error
+for random-feature runs); every statistic as "point [low, high]", its 95% bootstrap interval over seeds.
+Words come from ``Report.terms()``: "tuned target" or "infinite-width optimum", proxy "loss" or "gradient
+alignment" (shown with its own sign, higher first). A random-feature report ends with App. B's question
+answered per width: at which learning rates the proxies rank the datasets in their infinite-width order.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from raysweep.report_records import Agreement, DomainSummary, Interval, ProxySetting, Report
+from raysweep.report_records import RANDOM_FEATURES, Agreement, Interval, ProxySetting, Report, Terms
 
 TRUSTED_SPEARMAN = 0.7
 """A ranking "agrees" with the tuned targets when Spearman reaches this (its CI's lower end, to be trusted)."""
@@ -56,9 +59,9 @@ def _in_bits(stat: Interval, bits_per_nat: float) -> str:
     return ci(Interval(*(bits_per_nat * np.array(stat))), 3)
 
 
-def _regret_columns(ks: list[int], bits_per_nat: float | None) -> list[Column]:
-    """regret@k in nats/token, then in bits/byte for the HTML page when the table records bits per byte."""
-    columns = [Column(f"regret@{k}\nnats/token") for k in ks]
+def _regret_columns(ks: list[int], bits_per_nat: float | None, unit: str) -> list[Column]:
+    """regret@k in the targets' loss unit, then in bits/byte for the HTML page when the table records bits per byte."""
+    columns = [Column(f"regret@{k}\n{unit}") for k in ks]
     if bits_per_nat is not None:
         columns += [Column(f"regret@{k}\nbits/byte", in_terminal=False) for k in ks]
     return columns
@@ -81,48 +84,60 @@ def _setting_name(setting: ProxySetting) -> str:
     return f"{setting.model} @ lr {setting.lr:g}"
 
 
-def decision_table(main: DomainSummary) -> TextTable:
-    """Recipes best first (by tuned target loss, or by proxy loss without targets) beside each chosen proxy's rank."""
+def _score(value: float, terms: Terms) -> str:
+    """A proxy score (or its spread) as shown: a loss to 4 decimals, an alignment to 4 significant digits."""
+    return f"{value:.4f}" if terms.proxy_score == "loss" else f"{value:.4g}"
+
+
+def decision_table(report: Report) -> TextTable:
+    """Recipes best first (by target loss, or by proxy score without targets) beside each chosen proxy's rank."""
+    main, terms = report.main, report.terms()
+    rf = report.family == RANDOM_FEATURES  # one optimum per dataset: no seed spread, no configuration
     chosen = main.chosen()
     proxy_columns = [column for s in chosen for column in (
-        Column(f"{_setting_name(s)}\nrank · loss ± seed std"),
+        Column(f"{_setting_name(s)}\nrank · {terms.proxy_score} ± seed std"),
         *([Column(f"{_setting_name(s)}\nbits/byte", in_terminal=False)] if s.mean_bits_per_byte else []))]
-    notes = ["≈ : within seed noise of the recipe ranked just above (two-sided t-test of seed means at 5%)."]
+    notes = [f"≈ : within seed noise of the {terms.recipe} ranked just above (two-sided t-test of seed means at 5%)."]
     if main.targets:
         has_bits = any(t.bits_per_byte is not None for t in main.targets)
-        title = (f"Recipes by tuned target loss (validation: {main.domain}), beside each proxy's ranking at its "
-                 "chosen lr: the smallest lr without a diverged run, fixed before looking at the targets")
-        columns = [Column("#"), Column("recipe", False), Column("tuned target loss\nnats/token [95% CI]"),
-                   *([Column("bits/byte")] if has_bits else []), Column("target\nseed std"),
-                   Column("best target config", False), *proxy_columns]
+        title = (f"{terms.recipe.capitalize()}s by {terms.target} loss (validation: {main.domain}), beside each "
+                 "proxy's ranking at its chosen lr: the smallest lr without a diverged run, fixed before looking at "
+                 "the targets")
+        columns = [Column("#"), Column(terms.recipe, False),
+                   Column(f"{terms.target} loss\n{terms.loss_unit}" + ("" if rf else " [95% CI]")),
+                   *([Column("bits/byte")] if has_bits else []),
+                   *([] if rf else [Column("target\nseed std"), Column("best target config", False)]), *proxy_columns]
         rows = []
         for rank, target in enumerate(main.targets, start=1):
             bits = [f"{target.bits_per_byte:.4f}" if target.bits_per_byte is not None else "–"] if has_bits else []
+            spread = [] if rf else [f"{target.seed_std:.4f}", str(target.config)]
             rows.append([f"{rank}{' ≈' if target.within_noise_of_previous else ''}", target.recipe,
-                         ci(target.loss, 4), *bits, f"{target.seed_std:.4f}", str(target.config),
-                         *[cell for s in chosen for cell in _proxy_cells(s, target.recipe)]])
+                         f"{target.loss.point:.4f}" if rf else ci(target.loss, 4), *bits, *spread,
+                         *[cell for s in chosen for cell in _proxy_cells(s, target.recipe, terms)]])
         flagged = [f"{prev.recipe} ≈ {t.recipe}" for prev, t in zip(main.targets, main.targets[1:])
                    if t.within_noise_of_previous]
         if flagged:
             notes.append(f"Tuned targets within noise: {', '.join(flagged)}.")
     else:
-        title = (f"Recipes by proxy loss (validation: {main.domain}) at the chosen lr; no target runs yet, "
-                 "so nothing checks this ranking")
-        columns = [Column("recipe", False), *proxy_columns]
+        order_word = " (higher first)" if terms.proxy_sign < 0 else ""
+        title = (f"{terms.recipe.capitalize()}s by proxy {terms.proxy_score}{order_word} (validation: {main.domain}) "
+                 "at the chosen lr; no target runs yet, so nothing checks this ranking")
+        columns = [Column(terms.recipe, False), *proxy_columns]
         order = sorted(main.recipes, key=lambda r: chosen[0].rank[r]) if chosen else main.recipes
-        rows = [[recipe, *[cell for s in chosen for cell in _proxy_cells(s, recipe)]] for recipe in order]
+        rows = [[recipe, *[cell for s in chosen for cell in _proxy_cells(s, recipe, terms)]] for recipe in order]
     for setting in chosen:
         notes.append(f"Proxy {_setting_name(setting)}: {len(setting.within_noise_of_previous)} of "
                      f"{len(main.recipes) - 1} neighbouring pairs within noise.")
     return TextTable(title, columns, rows, notes)
 
 
-def _proxy_cells(setting: ProxySetting, recipe: str) -> list[str]:
-    """Rank (≈ when within noise of the recipe ranked above) · seed-mean loss ± seed std; bits/byte when known."""
+def _proxy_cells(setting: ProxySetting, recipe: str, terms: Terms) -> list[str]:
+    """Rank (≈ when within noise of the recipe ranked above) · seed-mean score ± seed std; bits/byte when known."""
     if recipe not in setting.rank:
         return ["–"] * (1 + bool(setting.mean_bits_per_byte))
     mark = " ≈" if recipe in setting.within_noise_of_previous else ""
-    cells = [f"{setting.rank[recipe]}{mark} · {setting.mean_loss[recipe]:.4f} ± {setting.seed_std[recipe]:.4f}"]
+    shown = terms.proxy_sign * setting.mean_loss[recipe]
+    cells = [f"{setting.rank[recipe]}{mark} · {_score(shown, terms)} ± {_score(setting.seed_std[recipe], terms)}"]
     if setting.mean_bits_per_byte:
         cells.append(f"{setting.mean_bits_per_byte[recipe]:.4f}")
     return cells
@@ -130,11 +145,11 @@ def _proxy_cells(setting: ProxySetting, recipe: str) -> list[str]:
 
 def reliability_table(report: Report) -> TextTable:
     """Every proxy setting and the baselines, scored against the tuned targets."""
-    main = report.main
+    main, terms = report.main, report.terms()
     ks = sorted({k for s in main.proxies if s.agreement for k in s.agreement.regret})
     columns = [Column("ranking by", False), Column("", False), Column("Spearman"),
                Column("Kendall τ", in_terminal=False), Column("pairs ordered\nright", in_terminal=False),
-               *_regret_columns(ks, main.bits_per_nat)]
+               *_regret_columns(ks, main.bits_per_nat, terms.loss_unit)]
     hindsight = main.best_in_hindsight()
     rows = []
 
@@ -151,21 +166,25 @@ def reliability_table(report: Report) -> TextTable:
         label = "fixed target config (baseline)" + (f", {baseline.label}" if baseline.label else "")
         add(f"{report.target_model} @ {baseline.config}", label, baseline.agreement)
     notes = ["chosen: the model's smallest lr without a diverged run (the tiny-lr rule, fixed before the targets); "
-             "best in hindsight: highest Spearman, knowable only after training the targets.",
-             "Fixed target config: every recipe trained at one target configuration (DataDecide-style) and "
-             "ranked against the per-recipe tuned ranking; paired bootstrap, as both share runs.",
-             *_bits_note(main.bits_per_nat)]
+             "best in hindsight: highest Spearman, knowable only after training the targets."]
+    if report.fixed_configs:
+        notes.append("Fixed target config: every recipe trained at one target configuration (DataDecide-style) and "
+                     "ranked against the per-recipe tuned ranking; paired bootstrap, as both share runs.")
+    notes += _bits_note(main.bits_per_nat)
     if report.fixed_configs and report.fixed_configs[0].label:
         notes.append(f"{report.num_target_configs} target configurations: best, median and worst by Spearman shown "
                      "(the best is itself chosen in hindsight).")
-    return TextTable(f"How far each ranking can be trusted against the tuned targets (validation: {main.domain}; "
-                     "95% bootstrap CI over seeds; regret in nats/token, lower is better)", columns, rows, notes)
+    ranked_by = f"proxies ranked by {terms.proxy_score}; " if report.metric == "alignment" else ""
+    return TextTable(f"How far each ranking can be trusted against the {terms.target} ranking (validation: "
+                     f"{main.domain}; {ranked_by}95% bootstrap CI over seeds; regret in {terms.loss_unit}, lower is "
+                     "better)", columns, rows, notes)
 
 
 def domain_table(report: Report) -> TextTable:
     """Per validation domain: its best tuned recipe and the agreement of the chosen and standard proxies."""
+    terms = report.terms()
     shown = [*report.main.chosen(), *[s for s in report.main.standard() if not s.is_chosen]]
-    columns = [Column("domain", False), Column("best recipe\n(tuned target)", False),
+    columns = [Column("domain", False), Column(f"best {terms.recipe}\n({terms.target})", False),
                *[Column(f"{_setting_name(s)}\n{'chosen' if s.is_chosen else 'standard lr'}: Spearman",
                         in_terminal=s.is_chosen) for s in shown]]
     rows = []
@@ -184,15 +203,17 @@ def domain_table(report: Report) -> TextTable:
 
 def checkpoint_table(report: Report) -> TextTable:
     """Decision quality against proxy compute at the chosen lr, from the intermediate checkpoints."""
+    terms = report.terms()
     chosen = {(s.model, s.lr) for s in report.main.chosen()}
     bits_per_nat = report.main.bits_per_nat
     rows = [[f"{p.model} @ lr {p.lr:g}", str(p.step), f"{p.proxy_flops:.2e}", ci(p.spearman),
              *_regret_cells({1: p.regret_at_1}, [1], bits_per_nat)]
             for p in report.checkpoints if (p.model, p.lr) in chosen]
     return TextTable("Decision quality vs proxy compute at the chosen lr (intermediate checkpoints scored against the "
-                     "final tuned targets)",
-                     [Column("proxy", False), Column("step"), Column("proxy FLOPs so far\n(all recipes × seeds)"),
-                      Column("Spearman"), *_regret_columns([1], bits_per_nat)], rows, _bits_note(bits_per_nat))
+                     f"final {terms.target} ranking)",
+                     [Column("proxy", False), Column("step"),
+                      Column(f"proxy FLOPs so far\n(all {terms.recipe}s × seeds)"), Column("Spearman"),
+                      *_regret_columns([1], bits_per_nat, terms.loss_unit)], rows, _bits_note(bits_per_nat))
 
 
 def compute_table(report: Report) -> TextTable:
@@ -209,7 +230,7 @@ def compute_table(report: Report) -> TextTable:
 def tables(report: Report) -> list[TextTable]:
     """Every table of the report, in reading order; tables with nothing to show are left out."""
     main = report.main
-    candidates = [decision_table(main)]
+    candidates = [decision_table(report)]
     if any(s.agreement for s in main.proxies) or report.fixed_configs:
         candidates += [reliability_table(report), domain_table(report)]
     candidates += [checkpoint_table(report), compute_table(report)]
@@ -238,19 +259,22 @@ def _trust(spearman: Interval) -> str:
 
 
 def verdict(report: Report) -> str:
-    """One plain line: what to ship, and how far the proxy that would have picked it can be trusted."""
-    main = report.main
+    """One plain line: what to ship, and how far the proxy that would have picked it can be trusted; for random
+    features, where the proxies' learning rates rank the datasets in their infinite-width order."""
+    main, terms = report.main, report.terms()
     chosen = main.chosen()
     if not main.targets:
         if not chosen:
-            return "Verdict: nothing to rank yet: no target runs and no proxy setting covering every recipe."
+            return f"Verdict: nothing to rank yet: no target runs and no proxy setting covering every {terms.recipe}."
         picks = []
         for s in chosen:
             order = sorted(main.recipes, key=s.rank.__getitem__)
             tied = len(order) > 1 and order[1] in s.within_noise_of_previous
             tie = f" (within seed noise of {order[1]})" if tied else ""
             picks.append(f"proxy {_setting_name(s)} ranks {order[0]} first{tie}")
-        return f"Verdict: no tuned target runs yet, so the proxy ranking is unchecked; {'; '.join(picks)}."
+        return f"Verdict: no {terms.target} runs yet, so the proxy ranking is unchecked; {'; '.join(picks)}."
+    if report.family == RANDOM_FEATURES:
+        return _window_verdict(report)
     best = main.targets[0]
     bits = f" ({best.bits_per_byte:.4f} bits/byte)" if best.bits_per_byte is not None else ""
     parts = [f"ship {best.recipe}: lowest tuned target loss {ci(best.loss, 4)} nats/token{bits}"]
@@ -258,8 +282,9 @@ def verdict(report: Report) -> str:
         parts[0] += (f", but {main.targets[1].recipe} is within seed noise of it: the targets cannot separate them, "
                      "add target seeds before committing")
     scored = [s for s in main.proxies if s.agreement]
+    ranked_by = " ranked by gradient alignment" if report.metric == "alignment" else ""
     for s in (s for s in scored if s.is_chosen):
-        parts.append(f"proxy {s.model} at the chosen lr {s.lr:g} {_trust(s.agreement.spearman)}: "
+        parts.append(f"proxy {s.model}{ranked_by} at the chosen lr {s.lr:g} {_trust(s.agreement.spearman)}: "
                      f"{_stats(s.agreement, main.bits_per_nat)}")
     for s in (s for s in scored if s.is_standard and not s.is_chosen):
         parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat)}")
@@ -270,6 +295,72 @@ def verdict(report: Report) -> str:
     if report.missing:
         parts.append(f"{len(report.missing)} gap(s) listed above")
     return "Verdict: " + "; ".join(parts) + "."
+
+
+def _clearly_below(stat: Interval, best: Interval) -> bool:
+    """Lower beyond seed noise: the whole 95% interval under the best one's. A constant ranking (Spearman
+    undefined) orders nothing, so it counts as lower."""
+    return bool(np.isnan(stat.point) or stat.high < best.low)
+
+
+def _window_verdict(report: Report) -> str:
+    """App. B's question, answered per width from the numbers: the learning rates whose ranking of the datasets
+    matches their infinite-width order (Spearman CI lower end ≥ ``TRUSTED_SPEARMAN``), whether the smallest
+    rate under-trains (its Spearman clearly below the best) and whether larger rates scramble the order (the
+    largest one's Spearman clearly below the best, and how many runs above the matching rates diverged)."""
+    sentences = []
+    for model in sorted({s.model for s in report.main.proxies if s.agreement}):
+        settings = sorted((s for s in report.main.proxies if s.model == model and s.agreement), key=lambda s: s.lr)
+        scored = [s for s in settings if not np.isnan(s.agreement.spearman.point)]
+        if not scored:
+            sentences.append(f"{model} cannot be scored: its ranking is constant at every lr.")
+            continue
+        best = max(scored, key=lambda s: s.agreement.spearman.point)
+        matched = [s for s in settings if s.agreement.spearman.low >= TRUSTED_SPEARMAN]
+        if matched:
+            at = [f"{s.lr:g} (Spearman {ci(s.agreement.spearman)})" for s in matched]
+            text = f"{model} ranks the datasets in their infinite-width order at lr {', '.join(at)}"
+        else:
+            text = (f"{model} ranks the datasets in their infinite-width order at no lr (no Spearman CI lower end "
+                    f"reaches {TRUSTED_SPEARMAN}); its best is lr {best.lr:g} (Spearman {ci(best.agreement.spearman)})")
+        window = matched or [best]
+        below = [s for s in settings if s.lr < window[0].lr]
+        above = [s for s in settings if s.lr > window[-1].lr]
+        sentences.append(f"{text}; {_small_end(below, window[0], best)}; {_large_end(above, window[-1], best)}.")
+    gaps = f" {len(report.missing)} gap(s) listed above." if report.missing else ""
+    return ("Verdict: does a proxy learning rate rank the datasets in the order of their infinite-width optimum? "
+            f"{' '.join(sentences)}{gaps}")
+
+
+def _small_end(below: list[ProxySetting], edge: ProxySetting, best: ProxySetting) -> str:
+    """Does the smallest lr under-train? ``edge``: the smallest lr of the window (all lrs below it are ``below``)."""
+    if not below:
+        return f"no lr below {edge.lr:g} was swept, so no under-training shows"
+    smallest = below[0]
+    at = f"Spearman {ci(smallest.agreement.spearman)} at lr {smallest.lr:g}"
+    rule = " (the tiny-lr rule's chosen lr)" if smallest.is_chosen else ""
+    if _clearly_below(smallest.agreement.spearman, best.agreement.spearman):
+        return f"smaller lrs under-train: {at}{rule}, clearly below the best"
+    return f"smaller lrs are not clearly worse: {at}{rule}"
+
+
+def _large_end(above: list[ProxySetting], edge: ProxySetting, best: ProxySetting) -> str:
+    """Do larger lrs scramble the order? ``edge``: the largest lr of the window (all lrs above it are ``above``)."""
+    if not above:
+        diverged = f", though {edge.num_diverged} of its {edge.num_runs} runs diverged" if edge.num_diverged else ""
+        return f"no lr above {edge.lr:g} was swept, so no scrambling shows{diverged}"
+    largest = above[-1]
+    at = f"Spearman {ci(largest.agreement.spearman)} at lr {largest.lr:g}"
+    diverged = sum(s.num_diverged for s in above)
+    count = f"{diverged} of {sum(s.num_runs for s in above)} runs above lr {edge.lr:g} diverged"
+    lower = _clearly_below(largest.agreement.spearman, best.agreement.spearman)
+    if lower and diverged:
+        return f"larger lrs scramble it: {at}, and {count}"
+    if lower:
+        return f"larger lrs scramble it without diverging: {at}"
+    if diverged:
+        return f"larger lrs diverge ({count}) without clearly scrambling the rest: {at}"
+    return f"larger lrs neither diverge nor clearly scramble it: {at}"
 
 
 def print_report(report: Report, console: Console) -> None:

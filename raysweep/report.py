@@ -1,7 +1,7 @@
 """From the results table to the answer: which recipe to ship, and how far the proxy ranking can be trusted.
 
-``summarize`` turns a results table (the schema of ``raysweep.store``; ``bits_per_byte`` may be absent)
-into a ``Report`` of typed records. ``raysweep.render`` prints it, ``raysweep.figures`` draws it and
+``summarize`` turns a results table (the schema of ``raysweep.store``; ``bits_per_byte`` and ``alignment``
+may be absent) into a ``Report`` of typed records. ``raysweep.render`` prints it, ``raysweep.figures`` draws it and
 ``raysweep.html_page`` writes it as one page; every statistic comes from ``raysweep.analysis``.
 
 The rules, in the order a reader meets them:
@@ -22,6 +22,13 @@ The rules, in the order a reader meets them:
 - Compute (``raysweep.compute``): 6 · num_params · tokens per trial; each intermediate proxy checkpoint is
   scored against the final tuned targets, beside the proxy FLOPs spent up to it.
 - Comparisons list recipes alphabetically, so a tie in a ranking never breaks in favour of the tuned best.
+- ``metric="alignment"`` ranks proxies by the accumulated gradient alignment Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t)
+  (App. D.2.4) at their last evaluation, higher first: it is stored negated in place of the proxy loss, so
+  every rule above applies unchanged (a diverged run's -inf becomes +inf). It is measured on one batch
+  mixing every validation domain, so only the "all" rows are used; targets are still scored by their loss.
+- A random-feature sweep (``raysweep.rf_trials``: datasets for recipes, one infinite-width optimum per
+  dataset for the targets) has no target configurations to tune or fix: no fixed-configuration baselines,
+  no target-lr heatmap, no target loss curve.
 - Missing runs are listed in ``Report.missing`` and kept out of comparisons, never silently dropped: a
   proxy setting that lacks a recipe is not compared; uneven seeds are cut to the seeds all recipes share;
   a ``Plan`` from the sweep file adds the trials and recipes not finished yet.
@@ -46,8 +53,9 @@ import pyarrow.parquet as pq
 
 from raysweep.analysis import rank_transfer, seed_mean_interval, seed_std, spearman, within_noise_of_previous
 from raysweep.compute import checkpoint_curve, compute_by_role
-from raysweep.report_records import (Agreement, DomainSummary, FixedConfigBaseline, Interval, LossCurve, Plan,
-                                     ProxySetting, RankHeatmap, RegretCurve, Report, TargetConfig, TunedTarget)
+from raysweep.report_records import (LANGUAGE_MODEL, METRICS, RANDOM_FEATURES, Agreement, DomainSummary,
+                                     FixedConfigBaseline, Interval, LossCurve, Plan, ProxySetting, RankHeatmap,
+                                     RegretCurve, Report, TargetConfig, TunedTarget)
 from raysweep.store import read_failures
 
 KS = (1, 2, 3)
@@ -56,7 +64,9 @@ FIXED_CONFIGS_SHOWN_ALL = 4
 """Up to this many target configurations, every one is shown as a baseline; beyond, best, median, worst."""
 COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
            "step", "tokens", "domain", "loss", "status", "wall_s")
-"""Columns the report needs; ``bits_per_byte`` is optional (null when absent)."""
+"""Columns the report needs; ``bits_per_byte`` and ``alignment`` are optional (null when absent)."""
+OPTIONAL_COLUMNS = ("bits_per_byte", "alignment")
+ALIGNMENT_FIX = "launch with proxy.alignment_every: K in the sweep file"
 
 
 class ReportError(Exception):
@@ -68,7 +78,8 @@ def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
 
     Returns the table, the run directory (where ``plan.json`` lives; None for bare Parquet input) and one line
     per file that could not be read (a truncated or foreign file is reported, never silently dropped, and the
-    rest is still reported) and per trial that failed after its retries. Files with and without ``bits_per_byte`` combine; the missing values are null.
+    rest is still reported) and per trial that failed after its retries. Files with and without the optional
+    columns (``bits_per_byte``, ``alignment``) combine; the missing values are null.
     """
     path = Path(path)
     run_dir = path if (path / "results").is_dir() else None
@@ -98,31 +109,71 @@ def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
-    """The table as pandas with the documented columns; ``bits_per_byte`` null when absent, non-finite → +inf."""
+    """The table as pandas with the documented columns; optional ones NaN when absent; a non-finite loss → +inf."""
     absent = [c for c in COLUMNS if c not in table.column_names]
     if absent:
         raise ReportError(f"the results table lacks column(s) {', '.join(absent)}; the report needs "
-                          f"{', '.join(COLUMNS)} (and optionally bits_per_byte), as written by raysweep.store")
-    extra = ["bits_per_byte"] if "bits_per_byte" in table.column_names else []
+                          f"{', '.join(COLUMNS)} (and optionally {', '.join(OPTIONAL_COLUMNS)}), as written by "
+                          "raysweep.store")
+    extra = [c for c in OPTIONAL_COLUMNS if c in table.column_names]
     frame = table.select([*COLUMNS, *extra]).to_pandas()
-    if not extra:
-        frame["bits_per_byte"] = np.nan
-    for column in ("loss", "bits_per_byte", "lr", "weight_decay", "wall_s"):
+    for column in OPTIONAL_COLUMNS:
+        if column not in extra:
+            frame[column] = np.nan
+    for column in ("loss", *OPTIONAL_COLUMNS, "lr", "weight_decay", "wall_s"):
         frame[column] = frame[column].astype(float)
     frame.loc[~np.isfinite(frame["loss"]), ["loss", "bits_per_byte"]] = np.inf
     return frame
 
 
+def _family(frame: pd.DataFrame, plan: Plan | None) -> str:
+    """The plan's family; without one, random features when a target row is a dataset's kernel optimum."""
+    if plan is not None and plan.family:
+        return plan.family
+    from raysweep.rf_trials import KERNEL_MODEL  # imports torch: only for a table whose family is not recorded
+
+    targets = frame.loc[frame["role"] == "target", "model"]
+    return RANDOM_FEATURES if (targets == KERNEL_MODEL).any() else LANGUAGE_MODEL
+
+
+def _ranked_by_alignment(frame: pd.DataFrame, last_step: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+    """The "all" rows, each proxy's loss replaced by its negated alignment (lower first), unmeasured rows dropped.
+
+    A proxy trial without an alignment at its last evaluation is left out and counted in the returned note;
+    ``last_step`` (each row's trial's last step) keeps an earlier measurement from standing in for it.
+    """
+    frame = frame[frame["domain"] == "all"].copy()
+    proxy = frame["role"] == "proxy"
+    if not np.isfinite(frame.loc[proxy, "alignment"]).any():
+        raise ReportError(f"no proxy run recorded a gradient alignment, so --metric alignment has nothing to rank; "
+                          f"{ALIGNMENT_FIX}")
+    diverged = np.isinf(frame["loss"])  # ranks last whether or not its alignment was recorded as -inf
+    frame.loc[proxy, "loss"] = np.where(diverged[proxy], np.inf, -frame.loc[proxy, "alignment"])
+    frame.loc[proxy, "bits_per_byte"] = np.nan  # alignment has no bits/byte; targets keep theirs
+    unmeasured = proxy & frame["loss"].isna()
+    at_end = unmeasured & (frame["step"] == last_step.loc[frame.index])
+    count = frame.loc[at_end, "trial_key"].nunique()
+    note = [f"{count} proxy trial(s) have no gradient alignment at their last evaluation; left out (to measure it, "
+            f"{ALIGNMENT_FIX})"] if count else []
+    return frame[~unmeasured], note
+
+
 def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = None, plan: Plan | None = None,
-              n_boot: int = 10_000, n_boot_figures: int = 2_000, source: str = "results table",
-              unreadable: list[str] | None = None) -> Report:
-    """Reduce the results table to a ``Report`` ranked by ``domain``.
+              metric: str = "loss", n_boot: int = 10_000, n_boot_figures: int = 2_000,
+              source: str = "results table", unreadable: list[str] | None = None) -> Report:
+    """Reduce the results table to a ``Report`` ranked by ``domain``, its proxies by ``metric`` (``METRICS``).
 
     ``standard_lr`` is the lr a fixed-configuration proxy would use (the baseline); None takes each proxy
-    model's largest lr in the table. ``plan`` (from the sweep file) lets a partial run say what is missing.
+    model's largest lr in the table. ``plan`` (from the sweep file) lets a partial run say what is missing
+    and names the sweep family (without it, the table's target model does).
     Headline CIs use ``n_boot`` resamples; the many CIs behind figures use ``n_boot_figures``. ``unreadable``
     lists result files ``load_results`` could not read; they head the report's list of what is missing.
     """
+    if metric not in METRICS:
+        raise ReportError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
+    if metric == "alignment" and domain != "all":
+        raise ReportError(f"--metric alignment ranks by the domain \"all\" only, not {domain!r}: the gradient "
+                          "alignment is measured on one validation batch mixing every domain")
     frame = _frame(table)
     frame, stale = _in_plan(frame, plan)
     if frame.empty:
@@ -130,11 +181,18 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     domains = sorted(frame["domain"].unique(), key=lambda d: (d != "all", d))
     if domain not in domains:
         raise ReportError(f"no rows for validation domain {domain!r}; the table has: {', '.join(domains)}")
-    final = frame[frame["step"] == frame.groupby("trial_key")["step"].transform("max")]
+    family = _family(frame, plan)
+    last_step = frame.groupby("trial_key")["step"].transform("max")
+    trial_keys = frame[frame["step"] == last_step].drop_duplicates("trial_key")  # compute and divergence, by loss
+    unmeasured = []
+    if metric == "alignment":
+        frame, unmeasured = _ranked_by_alignment(frame, last_step)
+        domains = ["all"]
+    final = frame[frame["step"] == last_step.loc[frame.index]]
     summaries, notes = {}, []
     for name in domains:
         summaries[name], losses, domain_notes = _summarize_domain(
-            name, final[final["domain"] == name], standard_lr, n_boot if name == domain else n_boot_figures)
+            name, final[final["domain"] == name], standard_lr, n_boot if name == domain else n_boot_figures, family)
         if name == domain:
             main_losses, notes = losses, domain_notes
     main = summaries[domain]
@@ -143,18 +201,20 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     settings = {(s.model, s.lr): s for s in main.proxies if s.agreement}
     checkpoints = [point for (model, lr), rows in proxy_rows.groupby(["model", "lr"]) if (model, lr) in settings
                    for point in checkpoint_curve(rows, settings[(model, lr)], tuned, n_boot_figures)]
-    fixed_configs, num_configs = _fixed_configs(main_losses.target_runs, main.recipes, main_losses.tuned, n_boot,
-                                                notes)
-    trial_keys = final.drop_duplicates("trial_key")
+    rf = family == RANDOM_FEATURES  # one optimum per dataset: no target configurations, no target lr
+    fixed_configs, num_configs = ([], 0) if rf else _fixed_configs(main_losses.target_runs, main.recipes,
+                                                                   main_losses.tuned, n_boot, notes)
     return Report(
         source=source, main=main, domains=list(summaries.values()), fixed_configs=fixed_configs,
         num_target_configs=num_configs,
         regret_curves=_regret_curves(main, main_losses, n_boot_figures),
-        heatmaps=_heatmaps(main, main_losses), loss_curves=_loss_curves(main, main_losses),
+        heatmaps=[] if rf else _heatmaps(main, main_losses),
+        loss_curves=[c for c in _loss_curves(main, main_losses) if not (rf and c.role == "target")],
         checkpoints=checkpoints, compute=compute_by_role(trial_keys),
-        missing=(unreadable or []) + stale + _plan_gaps(frame, plan) + notes,
+        missing=(unreadable or []) + stale + _plan_gaps(trial_keys, plan) + unmeasured + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
-        target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None)
+        target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None,
+        family=family, metric=metric)
 
 
 @dataclass(frozen=True)
@@ -174,8 +234,8 @@ class _Losses:
     """Target loss by (recipe, lr, batch_size, weight_decay, seed)."""
 
 
-def _summarize_domain(domain: str, rows: pd.DataFrame, standard_lr: float | None,
-                      n_boot: int) -> tuple[DomainSummary, _Losses, list[str]]:
+def _summarize_domain(domain: str, rows: pd.DataFrame, standard_lr: float | None, n_boot: int,
+                      family: str) -> tuple[DomainSummary, _Losses, list[str]]:
     """One domain's tuned targets and proxy settings; the notes say what is missing."""
     notes: list[str] = []
     runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
@@ -201,7 +261,7 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, standard_lr: float | None
                          f"the comparisons use seeds {list(tuned_block.columns)}")
         if len(recipes) < 2:
             notes.append("only one recipe has target runs: nothing to rank yet")
-    if any(t.num_seeds < 2 for t in targets):
+    if family == LANGUAGE_MODEL and any(t.num_seeds < 2 for t in targets):  # an optimum is one computation
         notes.append("one target seed only: seed noise unknown, no recipe pair flagged as within noise")
     proxy_runs = runs_of["proxy"].groupby(["model", "lr", "recipe", "seed"])[["loss", "bits_per_byte"]].mean()
     proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes)
@@ -286,7 +346,8 @@ def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndar
             rank={recipes[i]: position + 1 for position, i in enumerate(order)},
             mean_bits_per_byte=None if recipe_bits.isna().any() else recipe_bits.to_dict(),
             within_noise_of_previous={recipes[i] for i, flag in zip(order, flags) if flag},
-            num_seeds=matrix.shape[1], num_diverged=int(np.isinf(block.to_numpy(float)).sum()),
+            num_seeds=matrix.shape[1], num_runs=int(block.notna().to_numpy().sum()),
+            num_diverged=int(np.isinf(block.to_numpy(float)).sum()),
             agreement=agreement, is_chosen=False, is_standard=False))
         matrices[(str(model), float(lr))] = matrix
     if any(s.num_seeds < 2 for s in settings):

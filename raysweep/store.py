@@ -16,6 +16,7 @@ steps it was planned for). ``alignment`` is NaN unless the sweep measures it (``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -72,7 +73,7 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging)
     os.replace(staging, path)
-    for stale in ("failed", "running"):  # it may have failed before; it is no longer in flight
+    for stale in ("failed", "running", "partial"):  # it may have failed before; it is no longer in flight
         (path.parent / stale / f"trial-{spec.key}.json").unlink(missing_ok=True)
     return path
 
@@ -90,6 +91,34 @@ def mark_started(results_dir: Path, spec: TrialSpec) -> None:
 def read_started(results_dir: Path) -> list[dict]:
     """Markers of trials started and not yet stored or failed: in flight, or interrupted."""
     return [json.loads(p.read_text()) for p in sorted((Path(results_dir) / "running").glob("trial-*.json"))]
+
+
+def checkpoint_path(results_dir: Path, trial_key: str) -> Path:
+    """Where a trial keeps its training state between evaluations (``checkpoints/`` beside ``results/``)."""
+    return Path(results_dir).parent / "checkpoints" / f"trial-{trial_key}.pt"
+
+
+def write_partial(results_dir: Path, result: TrialResult) -> None:
+    """``partial/trial-<key>.json``: the evaluations of a trial paused between early-stopping rounds (its
+    weights are in its checkpoint); the round's settle check reads them, ``write_trial`` removes them."""
+    _write_json(Path(results_dir) / "partial" / f"trial-{result.spec.key}.json",
+                {"trial_key": result.spec.key, "evaluations": [dataclasses.asdict(e) for e in result.evaluations],
+                 "wall_s": result.wall_s})
+
+
+def read_partial(results_dir: Path, trial_key: str) -> dict | None:
+    """The record ``write_partial`` left for ``trial_key`` ({"evaluations": [...], "wall_s": ...}), or None."""
+    path = Path(results_dir) / "partial" / f"trial-{trial_key}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_trial_losses(results_dir: Path, trial_key: str, domain: str = "all") -> list[float]:
+    """A stored trial's losses on ``domain`` at each of its evaluations, in step order; [] if it is not stored."""
+    path = _path(results_dir, trial_key)
+    if not path.is_file():
+        return []
+    table = pq.read_table(path, columns=["step", "domain", "loss"]).to_pylist()
+    return [row["loss"] for row in sorted(table, key=lambda row: row["step"]) if row["domain"] == domain]
 
 
 PLAN_FILE = "plan.json"

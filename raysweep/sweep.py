@@ -35,7 +35,8 @@ from raysweep.recipes.streams import describe
 from raysweep.recipes.tokenizer import load_tokenizer
 from raysweep.rf_trials import RFTrialSpec, plan_rf_trials, run_rf_trial
 from raysweep.tiny_lr import check_precision
-from raysweep.train import Evaluation, TrialData, TrialSpec, train
+from raysweep.early_stop import losses_at, saved_flops, settle_check
+from raysweep.train import Evaluation, TrialData, TrialResult, TrialSpec, train
 
 
 @dataclass(frozen=True)
@@ -169,12 +170,83 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     if isinstance(sweep, SweepConfig):
         with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
             data = build_data(sweep, todo, Path(cluster.storage).absolute() / "shards")
-    errors = run_trials(cluster, todo, data, results_dir, console)
+    if isinstance(sweep, SweepConfig) and sweep.proxy.early_stop and any(t.role == "proxy" for t in todo):
+        errors = _run_in_rounds(cluster, sweep, trials, todo, data, results_dir, console)
+    else:
+        errors = run_trials(cluster, todo, data, results_dir, console)
     return LaunchOutcome(run_dir, len(trials), len(todo) - len(errors), errors)
 
 
-def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, TrialData], results_dir: str) -> None:
-    """The Tune function trainable: train one spec, report each evaluation, store the rows at the end."""
+def _run_in_rounds(cluster: ClusterConfig, sweep: SweepConfig, trials: list[TrialSpec], todo: list[TrialSpec],
+                   data: dict[str, TrialData], results_dir: Path, console: Console) -> list[str]:
+    """Proxies train one evaluation interval per round (targets all in the first); after each round, every proxy
+    setting whose ranking has settled stops there, its runs stored as "stopped" (``raysweep.early_stop``)."""
+    rule, num_rounds = sweep.proxy.early_stop, sweep.training.num_evals
+    recipes, seeds = [r.name for r in sweep.recipes], sweep.proxy.seeds
+    settings: dict[tuple[str, float], list[list[TrialSpec]]] = {}
+    for t in trials:
+        if t.role == "proxy":
+            grid = settings.setdefault((t.model, t.lr), [[None] * len(seeds) for _ in recipes])
+            grid[recipes.index(t.recipe)][seeds.index(t.seed)] = t
+    waiting = {t.key for t in todo if t.role == "proxy"}
+    errors: list[str] = []
+    saved = 0.0
+    for round_index in range(1, num_rounds + 1):
+        batch = [t for t in todo if t.key in waiting or (round_index == 1 and t.role == "target")]
+        last = round_index == num_rounds
+        errors += run_trials(cluster, batch, data, results_dir, console, stop_after_evals=None if last else round_index,
+                             label=f"round {round_index}/{num_rounds}")
+        waiting = {key for key in waiting if store.read_partial(results_dir, key)}  # paused, not stored or failed
+        for (model, lr), grid in settings.items():
+            pending = [t for row in grid for t in row if t.key in waiting]
+            if not pending or round_index < 2:
+                continue
+            curves = [[_loss_curve(results_dir, t) for t in row] for row in grid]
+            previous, current = losses_at(curves, round_index - 2), losses_at(curves, round_index - 1)
+            if previous is None or current is None:
+                continue
+            check = settle_check(model, lr, round_index, previous, current, rule)
+            point, low, high = check.spearman
+            console.print(f"  {model} @ lr {lr:g}: ranking at checkpoint {round_index} vs {round_index - 1}: "
+                          f"Spearman {point:.2f} [{low:.2f}, {high:.2f}]"
+                          + (f" ≥ {rule.min_spearman:g}: settled, {len(pending)} run(s) stop here" if check.settled
+                             else ""))
+            if check.settled:
+                for spec in pending:
+                    saved += _stop(results_dir, spec)
+                    waiting.discard(spec.key)
+        if not waiting:
+            break
+    planned = sum(saved_flops(t.num_params, t.num_steps, t.batch_size * t.seq_len)
+                  for t in todo if t.role == "proxy")
+    if saved:
+        console.print(f"Early stop saved {saved:.3g} FLOPs: {saved / planned:.0%} of the proxy compute planned "
+                      "for this launch.")
+    return errors
+
+
+def _loss_curve(results_dir: Path, spec: TrialSpec) -> list[float]:
+    """The "all" loss at each evaluation a proxy has reached: stored whole, paused, or nothing yet."""
+    partial = store.read_partial(results_dir, spec.key)
+    if partial:
+        return [e["losses"]["all"] for e in partial["evaluations"]]
+    return store.read_trial_losses(results_dir, spec.key)
+
+
+def _stop(results_dir: Path, spec: TrialSpec) -> float:
+    """Store a paused proxy as "stopped" with its evaluations so far; drop its checkpoint; the FLOPs it saved."""
+    partial = store.read_partial(results_dir, spec.key)
+    evaluations = [Evaluation(**e) for e in partial["evaluations"]]
+    store.write_trial(results_dir, TrialResult(spec, "stopped", evaluations, partial["wall_s"]))
+    store.checkpoint_path(results_dir, spec.key).unlink(missing_ok=True)
+    return saved_flops(spec.num_params, spec.num_steps - evaluations[-1].step, spec.batch_size * spec.seq_len)
+
+
+def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, TrialData], results_dir: str,
+                stop_after_evals: int | None) -> None:
+    """The Tune function trainable: train one spec (from its checkpoint, if a killed run left one), report each
+    evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its evaluations
+    so far instead."""
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -183,9 +255,16 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
     if isinstance(spec, RFTrialSpec):
         result = run_rf_trial(spec)  # milliseconds: report once, at the end
         _report_to_tune(result.evaluations[-1])
+        store.write_trial(Path(results_dir), result)
+        return
+    checkpoint = store.checkpoint_path(Path(results_dir), spec.key)
+    result = train(spec, data[spec.recipe], report=_report_to_tune, checkpoint=checkpoint,
+                   stop_after_evals=stop_after_evals if spec.role == "proxy" else None)
+    if result.status == "partial":
+        store.write_partial(Path(results_dir), result)
     else:
-        result = train(spec, data[spec.recipe], report=_report_to_tune)
-    store.write_trial(Path(results_dir), result)
+        store.write_trial(Path(results_dir), result)
+        checkpoint.unlink(missing_ok=True)
 
 
 def _report_to_tune(evaluation: Evaluation) -> None:
@@ -221,12 +300,18 @@ class _TrialProgress(tune.Callback):
 
 
 def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, TrialData], results_dir: Path,
-               console: Console) -> list[str]:
-    """Run `trials` as one Tune experiment, largest first so the long runs do not straggle at the end."""
+               console: Console, stop_after_evals: int | None = None, label: str = "trials") -> list[str]:
+    """Run `trials` as one Tune experiment, largest first so the long runs do not straggle at the end.
+
+    ``stop_after_evals`` pauses every proxy after that many evaluations (an early-stopping round); targets
+    always train to the end.
+    """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, Tune prints nothing over our progress bar
     # Tune's JSON/CSV/TensorBoard loggers keep state for every finished trial in the driver; the store already
     # keeps one file per trial, so thousands of trials run in flat driver memory without them.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # ...and the result grid Tune builds at the end then finds no metrics files: raysweep reads the store instead.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     specs = {t.key: t for t in trials}
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
     resources = cluster.resources
@@ -239,8 +324,9 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
         return tune.PlacementGroupFactory([{"CPU": role.cpu, "GPU": role.gpu}])
 
     trainable = tune.with_resources(
-        tune.with_parameters(_tune_trial, specs=specs, data=data, results_dir=str(results_dir)), trial_resources)
-    columns = (TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        tune.with_parameters(_tune_trial, specs=specs, data=data, results_dir=str(results_dir),
+                             stop_after_evals=stop_after_evals), trial_resources)
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("trials", total=len(trials))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
-from test_report import rows, sweep, table
+import pytest
 
-from raysweep.figures import draw_figures
+from test_report import RF_WINDOW, alignment_sweep, rf_groups, rows, sweep, table
+
+from raysweep.figures import draw_figures, loss_vs_lr, regret_vs_k
 from raysweep.report import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,3 +36,20 @@ def test_diverged_runs_and_undefined_statistics_still_draw():
     groups += [rows("proxy", r, 1.0, s, math.inf, status="diverged") for r in "ab" for s in (0, 1)]
     images = draw_figures(summarize(table(*groups), n_boot=50, n_boot_figures=50))
     assert len(images) == 6
+
+
+def test_random_feature_figures_label_mse_and_leave_out_the_target_lr_heatmap():
+    report = summarize(table(*rf_groups(RF_WINDOW)), n_boot=50, n_boot_figures=50)
+    assert [image.filename[0] for image in draw_figures(report)] == list("abdef")  # no target lr to pair with
+    (proxy_panel,) = loss_vs_lr(report).axes  # the optimum has no learning rate: proxies only
+    assert proxy_panel.get_ylabel() == "validation loss (MSE, mean over seeds)"
+    assert regret_vs_k(report).axes[0].get_ylabel() == "top-k regret (MSE)"
+
+
+def test_ranking_by_alignment_plots_the_proxies_alignment_with_its_sign():
+    groups = alignment_sweep({"a": 3.0, "b": 2.0, "c": 1.0, "d": 0.5})
+    report = summarize(table(*groups, alignment=True), metric="alignment", n_boot=50, n_boot_figures=50)
+    target_panel, proxy_panel = (ax for ax in loss_vs_lr(report).axes if ax.get_title())
+    assert target_panel.get_ylabel() == "validation loss (nats/token, mean over seeds)"
+    assert proxy_panel.get_ylabel() == "gradient alignment (mean over seeds; higher is better)"
+    assert max(line.get_ydata()[0] for line in proxy_panel.get_lines()) == pytest.approx(3.005)

@@ -1,6 +1,8 @@
-"""Contracts of the report: tuned scores, baselines, compute, checkpoints, domains, units, partial runs, CLI.
+"""Contracts of the report: tuned scores, baselines, compute, checkpoints, domains, units, partial runs, CLI,
+ranking proxies by gradient alignment, and random-feature runs.
 
-Tables are built here in memory (pyarrow, no Ray), with and without the optional ``bits_per_byte`` column.
+Tables are built here in memory (pyarrow, no Ray), with and without the optional ``bits_per_byte`` and
+``alignment`` columns.
 """
 
 from __future__ import annotations
@@ -17,22 +19,29 @@ from rich.console import Console
 
 from raysweep.analysis import seed_mean_interval
 from raysweep.cli import main
+from raysweep.figures import draw_figures
+from raysweep.html_page import html_page
 from raysweep.render import print_report, tables, verdict
 from raysweep.report import Plan, ReportError, load_results, summarize
+from raysweep.report_records import LANGUAGE_MODEL, RANDOM_FEATURES
+from raysweep.rf_trials import KERNEL_MODEL
 
 FIELDS = [("trial_key", pa.string()), ("role", pa.string()), ("recipe", pa.string()), ("model", pa.string()),
           ("num_params", pa.int64()), ("lr", pa.float64()), ("batch_size", pa.int64()),
           ("weight_decay", pa.float64()), ("seed", pa.int64()), ("step", pa.int64()), ("tokens", pa.int64()),
           ("domain", pa.string()), ("loss", pa.float64()), ("bits_per_byte", pa.float64()), ("status", pa.string()),
-          ("wall_s", pa.float64())]
+          ("wall_s", pa.float64()), ("alignment", pa.float64())]
 BITS_PER_NAT = 0.4  # as if 1 / (ln 2 · 3.6 bytes per token)
+OPTIONAL = ("bits_per_byte", "alignment")
 
 
 def rows(role, recipe, lr, seed, loss, *, model=None, status="ok", batch_size=8, weight_decay=0.0, num_params=10,
-         domains=None, steps=(1, 2), wall_s=1.0):
+         domains=None, steps=(1, 2), wall_s=1.0, alignment=None):
     """One trial's rows. ``loss`` is the final loss, or {step: loss}; earlier steps default to loss + 10.
 
     ``domains`` maps extra validation domains to an offset added to the loss (every trial also has "all").
+    ``alignment`` is the final accumulated gradient alignment, written on every domain row (half of it at earlier
+    steps); None leaves it unmeasured.
     """
     model = model or ("proxy-m" if role == "proxy" else "target-m")
     by_step = loss if isinstance(loss, dict) else {step: loss + (0 if step == steps[-1] else 10) for step in steps}
@@ -40,14 +49,17 @@ def rows(role, recipe, lr, seed, loss, *, model=None, status="ok", batch_size=8,
     return [{"trial_key": key, "role": role, "recipe": recipe, "model": model, "num_params": num_params, "lr": lr,
              "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed, "step": step,
              "tokens": step * batch_size * 4, "domain": domain, "loss": value + offset,
-             "bits_per_byte": (value + offset) * BITS_PER_NAT, "status": status, "wall_s": wall_s}
+             "bits_per_byte": (value + offset) * BITS_PER_NAT, "status": status, "wall_s": wall_s,
+             "alignment": None if alignment is None else alignment * (1 if step == steps[-1] else 0.5)}
             for step, value in by_step.items() for domain, offset in {"all": 0.0, **(domains or {})}.items()]
 
 
-def table(*groups, bits=False):
-    """The rows as a results table; ``bits=False`` leaves out the ``bits_per_byte`` column, as older tables do."""
-    fields = [f for f in FIELDS if bits or f[0] != "bits_per_byte"]
-    records = [{k: v for k, v in row.items() if bits or k != "bits_per_byte"} for group in groups for row in group]
+def table(*groups, bits=False, alignment=False):
+    """The rows as a results table; ``bits=False`` and ``alignment=False`` leave those columns out, as older
+    tables do."""
+    kept = [name for name, on in (("bits_per_byte", bits), ("alignment", alignment)) if on]
+    fields = [f for f in FIELDS if f[0] not in OPTIONAL or f[0] in kept]
+    records = [{k: v for k, v in row.items() if k not in OPTIONAL or k in kept} for group in groups for row in group]
     return pa.Table.from_pylist(records, schema=pa.schema(fields))
 
 
@@ -322,6 +334,136 @@ def test_unreportable_tables_raise_a_report_error_that_says_why():
         summarize(table(*sweep({"a": 1.0}, {"a": 1.0})).drop_columns(["wall_s"]))
     with pytest.raises(ReportError, match="'web'; the table has: all"):
         summarize(table(*sweep({"a": 1.0}, {"a": 1.0})), domain="web")
+
+
+# --- proxies ranked by gradient alignment ---------------------------------------------------------
+
+
+def alignment_sweep(alignments, lr=1e-4):
+    """Targets a < b < c < d by loss; proxies whose *loss* orders them backwards, with the given final alignments
+    (recipe → alignment, or a list per seed; -inf marks a diverged seed)."""
+    groups = [rows("target", r, 1e-3, s, 1.0 + i + 0.01 * s) for i, r in enumerate("abcd") for s in (0, 1)]
+    for i, (recipe, values) in enumerate(alignments.items()):
+        for seed, value in enumerate(values if isinstance(values, list) else [values, values + 0.01]):
+            diverged = value == -math.inf
+            groups.append(rows("proxy", recipe, lr, seed, math.inf if diverged else 5.0 - i, alignment=value,
+                               status="diverged" if diverged else "ok"))
+    return groups
+
+
+def test_ranking_by_alignment_puts_the_largest_alignment_first_and_a_diverged_run_last():
+    groups = alignment_sweep({"a": 3.0, "b": 2.0, "c": 1.0, "d": [0.5, -math.inf]})
+    by_alignment = summarize(table(*groups, bits=True, alignment=True), metric="alignment", n_boot=100,
+                             n_boot_figures=50)
+    (proxy,) = by_alignment.main.proxies
+    assert proxy.rank == {"a": 1, "b": 2, "c": 3, "d": 4} and proxy.num_diverged == 1
+    assert proxy.agreement.spearman.point == pytest.approx(1.0) and proxy.agreement.regret[1].point == 0.0
+    assert proxy.mean_bits_per_byte is None  # alignment has no bits/byte
+    by_loss = summarize(table(*groups, bits=True, alignment=True), n_boot=100, n_boot_figures=50)
+    assert by_loss.main.proxies[0].rank == {"c": 1, "b": 2, "a": 3, "d": 4}  # the same runs by loss
+    text = rendered(by_alignment)
+    assert "rank · gradient alignment ± seed std" in text and "1 · 3.005 ± 0.007071" in text
+    assert "rank · loss" not in text and "ranked by gradient alignment at the chosen lr" in verdict(by_alignment)
+    assert by_alignment.main.targets[0].bits_per_byte is not None  # targets keep their loss, and its bits/byte
+
+
+def test_a_table_without_alignment_says_how_to_measure_it(tmp_path, capsys):
+    groups = sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0})
+    with pytest.raises(ReportError, match="launch with proxy.alignment_every: K in the sweep file"):
+        summarize(table(*groups), metric="alignment")
+    pq.write_table(table(*groups), tmp_path / "old.parquet")
+    assert main(["report", str(tmp_path / "old.parquet"), "--metric", "alignment"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "proxy.alignment_every: K" in err
+
+
+def test_alignment_ranks_on_the_mixed_validation_batch_only():
+    groups = [rows("proxy", r, 1e-4, 0, 1.0, alignment=1.0, domains={"web": 0.1}) for r in "ab"]
+    with pytest.raises(ReportError, match="one validation batch mixing every domain"):
+        summarize(table(*groups, alignment=True), domain="web", metric="alignment")
+    report = summarize(table(*groups, alignment=True), metric="alignment", n_boot=50, n_boot_figures=50)
+    assert [d.domain for d in report.domains] == ["all"]
+
+
+def test_files_with_and_without_alignment_combine(tmp_path):
+    old = sweep({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}, lrs=(1e-5,))
+    pq.write_table(table(*old), tmp_path / "old.parquet")
+    new = [g for g in alignment_sweep({"a": 3.0, "b": 2.0, "c": 1.0, "d": 0.5}) if g[0]["role"] == "proxy"]
+    pq.write_table(table(*new, bits=True, alignment=True), tmp_path / "new.parquet")
+    combined, _, unreadable = load_results(tmp_path)
+    assert unreadable == [] and combined.column("alignment").null_count == len(table(*old))
+    report = summarize(combined, metric="alignment", n_boot=50, n_boot_figures=50)
+    assert [(p.lr, p.agreement.spearman.point) for p in report.main.proxies] == [(1e-4, pytest.approx(1.0))]
+    assert "8 proxy trial(s) have no gradient alignment at their last evaluation; left out" in report.missing[0]
+    by_loss = summarize(combined, n_boot=50, n_boot_figures=50)
+    assert sorted(p.lr for p in by_loss.main.proxies) == [1e-5, 1e-4] and not by_loss.missing
+
+
+# --- random-feature runs -------------------------------------------------------------------------
+
+
+def rf_groups(proxies, optimum=None):
+    """Datasets d1 … d4 whose infinite-width optimum is 0.1 … 0.4, one kernel "target" row each, and proxies
+    rf-m64: lr → per-dataset final MSE (seed 1 adds 0.01; inf diverges seed 0)."""
+    optimum = optimum or {"d1": 0.1, "d2": 0.2, "d3": 0.3, "d4": 0.4}
+    groups = [rows("target", d, 0.0, 0, loss, model=KERNEL_MODEL, batch_size=0, steps=(1,))
+              for d, loss in optimum.items()]
+    for lr, losses in proxies.items():
+        for d, loss in zip(optimum, losses):
+            for seed in (0, 1):
+                diverged = math.isinf(loss) and seed == 0
+                groups.append(rows("proxy", d, lr, seed, math.inf if diverged else (0.9 if math.isinf(loss) else loss)
+                                   + 0.01 * seed, model="rf-m64", status="diverged" if diverged else "ok"))
+    return groups
+
+
+RF_WINDOW = {0.01: [0.9, 0.8, 0.7, 0.6],     # under-trained: ranks by how fast each dataset learns
+             1.0: [0.15, 0.25, 0.35, 0.45],  # the infinite-width order
+             10.0: [math.inf, math.inf, 0.5, 0.4]}  # d1 and d2 diverge on seed 0
+
+
+def test_a_random_feature_table_reads_in_mse_against_the_infinite_width_optimum():
+    report = summarize(table(*rf_groups(RF_WINDOW)), n_boot=100, n_boot_figures=50)
+    assert report.family == RANDOM_FEATURES and report.terms().target == "infinite-width optimum"
+    assert not report.fixed_configs and not report.heatmaps and {c.role for c in report.loss_curves} == {"proxy"}
+    text = rendered(report)
+    page = html_page(report, draw_figures(report))
+    for output in (text, page):
+        assert "nats" not in output and "bits/byte" not in output and "tuned target" not in output
+        assert "infinite-width optimum" in output and "MSE" in output
+    assert "one target seed only" not in text  # an optimum is one computation, not a missing seed
+
+
+def test_the_random_feature_verdict_finds_the_window_and_both_of_its_ends():
+    line = verdict(summarize(table(*rf_groups(RF_WINDOW)), n_boot=100, n_boot_figures=50))
+    assert line.startswith("Verdict: does a proxy learning rate rank the datasets in the order of their infinite-width")
+    assert "rf-m64 ranks the datasets in their infinite-width order at lr 1 (Spearman 1.00 [1.00, 1.00])" in line
+    assert ("smaller lrs under-train: Spearman -1.00 [-1.00, -1.00] at lr 0.01 (the tiny-lr rule's chosen lr)"
+            in line)
+    assert re.search(r"larger lrs scramble it: Spearman -0\.95 \[[^]]+\] at lr 10, and 2 of 8 runs above lr 1 "
+                     "diverged", line)
+
+
+def test_the_random_feature_verdict_follows_the_numbers_when_every_lr_matches():
+    in_order = {lr: [0.15 + 0.1 * i + lr / 100 for i in range(4)] for lr in (0.01, 1.0, 10.0)}
+    line = verdict(summarize(table(*rf_groups(in_order)), n_boot=100, n_boot_figures=50))
+    assert "order at lr 0.01 (Spearman 1.00 [1.00, 1.00]), 1 (Spearman 1.00 [1.00, 1.00]), 10 (" in line
+    assert "no lr below 0.01 was swept, so no under-training shows" in line
+    assert "no lr above 10 was swept, so no scrambling shows" in line and "under-train:" not in line
+
+
+def test_the_plan_names_the_family_and_an_older_plan_leaves_it_to_the_table(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    groups = rf_groups(RF_WINDOW)
+    pq.write_table(table(*groups), tmp_path / "results" / "trial-x.parquet")
+    keys = {role: sorted({g[0]["trial_key"] for g in groups if g[0]["role"] == role}) for role in ("proxy", "target")}
+    plan = {"recipes": ["d1", "d2", "d3", "d4"], "standard_lr": 10.0, "trial_keys": keys}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))  # written before plans named their family
+    assert main(["report", str(tmp_path)]) == 0
+    assert "infinite-width optimum loss" in capsys.readouterr().out
+    (tmp_path / "plan.json").write_text(json.dumps({**plan, "family": LANGUAGE_MODEL}))
+    assert main(["report", str(tmp_path)]) == 0
+    assert "tuned target loss" in capsys.readouterr().out
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def sweep_grid(num_trials: int) -> dict:
     per_seed = len(WIDTHS) * len(LRS)
     best = None
     for seeds in range(1, 200):
-        dists = max(2, math.ceil(num_trials / (per_seed * seeds + 1)))
+        dists = max(4, math.ceil(num_trials / (per_seed * seeds + 1)))
         total = dists * (per_seed * seeds + 1)
         if dists <= 16 and (best is None or total < best[0]):
             best = (total, dists, seeds)
@@ -206,6 +206,8 @@ class Run:
     result_mtimes: list[float]
     events: dict[str, float] = field(default_factory=dict)
     log: Path | None = None
+    state_mib: float = math.nan
+    """Size of Tune's last experiment-state snapshot (experiment_state-*.json)."""
 
 
 def _count_results(results_dir: Path) -> int:
@@ -251,11 +253,15 @@ def measure(label: str, command: list[str], env: dict[str, str], results_dir: Pa
     mtimes = sorted(p.stat().st_mtime for p in results_dir.glob("trial-*.parquet"))
     events = json.loads(events_path.read_text()) if events_path.is_file() else {}
     events_path.unlink(missing_ok=True)
-    run = Run(label, num_trials, spawn_t, exit_t, status, samples, mtimes, events, log)
+    snapshots = list(results_dir.parent.glob("tune/experiment_state-*.json"))
+    state_mib = sum(p.stat().st_size for p in snapshots) / MIB if snapshots else math.nan
+    run = Run(label, num_trials, spawn_t, exit_t, status, samples, mtimes, events, log, state_mib)
     if status != 0 or len(mtimes) != num_trials:
         tail = "\n".join(log.read_text().splitlines()[-30:])
-        raise SystemExit(f"{label}: exit status {status}, {len(mtimes)} of {num_trials} result files; log {log}:\n"
-                         f"{tail}")
+        message = f"{label}: exit status {status}, {len(mtimes)} of {num_trials} result files; log {log}:\n{tail}"
+        if len(mtimes) != num_trials:
+            raise SystemExit(message)
+        print(f"  (note: every trial stored, but {message})")  # e.g. the report printed after the trials failed
     return run
 
 
@@ -363,12 +369,17 @@ def print_tables(runs: list[Run]) -> None:
         quartiles = " ".join(f"{q:7.1f}" for q in f.quartiles)
         print(f"{label:{width}} {f.rss_start:7.1f} {f.rss_peak:7.1f} {f.rss_end:7.1f} {f.growth:14.2f} "
               f"{f.tree_peak:14.0f}   {quartiles}")
-    print("\nStart-up of the launches, s from spawn: imports, Ray started, Tune starts, first result, last result")
+    print("\nLaunches, s from spawn (Tune = run_trials, which builds the Tuner and calls fit), and the size of "
+          "Tune's experiment-state snapshot")
+    print(f"{'':{width}} {'imports':>7} {'Ray up':>7} {'Tune in':>7} {'1st res':>7} {'last res':>8} {'Tune out':>8} "
+          f"{'exit':>7} {'state MiB':>10}")
     for run in runs[1:]:
         e = run.events
         marks = [e.get("imported"), e.get("ray_started"), e.get("trials_start"), run.result_mtimes[0],
-                 run.result_mtimes[-1]]
-        print(f"{run.label:{width}} " + " ".join(f"{m - run.spawn_t:7.1f}" if m else "      -" for m in marks))
+                 run.result_mtimes[-1], e.get("trials_end"), run.exit_t]
+        print(f"{run.label:{width}} " + " ".join(f"{m - run.spawn_t:7.1f}" if m else "      -" for m in marks[:4])
+              + " " + " ".join(f"{m - run.spawn_t:8.1f}" if m else "       -" for m in marks[4:6])
+              + f" {marks[6] - run.spawn_t:7.1f} {run.state_mib:10.1f}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +390,8 @@ def main() -> None:
     parser.add_argument("num_trials", nargs="?", type=int, default=2000, help="at least this many trials")
     parser.add_argument("--checkpoint-s", type=float, default=60.0,
                         help="TUNE_GLOBAL_CHECKPOINT_S of the last row; 0 leaves the row out")
+    parser.add_argument("--workdir", type=Path, help="keep sweep, profiles, results and logs here (default: a "
+                                                     "temporary folder, removed at the end)")
     args = parser.parse_args()
 
     # One BLAS thread, as tests/conftest.py. RAY_ADDRESS=local: with `address: null` the launch calls
@@ -389,7 +402,8 @@ def main() -> None:
         env.pop(name, None)
     me = [sys.executable, str(Path(__file__).resolve())]
     with tempfile.TemporaryDirectory(prefix="bench-scheduler-") as tmp:
-        folder = Path(tmp)
+        folder = Path(args.workdir or tmp).absolute()
+        folder.mkdir(parents=True, exist_ok=True)
         sweep_path = folder / "sweep.yaml"
         sweep_path.write_text(yaml.safe_dump({"name": "bench", "random_features": sweep_grid(args.num_trials)},
                                              sort_keys=False))

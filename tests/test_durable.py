@@ -1,0 +1,88 @@
+"""Runs that outlive their driver and proxies that stop once their ranking has settled, on real Ray and torch."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+
+from raysweep.cli import main
+from raysweep.config import load_sweep
+from raysweep.store import read_results
+from raysweep.sweep import plan_trials
+
+from conftest import REPO, micro_sweep, write_yaml
+
+
+def launch(cluster) -> tuple[int, str]:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = main(["launch", str(cluster)])
+    return status, buffer.getvalue()
+
+
+def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_repeating_a_row(local_ray, tmp_path):
+    sweep_data = micro_sweep(name="killed")
+    sweep_data["proxy"].update(lrs=[1.0e-3], tokens_per_param=4)
+    sweep_data["target"].update(lrs=[1.0e-3])
+    sweep_data["training"]["num_evals"] = 8
+    sweep = write_yaml(tmp_path / "killed.yaml", sweep_data)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs"),
+                                                     "ray": {"num_cpus": 2}, "max_concurrent_trials": 1})
+    run_dir = tmp_path / "runs" / "killed"
+    driver = subprocess.Popen([sys.executable, "-m", "raysweep.cli", "launch", str(cluster)], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(run_dir.glob("results/trial-*.parquet")) or not list(run_dir.glob("checkpoints/*.pt")):
+        assert driver.poll() is None and time.monotonic() < deadline, "the launch ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, as when a machine goes away
+    driver.wait()
+    stored_before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("results/trial-*.parquet")}
+    interrupted = {p.name.removesuffix(".pt") for p in run_dir.glob("checkpoints/*.pt")}
+
+    status, output = launch(cluster)
+
+    planned = plan_trials(load_sweep(sweep))
+    assert status == 0, output
+    assert f"Trained {len(planned) - len(stored_before)} of {len(planned)} planned trials" in output
+    results = run_dir / "results"
+    assert {p.name: p.stat().st_mtime_ns for p in results.glob("trial-*.parquet") if p.name in stored_before} \
+        == stored_before  # finished trials were not run again
+    frame = read_results(results).to_pandas()
+    assert set(frame["trial_key"]) == {t.key for t in planned}
+    per_trial = frame.groupby(["trial_key", "step", "domain"]).size()
+    assert per_trial.eq(1).all()  # no row lost or duplicated
+    assert not list(run_dir.glob("checkpoints/*.pt")) and not list(results.glob("running/*"))
+    assert {f"trial-{t.key}" for t in planned} >= interrupted and interrupted
+
+
+def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(local_ray, tmp_path):
+    sweep_data = micro_sweep(name="settling")
+    sweep_data["training"]["num_evals"] = 3
+    sweep_data["proxy"]["early_stop"] = {"min_spearman": 0.0, "confidence": 0.6}
+    sweep = write_yaml(tmp_path / "settling.yaml", sweep_data)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+
+    status, output = launch(cluster)
+
+    assert status == 0, output
+    assert "checkpoint 2 vs 1: Spearman" in output and "settled" in output, output
+    assert "Early stop saved" in output and "of the proxy compute planned" in output, output
+    frame = read_results(tmp_path / "runs" / "settling" / "results").to_pandas()
+    last = frame.groupby("trial_key").agg(role=("role", "first"), status=("status", "first"), step=("step", "max"),
+                                          num_steps=("num_steps", "first"))
+    stopped = last[last["status"] == "stopped"]
+    assert len(stopped) and (stopped["role"] == "proxy").all(), output
+    assert (stopped["role"] == "proxy").all() and (stopped["step"] < stopped["num_steps"]).all()
+    targets = last[last["role"] == "target"]
+    assert (targets["status"] == "ok").all() and (targets["step"] == targets["num_steps"]).all()
+    assert not list((tmp_path / "runs" / "settling").glob("checkpoints/*.pt"))
+    again, output = launch(cluster)
+    assert again == 0 and f"Trained 0 of {len(last)} planned trials" in output

@@ -54,10 +54,14 @@ def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarra
 
 
 def compute_by_role(trials: pd.DataFrame) -> list[ComputeRow]:
-    """FLOPs (6 N D at each trial's last step) and summed wall time per role, from one row per trial."""
+    """FLOPs (6 N D at each trial's last step) and summed wall time per role, from one row per trial; for
+    early-stopped trials, also the FLOPs of the steps they were planned for and did not train."""
     rows = []
     for role, group in trials.groupby("role"):
+        stopped = group[group["status"] == "stopped"]
+        tokens_left = (stopped["num_steps"] - stopped["step"]) * stopped["tokens"] / stopped["step"]
         rows.append(ComputeRow(str(role), len(group), int(np.isinf(group["loss"]).sum()),
                                float(training_flops(group["num_params"], group["tokens"]).sum()),
-                               float(group["wall_s"].sum() / 3600.0)))
+                               float(group["wall_s"].sum() / 3600.0), len(stopped),
+                               float(training_flops(stopped["num_params"], tokens_left).sum())))
     return rows

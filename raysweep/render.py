@@ -217,14 +217,19 @@ def checkpoint_table(report: Report) -> TextTable:
 
 
 def compute_table(report: Report) -> TextTable:
-    rows = [[r.role, str(r.num_trials), str(r.num_diverged), f"{r.flops:.2e}", f"{r.wall_hours:.2f}"]
-            for r in report.compute]
-    total = [sum(r.num_trials for r in report.compute), sum(r.num_diverged for r in report.compute),
-             sum(r.flops for r in report.compute), sum(r.wall_hours for r in report.compute)]
-    rows.append(["total", str(total[0]), str(total[1]), f"{total[2]:.2e}", f"{total[3]:.2f}"])
+    """Per role and in total; with early-stopped trials, how many and the FLOPs their unrun steps saved."""
+    compute, early = report.compute, any(r.num_stopped for r in report.compute)
+
+    def cells(role: str, rows: list) -> list[str]:
+        saved = [str(sum(r.num_stopped for r in rows)), f"{sum(r.saved_flops for r in rows):.2e}"] if early else []
+        return [role, str(sum(r.num_trials for r in rows)), str(sum(r.num_diverged for r in rows)),
+                f"{sum(r.flops for r in rows):.2e}", f"{sum(r.wall_hours for r in rows):.2f}", *saved]
+
+    saved_columns = [Column("stopped early"), Column("FLOPs saved\nby early stop")] if early else []
     return TextTable("Compute spent (FLOPs = 6 · parameters · tokens trained, at each trial's last step)",
                      [Column("role", False), Column("trials"), Column("diverged"), Column("FLOPs"),
-                      Column("wall hours\n(summed over trials)")], rows)
+                      Column("wall hours\n(summed over trials)"), *saved_columns],
+                     [*(cells(r.role, [r]) for r in compute), cells("total", compute)])
 
 
 def tables(report: Report) -> list[TextTable]:

@@ -64,8 +64,8 @@ FIXED_CONFIGS_SHOWN_ALL = 4
 """Up to this many target configurations, every one is shown as a baseline; beyond, best, median, worst."""
 COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
            "step", "tokens", "domain", "loss", "status", "wall_s")
-"""Columns the report needs; ``bits_per_byte`` and ``alignment`` are optional (null when absent)."""
-OPTIONAL_COLUMNS = ("bits_per_byte", "alignment")
+"""Columns the report needs; ``bits_per_byte``, ``alignment`` and ``num_steps`` are optional (null when absent)."""
+OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "num_steps")
 ALIGNMENT_FIX = "launch with proxy.alignment_every: K in the sweep file"
 
 

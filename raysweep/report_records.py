@@ -185,6 +185,10 @@ class ComputeRow:
     """Sum over trials of 6 · num_params · tokens trained (at the last step)."""
     wall_hours: float
     """Sum over trials of their wall time."""
+    num_stopped: int = 0
+    """Proxies stopped early because their setting's ranking had settled (``proxy.early_stop``)."""
+    saved_flops: float = 0.0
+    """6 · num_params · tokens the stopped trials were planned for but did not train."""
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,19 @@ def test_compute_accounting_sums_six_n_d_at_each_trials_last_step_and_wall_time(
     assert compute["proxy"].wall_hours == pytest.approx(0.21) and compute["proxy"].num_diverged == 1
 
 
+def test_early_stopped_proxies_count_the_flops_of_the_steps_they_did_not_train():
+    groups = [rows("target", r, 1e-3, 0, 1.0 + i) for i, r in enumerate("ab")]
+    groups += [rows("proxy", r, 1e-5, 0, 1.0 + i, num_params=10, status="stopped") for i, r in enumerate("ab")]
+    frame = table(*groups).append_column("num_steps", pa.array([8] * sum(map(len, groups)), pa.int64()))
+    report = summarize(frame, n_boot=50, n_boot_figures=50)
+    proxy = {row.role: row for row in report.compute}["proxy"]
+    # stopped at step 2 of 8: 6 planned steps × 32 tokens per step left, × 6 · 10 parameters, for two runs
+    assert proxy.num_stopped == 2 and proxy.saved_flops == pytest.approx(2 * 6 * 10 * 6 * 32)
+    assert "FLOPs saved" in rendered(report)
+    assert "FLOPs saved" not in rendered(summarize(table(*sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0})),
+                                                   n_boot=50, n_boot_figures=50))
+
+
 def test_checkpoints_score_each_step_against_the_final_targets_with_cumulative_proxy_flops():
     # At step 1 the proxy orders the recipes backwards; by step 2 it has it right.
     groups = [rows("target", r, 1e-3, s, loss) for r, loss in {"a": 1.0, "b": 2.0, "c": 3.0}.items() for s in (0, 1)]

@@ -22,6 +22,10 @@ EXIT_NO_REPORT = 1
 
 def _launch(args: argparse.Namespace, console: Console) -> int:
     cluster = load_cluster(args.cluster)
+    if args.up:
+        from raysweep.jobs import launch_as_job  # Ray's job client: only when submitting
+
+        return launch_as_job(cluster, Path(args.cluster), Path(args.sweep) if args.sweep else None, console)
     sweep_path = Path(args.sweep or cluster.sweep)
     sweep = load_sweep(sweep_path)
     from raysweep import sweep as sweeps  # imports Ray and torch: only when launching
@@ -159,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "Ray Tune, then print the ranking and how far the proxies can be trusted.")
     launch.add_argument("cluster", help="cluster profile, e.g. cluster/local.yaml")
     launch.add_argument("--sweep", help="sweep file to run instead of the profile's `sweep:`")
+    launch.add_argument("--up", action="store_true",
+                        help="first start the cluster from the profile's `launcher:` file (ray up), then run the "
+                             "sweep there as a Ray Job that outlives this machine; prints the job id and how to "
+                             "follow it")
     launch.set_defaults(handler=_launch)
     report_parser = commands.add_parser(
         "report", help="the decision and how far the proxies can be trusted, from stored results",

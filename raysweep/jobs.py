@@ -5,7 +5,7 @@ The sweep's driver must outlive the machine that starts it, so it runs on the he
     ray up -y LAUNCHER                                   # the profile's `launcher:` file
     ray dashboard --port P --remote-port 8265 LAUNCHER   # SSH forward to the head's loopback-only job API
     JobSubmissionClient("http://127.0.0.1:P").submit_job(
-        entrypoint="python -m raysweep.cli launch PROFILE [--sweep SWEEP]",
+        entrypoint="python -m raysweep.cli launch PROFILE --sweep SWEEP",
         runtime_env={"working_dir": CWD, "excludes": [...]})
 
 The job runs in an uploaded copy of the working directory, so the code, profile and sweep file the user has
@@ -47,6 +47,7 @@ Ray caps an upload at 512 MiB. Ray also skips what .gitignore and .rayignore lis
 START_TIMEOUT_S = 120
 """How long a background process (the SSH forward) may take before its HTTP endpoint answers."""
 
+
 class ClusterError(DataError):
     """The cluster could not be started or reached, or refused the submission; the message says what to do."""
 
@@ -74,9 +75,10 @@ def launch_as_job(cluster: ClusterConfig, profile: Path, sweep: Path | None, con
                   f"  follow it:  {shlex.join(['ray', *dashboard_args(launcher, port, port)])}   (keep it open)\n"
                   f"              ray job logs -f {job_id} {follow}\n"
                   f"  stop it:    ray job stop {job_id} {follow}\n"
-                  f"  progress:   raysweep status {cluster.storage}/{sweep_name}   (on the head: ray attach {launcher})")
+                  f"  progress:   raysweep status {cluster.storage}/{sweep_name}   (on the head: "
+                  f"ray attach {launcher})")
     if find_auth_token():
-        _say(console, "Ray's job CLI sends the token only with `export RAY_AUTH_MODE=token` set beside it.")
+        _say(console, "  token:      `ray job` sends it only with `export RAY_AUTH_MODE=token` beside the token")
     return 0
 
 
@@ -145,7 +147,7 @@ def find_auth_token() -> tuple[str, str] | None:
     return (token, str(path)) if token else None
 
 
-def submit_job(address: str, entrypoint: str, runtime_env: dict, job_id: str, token_command: str) -> str:
+def submit_job(address: str, entrypoint: str, runtime_env: dict[str, object], job_id: str, token_command: str) -> str:
     """Submit through Ray's job API at `address`, with the auth token when there is one; the submission id.
 
     `token_command` prints the cluster's token; a refusal for want of the right token says to run it."""
@@ -167,8 +169,8 @@ def submit_job(address: str, entrypoint: str, runtime_env: dict, job_id: str, to
             raise ClusterError(f"the job API at {address} uses token authentication and no token was found "
                                f"(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token): {fix}") from None
         raise ClusterError(f"the job API at {address} refused the token from {token[1]}: {fix}") from None
-    except (ConnectionError, RuntimeError) as err:
-        raise ClusterError(f"the job API at {address} did not take the job: {err}") from None
+    except (ConnectionError, RuntimeError) as err:  # the server's reason may span lines: keep the message one line
+        raise ClusterError(f"the job API at {address} did not take the job: {' '.join(str(err).split())}") from None
 
 
 @contextmanager
@@ -206,16 +208,17 @@ def _wait_until_answering(url: str, process: subprocess.Popen, output: IO[bytes]
 
 
 def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the whole group (what is left of it when its leader already stopped), SIGKILL if it lingers."""
     for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
+        except ProcessLookupError:  # nothing of the group is left
             return
         try:
             process.wait(timeout=wait_s)
             return
         except subprocess.TimeoutExpired:
-            continue
+            pass
 
 
 def _ray_executable() -> str:

@@ -8,7 +8,6 @@ import io
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,11 @@ from rich.console import Console
 
 from raysweep import jobs
 from raysweep.config import ConfigError, load_cluster
-from tests.conftest import REPO
+
+from conftest import REPO
 
 RAY = str(Path(sys.executable).parent / "ray")
 AUTH_ENV_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _problems(err: ConfigError) -> dict[str, str]:
@@ -85,11 +79,14 @@ def test_ray_up_and_dashboard_forward_command_lines():
         "dashboard", "--port", "43001", "--remote-port", "8265", "cluster/h100-cluster.yaml"]
 
 
-def test_ray_dashboard_of_this_ray_takes_the_flags_we_pass():
-    usage = subprocess.run([RAY, "dashboard", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "--port" in usage and "--remote-port" in usage
-    usage = subprocess.run([RAY, "up", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "-y, --yes" in usage
+def test_this_rays_up_and_dashboard_take_the_flags_we_pass():
+    from ray.scripts.scripts import dashboard, up
+
+    def options(command) -> set[str]:
+        return {opt for param in command.params for opt in param.opts}
+
+    assert {"--port", "--remote-port"} <= options(dashboard)
+    assert "-y" in options(up)
 
 
 def test_job_runs_the_checked_sweep_from_the_uploaded_working_dir(monkeypatch):
@@ -146,7 +143,7 @@ def test_no_auth_token_anywhere_is_none_and_a_dangling_token_path_is_refused(tmp
 
 
 def test_background_process_is_up_inside_the_block_and_gone_after():
-    port = _free_port()
+    port = jobs._free_port()
     url = f"http://127.0.0.1:{port}"
     with jobs.background([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], url):
         urllib.request.urlopen(url, timeout=5).close()
@@ -157,7 +154,7 @@ def test_background_process_is_up_inside_the_block_and_gone_after():
 def test_background_process_that_stops_early_is_a_one_line_error():
     command = [sys.executable, "-c", "print('ssh: connect to host h100: No route to host'); raise SystemExit(255)"]
     with pytest.raises(jobs.ClusterError) as err:
-        with jobs.background(command, f"http://127.0.0.1:{_free_port()}"):
+        with jobs.background(command, f"http://127.0.0.1:{jobs._free_port()}"):
             pytest.fail("entered the block of a process that stopped")
     assert "exit 255" in str(err.value) and "No route to host" in str(err.value)
     assert "\n" not in str(err.value)
@@ -178,14 +175,14 @@ def job_server():
     """(address, token) of a local head whose dashboard answers only with its token."""
     token = secrets.token_hex(16)
     temp_dir = Path(tempfile.mkdtemp(prefix="rsj", dir="/tmp"))  # Ray's socket paths stay under 107 characters
-    port = _free_port()
+    port = jobs._free_port()
     env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0",
                         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # stop at once when the test ends
                         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = ["env", *(f"{k}={v}" for k, v in env.items() if k.startswith("RAY_") or k == "PATH"),
                RAY, "start", "--head", "--block", f"--temp-dir={temp_dir}", "--num-cpus=1", "--num-gpus=0",
-               f"--port={_free_port()}", f"--dashboard-port={port}", "--dashboard-host=127.0.0.1",
-               f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
+               f"--port={jobs._free_port()}", f"--dashboard-port={port}", "--dashboard-host=127.0.0.1",
+               f"--dashboard-agent-listen-port={jobs._free_port()}", f"--ray-client-server-port={jobs._free_port()}"]
     try:
         with jobs.background(command, f"http://127.0.0.1:{port}"):
             yield f"http://127.0.0.1:{port}", token
@@ -228,6 +225,9 @@ def test_sweep_job_runs_on_the_cluster_from_the_uploaded_code(job_server, tmp_pa
     logs = client.get_job_logs(job_id)
     assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, logs
     assert "usage: raysweep" in logs
+    with pytest.raises(jobs.ClusterError, match="did not take the job: .*already exists") as err:
+        jobs.submit_job(address, entrypoint, jobs.job_runtime_env(work), job_id, "ray get-auth-token")
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.slow
@@ -310,4 +310,4 @@ def test_launch_up_submits_through_the_forward_and_says_how_to_follow(job_server
     assert f"ray job logs -f {job_id} {follow_at}" in printed
     assert f"ray job stop {job_id} {follow_at}" in printed
     assert f"raysweep status {tmp_path}/runs/demo" in printed
-    assert "export RAY_AUTH_MODE=token" in printed
+    assert "`ray job` sends it only with `export RAY_AUTH_MODE=token`" in printed

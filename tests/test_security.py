@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from raysweep.config import ConfigError, RayConfig, load_cluster, load_sweep
-from tests.conftest import REPO
+
+from conftest import REPO
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -50,6 +50,10 @@ def _fraction(value: float) -> str | None:
     return None if 0.0 <= value <= 1.0 else f"must be within [0, 1] (got {value!r})"
 
 
+def _at_least_two(value: int) -> str | None:
+    return None if value >= 2 else f"must be >= 2 (got {value!r})"
+
+
 def _confidence(value: float) -> str | None:
     return None if 0.5 < value < 1.0 else f"must be within (0.5, 1) (got {value!r})"
 
@@ -266,6 +270,35 @@ class ProxyGrid:
 
 
 @dataclass(frozen=True)
+class GridSearch:
+    """Every configuration of the target grid, for every recipe (the paper's protocol)."""
+
+    type: Literal["grid"] = "grid"
+
+
+@dataclass(frozen=True)
+class TPESearch:
+    """Optuna TPE over the target grid's ranges: one seeded study per recipe, ``trials_per_recipe``
+    configurations each (every one trained with every target seed), so each recipe gets the same budget. The
+    learning rate is searched log-uniformly between the smallest and largest of ``lrs``; batch size and weight
+    decay take the listed values. Studies are kept in the run directory, so a relaunch continues them."""
+
+    type: Literal["tpe"]
+    trials_per_recipe: int = _rules(_positive)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ASHA:
+    """Asynchronous successive halving of the target configurations, within each recipe: at each rung (after
+    ``grace_evals`` evaluations, then ``reduction_factor`` times as many) a configuration whose loss is not in
+    the best 1/``reduction_factor`` of its recipe's so far stops, stored with status "stopped"."""
+
+    grace_evals: int = _rules(_positive, default=1)
+    reduction_factor: int = _rules(_at_least_two, default=3)
+
+
+@dataclass(frozen=True)
 class TargetGrid:
     model: str
     lrs: list[float] = _rules(_non_empty, _positive)
@@ -275,6 +308,9 @@ class TargetGrid:
     tokens_per_param: float = _rules(_positive, default=20.0)
     autocast: Literal["none", "bfloat16"] = "bfloat16"
     """Forward passes under bf16 autocast over fp32 master weights, as large runs train (paper §3)."""
+    search: GridSearch | TPESearch = GridSearch()
+    asha: ASHA | None = None
+    """Early stopping of poor target configurations (None: every configuration trains to the end)."""
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,14 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
     sweep = load_sweep(sweep_path)
     from raysweep import sweep as sweeps  # imports Ray and torch: only when launching
 
+    selection = None
     try:
-        outcome = sweeps.launch(cluster, sweep, console)
+        if isinstance(sweep, SweepConfig) and sweep.select:
+            from raysweep.select import launch_select
+
+            outcome, selection = launch_select(cluster, sweep, console)
+        else:
+            outcome = sweeps.launch(cluster, sweep, console)
     except ConfigError as err:  # found while planning (a budget too small to train): name the sweep file
         raise ConfigError(sweep_path, err.problems) from None
     outcome.run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +51,10 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
         from raysweep.render import print_report
 
         print_report(summary, console)
+    if selection:
+        from raysweep.select import print_selection
+
+        print_selection(selection, console)
     return 1 if outcome.errors else 0
 
 
@@ -105,7 +115,7 @@ def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
 
     try:
         plan = store.read_plan(run_dir) if run_dir else None
-        return Plan(plan["recipes"], plan["trial_keys"], plan["standard_lr"], plan.get("family")) if plan else None
+        return Plan.from_json(plan) if plan else None
     except (ValueError, TypeError, KeyError) as err:
         console.print(Text(f"{run_dir / store.PLAN_FILE}: unreadable ({err}); reporting from the results table "
                            "alone", style="yellow"))

@@ -104,6 +104,8 @@ class ClusterConfig:
     the sweep goes on, and a relaunch tries it again."""
     max_concurrent_trials: int | None = _rules(_positive, default=None)
     """Leave a CPU free for Ray Data on small machines; None lets Ray fill the cluster."""
+    compile: bool = False
+    """``torch.compile`` each trial's model: worth it on GPUs for long runs; compiling costs minutes on a CPU."""
     launcher: str | None = None
     """Ray cluster-launcher file that ``raysweep launch --up`` starts (``ray up``) before submitting the sweep
     as a Ray Job (relative paths are taken from the working directory)."""
@@ -335,6 +337,19 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Select:
+    """Select mode: proxies on every recipe, targets tuned only on the ``top_k`` recipes of the proxy ranking,
+    and the pick is the best of those by tuned target loss, at a fraction of the full protocol's target cost."""
+
+    top_k: int = _rules(_positive)
+    model: str | None = None
+    """Proxy model whose ranking selects, at its chosen (tiny-lr rule) learning rate (default: the first)."""
+    validated_by: str | None = None
+    """Run directory of a full sweep (targets on every recipe) with the same proxy setting: its top-k regret,
+    with CI, is the bound the pick comes with (relative paths are taken from the working directory)."""
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     seq_len: int = _rules(_positive)
@@ -347,6 +362,7 @@ class SweepConfig:
     training: Training = Training()
     models: dict[str, ModelSpec] = field(default_factory=dict)
     """Extra named model sizes, or overrides of the built-in ones (``raysweep.models.MODEL_SIZES``)."""
+    select: Select | None = None
 
 
 @dataclass(frozen=True)
@@ -637,6 +653,10 @@ def _check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, s
             problems.append((f"proxy.models[{i}]", f"unknown model {name!r} (known: {', '.join(sorted(known_models))})"))
     if sweep.target.model not in known_models:
         problems.append(("target.model", f"unknown model {sweep.target.model!r} (known: {', '.join(sorted(known_models))})"))
+    if sweep.select and sweep.select.top_k > len(sweep.recipes):
+        problems.append(("select.top_k", f"must be <= the number of recipes ({len(sweep.recipes)})"))
+    if sweep.select and sweep.select.model is not None and sweep.select.model not in sweep.proxy.models:
+        problems.append(("select.model", f"must be one of proxy.models (got {sweep.select.model!r})"))
     for name, spec in sweep.models.items():
         if spec.d_model % spec.n_head:
             problems.append((f"models.{name}.n_head", f"must divide d_model={spec.d_model} (got {spec.n_head})"))

@@ -203,6 +203,11 @@ class Plan:
     family: str | None = None
     """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``; None for a plan written before it was recorded: the table tells."""
 
+    @classmethod
+    def from_json(cls, plan: dict) -> Plan:
+        """From the ``plan.json`` a launch writes (``store.read_plan``); KeyError/TypeError when it is not one."""
+        return cls(plan["recipes"], plan["trial_keys"], plan["standard_lr"], plan.get("family"))
+
 
 @dataclass(frozen=True)
 class Terms:

@@ -36,7 +36,7 @@ from raysweep.recipes.tokenizer import load_tokenizer
 from raysweep.rf_trials import RFTrialSpec, plan_rf_trials, run_rf_trial
 from raysweep.tiny_lr import check_precision
 from raysweep.early_stop import losses_at, saved_flops, settle_check
-from raysweep.train import Evaluation, TrialData, TrialResult, TrialSpec, train
+from raysweep.train import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps, train
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,17 @@ def start_ray(config: RayConfig, console: Console) -> None:
                       "(token authentication: `ray get-auth-token` prints the token it asks for)")
 
 
-def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, console: Console) -> LaunchOutcome:
+def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, console: Console,
+           target_recipes: list[str] | None = None) -> LaunchOutcome:
+    """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
     run_dir = run_dir_of(cluster, sweep)
     results_dir = run_dir / "results"
     if isinstance(sweep, RandomFeatureSweep):
         trials = plan_rf_trials(sweep)
         recipes, standard_lr = list(dict.fromkeys(t.recipe for t in trials)), max(sweep.random_features.lrs)
     else:
-        trials = plan_trials(sweep)
+        trials = [t for t in plan_trials(sweep)
+                  if t.role == "proxy" or target_recipes is None or t.recipe in target_recipes]
         recipes, standard_lr = [r.name for r in sweep.recipes], sweep.proxy.standard_lr or max(sweep.proxy.lrs)
     plan = {"family": "random_features" if isinstance(sweep, RandomFeatureSweep) else "language_model",
             "recipes": recipes,
@@ -242,24 +245,34 @@ def _stop(results_dir: Path, spec: TrialSpec) -> float:
     return saved_flops(spec.num_params, spec.num_steps - evaluations[-1].step, spec.batch_size * spec.seq_len)
 
 
+def _spec_of(config: dict, specs: dict[str, TrialSpec]) -> TrialSpec:
+    """A trial's spec: planned ones by their key (Tune would put objects in ``param_space`` in the object store);
+    a searcher's suggestions carry theirs, since they do not exist when the experiment starts."""
+    return config["spec"] if "spec" in config else specs[config["trial_key"]]
+
+
 def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, TrialData], results_dir: str,
-                stop_after_evals: int | None) -> None:
-    """The Tune function trainable: train one spec (from its checkpoint, if a killed run left one), report each
-    evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its evaluations
-    so far instead."""
+                stop_after_evals: int | None, gpu_shares: dict[str, float], compile_model: bool) -> None:
+    """The Tune function trainable: train the trial's spec (from its checkpoint, if a killed run left one),
+    report each evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its
+    evaluations so far instead."""
     import transformers
 
     transformers.logging.set_verbosity_error()
-    spec = specs[config["trial_key"]]
+    spec = _spec_of(config, specs)
     store.mark_started(Path(results_dir), spec)
     if isinstance(spec, RFTrialSpec):
         result = run_rf_trial(spec)  # milliseconds: report once, at the end
-        _report_to_tune(result.evaluations[-1])
+        _report_to_tune(spec, result.evaluations[-1])
         store.write_trial(Path(results_dir), result)
         return
+    if torch.cuda.is_available() and 0 < gpu_shares[spec.role] < 1:
+        # Trials packed on one GPU each keep to their share, so one cannot starve the others of memory.
+        torch.cuda.set_per_process_memory_fraction(gpu_shares[spec.role])
     checkpoint = store.checkpoint_path(Path(results_dir), spec.key)
-    result = train(spec, data[spec.recipe], report=_report_to_tune, checkpoint=checkpoint,
-                   stop_after_evals=stop_after_evals if spec.role == "proxy" else None)
+    result = train(spec, data[spec.recipe], report=lambda evaluation: _report_to_tune(spec, evaluation),
+                   checkpoint=checkpoint, stop_after_evals=stop_after_evals if spec.role == "proxy" else None,
+                   compile_model=compile_model)
     if result.status == "partial":
         store.write_partial(Path(results_dir), result)
     else:
@@ -267,11 +280,13 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
         checkpoint.unlink(missing_ok=True)
 
 
-def _report_to_tune(evaluation: Evaluation) -> None:
-    """Progress for Tune and its dashboard; a diverged run's infinite loss is left out (the store keeps it)."""
+def _report_to_tune(spec: TrialSpec | RFTrialSpec, evaluation: Evaluation) -> None:
+    """Progress for Tune, its schedulers and its dashboard: ``evaluation`` counts the evaluations reached (ASHA's
+    time axis); a diverged run's infinite loss is left out (the store keeps it)."""
     loss = evaluation.losses["all"]
     finite = {"loss": loss} if math.isfinite(loss) else {}
-    tune.report({"step": evaluation.step, "tokens": evaluation.tokens, **finite})
+    reached = sum(step <= evaluation.step for step in eval_steps(spec.num_steps, spec.num_evals))
+    tune.report({"evaluation": reached, "step": evaluation.step, "tokens": evaluation.tokens, **finite})
 
 
 class _TrialProgress(tune.Callback):
@@ -291,7 +306,7 @@ class _TrialProgress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.progress.advance(self.task)
-        spec = self.specs[trial.config["trial_key"]]
+        spec = _spec_of(trial.config, self.specs)
         error_file = Path(trial.error_file) if trial.error_file else None
         lines = error_file.read_text().strip().splitlines() if error_file and error_file.is_file() else []
         cause = lines[-1] if lines else "no error recorded"
@@ -317,7 +332,7 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
     resources = cluster.resources
 
     def trial_resources(config: dict) -> tune.PlacementGroupFactory:
-        spec = specs[config["trial_key"]]
+        spec = _spec_of(config, specs)
         if isinstance(spec, RFTrialSpec):  # numpy on one core, whatever the role
             return tune.PlacementGroupFactory([{"CPU": 1}])
         role = resources.proxy if spec.role == "proxy" else resources.target
@@ -325,7 +340,9 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
 
     trainable = tune.with_resources(
         tune.with_parameters(_tune_trial, specs=specs, data=data, results_dir=str(results_dir),
-                             stop_after_evals=stop_after_evals), trial_resources)
+                             stop_after_evals=stop_after_evals,
+                             gpu_shares={"proxy": resources.proxy.gpu, "target": resources.target.gpu},
+                             compile_model=cluster.compile), trial_resources)
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
@@ -335,7 +352,7 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
             trainable,
             param_space={"trial_key": tune.grid_search([t.key for t in ordered])},
             tune_config=tune.TuneConfig(max_concurrent_trials=cluster.max_concurrent_trials, reuse_actors=True,
-                                        trial_name_creator=lambda t: specs[t.config["trial_key"]].name,
+                                        trial_name_creator=lambda t: _spec_of(t.config, specs).name,
                                         trial_dirname_creator=lambda t: t.trial_id),
             run_config=tune.RunConfig(name="tune", storage_path=str(results_dir.parent), verbose=0,
                                       callbacks=[callback],

@@ -129,7 +129,8 @@ def eval_steps(num_steps: int, num_evals: int) -> list[int]:
 
 
 def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None] | None = None,
-          checkpoint: Path | None = None, stop_after_evals: int | None = None) -> TrialResult:
+          checkpoint: Path | None = None, stop_after_evals: int | None = None,
+          compile_model: bool = False) -> TrialResult:
     """Train ``spec`` to the end, or until ``stop_after_evals`` evaluations are done (status "partial").
 
     With a ``checkpoint`` path the run saves its state there after every evaluation and, when the file exists,
@@ -145,6 +146,8 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
                                   weight_decay=spec.weight_decay)
     state = _load_checkpoint(checkpoint, spec, model, optimizer, device)
     evaluations, alignment, first_step, wall_before = state
+    # Forward passes may go through the compiled module; state and parameters stay the plain module's.
+    forward = torch.compile(model) if compile_model else model
     if stop_after_evals is not None and len(evaluations) >= stop_after_evals:
         return TrialResult(spec, "partial", evaluations, wall_before)
     sequences = torch.from_numpy(read_sequences(data.train_dir, spec.num_sequences).astype(np.int64))
@@ -162,11 +165,11 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
     for step in range(first_step, spec.num_steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec.num_steps, spec.lr, spec.schedule)
-        validation_gradient = (_gradient(model, alignment_batch, autocast)
+        validation_gradient = (_gradient(forward, alignment_batch, autocast)
                                if alignment_batch is not None and step % spec.alignment_every == 0 else None)
         batch = sequences[order[step * spec.batch_size:(step + 1) * spec.batch_size]].to(device)
         with autocast:
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = forward(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):
             return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report)
         optimizer.zero_grad(set_to_none=True)
@@ -177,7 +180,7 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
         optimizer.step()
         if step + 1 in checkpoints:
             with autocast:
-                losses = evaluate(model, validation, device)
+                losses = evaluate(forward, validation, device)
             if not all(math.isfinite(v) for v in losses.values()):
                 return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report)
             evaluations.append(Evaluation(step + 1, (step + 1) * tokens_per_step, losses,

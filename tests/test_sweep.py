@@ -84,6 +84,20 @@ def test_report_prints_the_summary_from_the_stored_table_alone(launched, capsys)
     assert summary_part(capsys.readouterr().out) == summary_part(launched["output"])
 
 
+def test_select_mode_tunes_targets_only_on_the_proxy_shortlist_and_bounds_the_pick(launched, tmp_path, capsys):
+    sweep_data = micro_sweep(name="pick", select={"top_k": 1, "validated_by": str(launched["run_dir"])})
+    sweep = write_yaml(tmp_path / "pick.yaml", sweep_data)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+    assert main(["launch", str(cluster)]) == 0
+    out = capsys.readouterr().out
+    frame = read_results(tmp_path / "runs" / "pick" / "results").to_pandas()
+    targets = frame[frame["role"] == "target"]
+    (shortlisted,) = set(targets["recipe"])
+    assert frame.loc[frame["role"] == "proxy", "recipe"].nunique() == 2 and targets["trial_key"].nunique() == 4
+    assert f"shortlisted {shortlisted} (best first)" in out and f"Pick: {shortlisted}" in out
+    assert f"regret@1 of proxy opt-nano @ lr 0.0001 on the validation sweep {launched['run_dir']}" in out
+
+
 def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained(launched, capsys):
     results = launched["run_dir"] / "results"
     victim = sorted(results.glob("trial-*.parquet"))[0]

@@ -1,0 +1,241 @@
+"""Target search beyond the grid: Optuna TPE with the same budget for every recipe, and ASHA within each recipe.
+
+Both plug into the sweep's one Tune experiment, whose trials carry their spec as ``config["spec"]``::
+
+    searcher = RecipeTPESearcher(sweep.target.search, sweep.target, recipes, make_spec, results_dir,
+                                 run_dir / "studies", proxies)
+    scheduler = PerRecipeASHA(sweep.target.asha)
+    tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1, max_concurrent_trials=...)
+
+The searcher keeps one Optuna study per recipe in a journal file beside the results, and tells each study what
+the store holds (not what Tune reported), so a relaunch after a kill continues the studies where they stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from raysweep import store
+from raysweep.config import ASHA, TargetGrid, TPESearch
+from raysweep.train import TrialSpec, eval_steps
+
+if TYPE_CHECKING:
+    from ray.tune.execution.tune_controller import TuneController
+
+MakeSpec = Callable[[str, float, int, float, int], TrialSpec]
+"""(recipe, lr, batch_size, weight_decay, seed) -> the target trial's spec."""
+
+
+@dataclass
+class _Configuration:
+    """One Optuna trial: a point of the target ranges, trained once per target seed."""
+
+    recipe: str
+    number: int
+    specs: list[TrialSpec]
+    waiting: set[str]
+    """Keys of its seeds not stored yet: it is told when this empties."""
+
+
+class RecipeTPESearcher(Searcher):
+    """Hands out the proxies, then ``trials_per_recipe`` TPE configurations per recipe, round-robin over recipes;
+    each configuration is one Tune trial per target seed (seeds already stored are not trained again).
+
+    A configuration is told to its study once all its seeds have ended: the seed-mean final "all" loss read from
+    the store (COMPLETE); PRUNED when a seed diverged or was stopped by ASHA, so that TPE ranks it behind every
+    completed configuration (a FAIL would be invisible to TPE, which would then keep proposing diverging learning
+    rates); FAIL when a seed stored nothing (it raised after its retries). Every terminal state counts against the
+    budget, so each recipe ends with exactly ``trials_per_recipe`` configurations.
+    """
+
+    def __init__(self, search: TPESearch, grid: TargetGrid, recipes: list[str], make_spec: MakeSpec,
+                 results_dir: Path, study_dir: Path, proxies: list[TrialSpec]):
+        # No metric: Tune would then reject every result without it, and a diverged run reports no loss.
+        super().__init__()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep shows its own progress
+        self._grid, self._budget, self._make_spec = grid, search.trials_per_recipe, make_spec
+        self._results_dir = Path(results_dir)
+        self._proxies = deque(proxies)
+        self._recipes = list(recipes)
+        self._cursor = 0
+        Path(study_dir).mkdir(parents=True, exist_ok=True)
+        self._studies = {recipe: _open_study(Path(study_dir), recipe, search) for recipe in self._recipes}
+        self._told = {recipe: len(study.get_trials(deepcopy=False, states=_TERMINAL))
+                      for recipe, study in self._studies.items()}
+        self._open: list[_Configuration] = []
+        self._ready: deque[TrialSpec] = deque()
+        self._waiting: dict[str, list[_Configuration]] = {}  # spec key -> open configurations that need it
+        self._running: dict[str, TrialSpec] = {}  # Tune trial id -> target spec
+        self._ended: list[str] = []  # keys of target trials that ended since the last suggest
+        for recipe, study in self._studies.items():
+            # Left running by a killed launch: the same configuration continues, with the seeds it still lacks.
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                self._start(recipe, trial.number, trial.params)
+
+    @property
+    def finished(self) -> bool:
+        """Every recipe's study holds its budget of configurations: a launch has no target left to train."""
+        return all(told >= self._budget for told in self._told.values())
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self._proxies:
+            return {"spec": self._proxies.popleft()}
+        self._tell_ended()
+        while not self._ready:
+            recipe = self._next_recipe()
+            if recipe is None:  # every configuration is asked: wait for the running ones, then stop
+                return None if self._open else Searcher.FINISHED
+            trial = self._studies[recipe].ask()
+            trial.suggest_float("lr", min(self._grid.lrs), max(self._grid.lrs), log=True)
+            trial.suggest_categorical("batch_size", self._grid.batch_sizes)
+            trial.suggest_categorical("weight_decay", self._grid.weight_decays)
+            self._start(recipe, trial.number, trial.params)
+        spec = self._ready.popleft()
+        self._running[trial_id] = spec
+        return {"spec": spec}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Told at the next suggest: an early-stopped trial is stored by a callback that Tune calls after this."""
+        spec = self._running.pop(trial_id, None)
+        if spec is not None:  # None: a proxy
+            self._ended.append(spec.key)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: every tell is already in the studies' journals, which a relaunch reopens."""
+
+    def _start(self, recipe: str, number: int, params: dict) -> None:
+        specs = [self._make_spec(recipe, params["lr"], params["batch_size"], params["weight_decay"], seed)
+                 for seed in self._grid.seeds]
+        configuration = _Configuration(recipe, number, specs,
+                                       {s.key for s in specs if not store.read_trial_losses(self._results_dir, s.key)})
+        if not configuration.waiting:
+            self._tell(configuration)
+            return
+        self._open.append(configuration)
+        for spec in specs:
+            if spec.key in configuration.waiting:
+                if spec.key not in self._waiting:  # not already queued or running for another configuration
+                    self._ready.append(spec)
+                self._waiting.setdefault(spec.key, []).append(configuration)
+
+    def _next_recipe(self) -> str | None:
+        """The next recipe, round-robin, whose told and open configurations are still short of the budget."""
+        for offset in range(len(self._recipes)):
+            recipe = self._recipes[(self._cursor + offset) % len(self._recipes)]
+            if self._told[recipe] + sum(c.recipe == recipe for c in self._open) < self._budget:
+                self._cursor = (self._cursor + offset + 1) % len(self._recipes)
+                return recipe
+        return None
+
+    def _tell_ended(self) -> None:
+        ended, self._ended = self._ended, []
+        for key in ended:
+            for configuration in self._waiting.pop(key, []):
+                configuration.waiting.discard(key)
+                if not configuration.waiting:
+                    self._open.remove(configuration)
+                    self._tell(configuration)
+
+    def _tell(self, configuration: _Configuration) -> None:
+        outcomes = [self._outcome(spec) for spec in configuration.specs]
+        states = {state for state, _ in outcomes}
+        study = self._studies[configuration.recipe]
+        if TrialState.FAIL in states:
+            study.tell(configuration.number, state=TrialState.FAIL)
+        elif TrialState.PRUNED in states:
+            study.tell(configuration.number, state=TrialState.PRUNED)
+        else:
+            study.tell(configuration.number, statistics.fmean(loss for _, loss in outcomes))
+        self._told[configuration.recipe] += 1
+
+    def _outcome(self, spec: TrialSpec) -> tuple[TrialState, float]:
+        """What the store holds for one seed: its final "all" loss, or why it has none."""
+        losses = store.read_trial_losses(self._results_dir, spec.key)
+        if not losses:  # raised after its retries, or ended without storing anything
+            return TrialState.FAIL, math.nan
+        if not math.isfinite(losses[-1]) or len(losses) < len(eval_steps(spec.num_steps, spec.num_evals)):
+            return TrialState.PRUNED, math.nan  # diverged, or stopped by ASHA before its last evaluation
+        return TrialState.COMPLETE, losses[-1]
+
+
+_TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _open_study(study_dir: Path, recipe: str, search: TPESearch) -> optuna.Study:
+    """The recipe's study, created or reloaded from ``<study_dir>/<recipe>.log``.
+
+    The sampler's seed mixes the sweep's seed with the recipe's name through a stable hash, so a run is
+    reproducible across processes and recipes do not all draw the same points. A third of the budget (at most
+    Optuna's default of 10) starts TPE with random configurations, so that a small budget still gets guided ones.
+    """
+    seed = int.from_bytes(hashlib.sha256(f"{search.seed}/{recipe}".encode()).digest()[:4], "big")
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, search.trials_per_recipe // 3)),
+                                         multivariate=True, constant_liar=True)
+    storage = JournalStorage(JournalFileBackend(str(study_dir / f"{recipe}.log")))
+    return optuna.create_study(storage=storage, study_name=recipe, direction="minimize", sampler=sampler,
+                               load_if_exists=True)
+
+
+class PerRecipeASHA(FIFOScheduler):
+    """ASHA (``time_attr="evaluation"``, minimising "loss") run separately for each recipe's target trials, so a
+    configuration competes only with its own recipe's: a recipe whose losses are all high is not stopped for it.
+    Proxies always continue.
+
+    A trial is never stopped at its last evaluation (ASHA would stop every trial there): it ends on its own and
+    stores itself whole. A result without "loss" (a diverged run) is ignored by ASHA; the run ends by itself.
+    """
+
+    def __init__(self, asha: ASHA):
+        super().__init__()
+        self._asha = asha
+        self._schedulers: dict[str, ASHAScheduler] = {}
+
+    def _scheduler(self, trial: Trial) -> ASHAScheduler | None:
+        spec: TrialSpec = trial.config["spec"]
+        if spec.role == "proxy":
+            return None
+        if spec.recipe not in self._schedulers:
+            self._schedulers[spec.recipe] = ASHAScheduler(
+                time_attr="evaluation", metric="loss", mode="min", max_t=spec.num_evals,
+                grace_period=self._asha.grace_evals, reduction_factor=self._asha.reduction_factor)
+        return self._schedulers[spec.recipe]
+
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        if scheduler := self._scheduler(trial):
+            scheduler.on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
+        spec: TrialSpec = trial.config["spec"]
+        scheduler = self._scheduler(trial)
+        if scheduler is None or result.get("evaluation", 0) >= len(eval_steps(spec.num_steps, spec.num_evals)):
+            return TrialScheduler.CONTINUE
+        return scheduler.on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
+        if scheduler := self._scheduler(trial):
+            scheduler.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
+        if scheduler := self._scheduler(trial):
+            scheduler.on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
+        if scheduler := self._scheduler(trial):
+            scheduler.on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{recipe}: {scheduler.debug_string()}" for recipe, scheduler in self._schedulers.items())

@@ -292,9 +292,10 @@ class TPESearch:
 
 @dataclass(frozen=True)
 class ASHA:
-    """Asynchronous successive halving of the target configurations, within each recipe: at each rung (after
-    ``grace_evals`` evaluations, then ``reduction_factor`` times as many) a configuration whose loss is not in
-    the best 1/``reduction_factor`` of its recipe's so far stops, stored with status "stopped"."""
+    """Asynchronous successive halving of the target configurations, within each recipe and seed: at each rung
+    (after ``grace_evals`` evaluations, then ``reduction_factor`` times as many) a configuration whose loss is not
+    in the best 1/``reduction_factor`` of its recipe's with the same seed so far stops (all its seeds), stored
+    with status "stopped"."""
 
     grace_evals: int = _rules(_positive, default=1)
     reduction_factor: int = _rules(_at_least_two, default=3)
@@ -653,6 +654,9 @@ def _check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, s
             problems.append((f"proxy.models[{i}]", f"unknown model {name!r} (known: {', '.join(sorted(known_models))})"))
     if sweep.target.model not in known_models:
         problems.append(("target.model", f"unknown model {sweep.target.model!r} (known: {', '.join(sorted(known_models))})"))
+    if sweep.target.asha and sweep.target.asha.grace_evals >= sweep.training.num_evals:
+        problems.append(("target.asha.grace_evals", f"must be < training.num_evals ({sweep.training.num_evals}): "
+                                                    "ASHA stops runs only before their last evaluation"))
     if sweep.select and sweep.select.top_k > len(sweep.recipes):
         problems.append(("select.top_k", f"must be <= the number of recipes ({len(sweep.recipes)})"))
     if sweep.select and sweep.select.model is not None and sweep.select.model not in sweep.proxy.models:

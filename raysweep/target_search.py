@@ -1,10 +1,10 @@
 """Target search beyond the grid: Optuna TPE with the same budget for every recipe, and ASHA within each recipe.
 
-Both plug into the sweep's one Tune experiment, whose trials carry their spec as ``config["spec"]``::
+Both plug into the sweep's one Tune experiment; the searcher's trials carry their spec as ``config["spec"]``::
 
     searcher = RecipeTPESearcher(sweep.target.search, sweep.target, recipes, make_spec, results_dir,
                                  run_dir / "studies", proxies)
-    scheduler = PerRecipeASHA(sweep.target.asha)
+    scheduler = PerRecipeASHA(sweep.target.asha, spec_of=lambda config: config["spec"])
     tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1, max_concurrent_trials=...)
 
 The searcher keeps one Optuna study per recipe in a journal file beside the results, and tells each study what
@@ -31,6 +31,7 @@ from ray.tune.search import Searcher
 
 from raysweep import store
 from raysweep.config import ASHA, TargetGrid, TPESearch
+from raysweep.rf_trials import RFTrialSpec
 from raysweep.train import TrialSpec, eval_steps
 
 if TYPE_CHECKING:
@@ -40,7 +41,25 @@ MakeSpec = Callable[[str, float, int, float, int], TrialSpec]
 """(recipe, lr, batch_size, weight_decay, seed) -> the target trial's spec."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class TrialEntry:
+    """Builds ``config["trial"]``, what Tune keeps of each trial: small and flat. Tune copies a trial's config,
+    name creator and scheduler inputs into every trial's state, so anything that holds all the specs there
+    makes driver memory grow with the square of the sweep's size."""
+
+    proxy_resources: tuple[float, float]
+    target_resources: tuple[float, float]
+    """(CPUs, GPUs) a proxy / a target holds; a random-feature trial holds one CPU."""
+
+    def __call__(self, spec: TrialSpec | RFTrialSpec) -> dict:
+        cpu, gpu = ((1.0, 0.0) if isinstance(spec, RFTrialSpec) else
+                    self.proxy_resources if spec.role == "proxy" else self.target_resources)
+        return {"key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe, "seed": spec.seed,
+                "configuration": [spec.lr, spec.batch_size, spec.weight_decay],
+                "num_evaluations": len(eval_steps(spec.num_steps, spec.num_evals)), "cpu": cpu, "gpu": gpu}
+
+
+@dataclass(eq=False)
 class _Configuration:
     """One Optuna trial: a point of the target ranges, trained once per target seed."""
 
@@ -63,18 +82,19 @@ class RecipeTPESearcher(Searcher):
     """
 
     def __init__(self, search: TPESearch, grid: TargetGrid, recipes: list[str], make_spec: MakeSpec,
-                 results_dir: Path, study_dir: Path, proxies: list[TrialSpec]):
+                 results_dir: Path, study_dir: Path, proxies: list[TrialSpec], entry: TrialEntry):
         # No metric: Tune would then reject every result without it, and a diverged run reports no loss.
         super().__init__()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep shows its own progress
-        self._grid, self._budget, self._make_spec = grid, search.trials_per_recipe, make_spec
+        self._grid, self._budget, self._make_spec, self._entry = grid, search.trials_per_recipe, make_spec, entry
         self._results_dir = Path(results_dir)
         self._proxies = deque(proxies)
         self._recipes = list(recipes)
         self._cursor = 0
         Path(study_dir).mkdir(parents=True, exist_ok=True)
         self._studies = {recipe: _open_study(Path(study_dir), recipe, search) for recipe in self._recipes}
-        self._told = {recipe: len(study.get_trials(deepcopy=False, states=_TERMINAL))
+        self._told = {recipe: sum(_PARAMS <= trial.params.keys()
+                                  for trial in study.get_trials(deepcopy=False, states=_TERMINAL))
                       for recipe, study in self._studies.items()}
         self._open: list[_Configuration] = []
         self._ready: deque[TrialSpec] = deque()
@@ -82,18 +102,31 @@ class RecipeTPESearcher(Searcher):
         self._running: dict[str, TrialSpec] = {}  # Tune trial id -> target spec
         self._ended: list[str] = []  # keys of target trials that ended since the last suggest
         for recipe, study in self._studies.items():
-            # Left running by a killed launch: the same configuration continues, with the seeds it still lacks.
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                self._start(recipe, trial.number, trial.params)
+                if _PARAMS <= trial.params.keys():  # left by a killed launch: it continues with the seeds it lacks
+                    self._start(recipe, trial.number, trial.params)
+                else:  # killed while it was being asked: never trained, and not counted against the budget
+                    study.tell(trial.number, state=TrialState.FAIL)
 
     @property
     def finished(self) -> bool:
         """Every recipe's study holds its budget of configurations: a launch has no target left to train."""
         return all(told >= self._budget for told in self._told.values())
 
+    @property
+    def num_trials(self) -> int:
+        """Tune trials of the whole search: every recipe's budget of configurations × target seeds."""
+        return len(self._recipes) * self._budget * len(self._grid.seeds)
+
+    def target_keys(self) -> list[str]:
+        """Keys of every target trial the studies have proposed so far (each configuration × each seed)."""
+        return [self._make_spec(recipe, t.params["lr"], t.params["batch_size"], t.params["weight_decay"], seed).key
+                for recipe, study in self._studies.items() for t in study.get_trials(deepcopy=False)
+                if _PARAMS <= t.params.keys() for seed in self._grid.seeds]
+
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self._proxies:
-            return {"spec": self._proxies.popleft()}
+        if self._proxies:  # planned: the trainable looks them up by key
+            return {"trial": self._entry(self._proxies.popleft())}
         self._tell_ended()
         while not self._ready:
             recipe = self._next_recipe()
@@ -106,7 +139,7 @@ class RecipeTPESearcher(Searcher):
             self._start(recipe, trial.number, trial.params)
         spec = self._ready.popleft()
         self._running[trial_id] = spec
-        return {"spec": spec}
+        return {"trial": self._entry(spec), "spec": spec}  # proposed now: the trainable cannot look it up
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Told at the next suggest: an early-stopped trial is stored by a callback that Tune calls after this."""
@@ -173,6 +206,7 @@ class RecipeTPESearcher(Searcher):
 
 
 _TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_PARAMS = {"lr", "batch_size", "weight_decay"}
 
 
 def _open_study(study_dir: Path, recipe: str, search: TPESearch) -> optuna.Study:
@@ -191,9 +225,11 @@ def _open_study(study_dir: Path, recipe: str, search: TPESearch) -> optuna.Study
 
 
 class PerRecipeASHA(FIFOScheduler):
-    """ASHA (``time_attr="evaluation"``, minimising "loss") run separately for each recipe's target trials, so a
-    configuration competes only with its own recipe's: a recipe whose losses are all high is not stopped for it.
-    Proxies always continue.
+    """ASHA (``time_attr="evaluation"``, minimising "loss") over the target configurations, run separately for each
+    recipe and seed: a configuration competes only with its own recipe's trained with the same seed, so a recipe
+    whose losses are all high is not stopped for it, and the seeds of one configuration never stop each other
+    (the slightly worse seed would lose to its sibling). Once one seed of a configuration is stopped, its other
+    seeds stop at their next evaluation: a configuration is stopped as a whole. Proxies always continue.
 
     A trial is never stopped at its last evaluation (ASHA would stop every trial there): it ends on its own and
     stores itself whole. A result without "loss" (a diverged run) is ignored by ASHA; the run ends by itself.
@@ -202,40 +238,48 @@ class PerRecipeASHA(FIFOScheduler):
     def __init__(self, asha: ASHA):
         super().__init__()
         self._asha = asha
-        self._schedulers: dict[str, ASHAScheduler] = {}
+        self._populations: dict[tuple[str, int], ASHAScheduler] = {}  # (recipe, seed) -> its ASHA
+        self._stopped: set[tuple[str, float, int, float]] = set()  # (recipe, lr, batch size, weight decay)
 
-    def _scheduler(self, trial: Trial) -> ASHAScheduler | None:
-        spec: TrialSpec = trial.config["spec"]
-        if spec.role == "proxy":
+    def _population(self, trial: Trial) -> ASHAScheduler | None:
+        entry = trial.config["trial"]
+        if entry["role"] == "proxy":
             return None
-        if spec.recipe not in self._schedulers:
-            self._schedulers[spec.recipe] = ASHAScheduler(
-                time_attr="evaluation", metric="loss", mode="min", max_t=spec.num_evals,
+        if (entry["recipe"], entry["seed"]) not in self._populations:
+            self._populations[entry["recipe"], entry["seed"]] = ASHAScheduler(
+                time_attr="evaluation", metric="loss", mode="min", max_t=entry["num_evaluations"],
                 grace_period=self._asha.grace_evals, reduction_factor=self._asha.reduction_factor)
-        return self._schedulers[spec.recipe]
+        return self._populations[entry["recipe"], entry["seed"]]
 
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
-        if scheduler := self._scheduler(trial):
-            scheduler.on_trial_add(tune_controller, trial)
+        if population := self._population(trial):
+            population.on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
-        spec: TrialSpec = trial.config["spec"]
-        scheduler = self._scheduler(trial)
-        if scheduler is None or result.get("evaluation", 0) >= len(eval_steps(spec.num_steps, spec.num_evals)):
+        entry = trial.config["trial"]
+        population = self._population(trial)
+        if population is None or result.get("evaluation", 0) >= entry["num_evaluations"]:
             return TrialScheduler.CONTINUE
-        return scheduler.on_trial_result(tune_controller, trial, result)
+        configuration = (entry["recipe"], *entry["configuration"])
+        if configuration in self._stopped:
+            return TrialScheduler.STOP
+        decision = population.on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP:
+            self._stopped.add(configuration)
+        return decision
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
-        if scheduler := self._scheduler(trial):
-            scheduler.on_trial_complete(tune_controller, trial, result)
+        if population := self._population(trial):
+            population.on_trial_complete(tune_controller, trial, result)
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
-        if scheduler := self._scheduler(trial):
-            scheduler.on_trial_error(tune_controller, trial)
+        if population := self._population(trial):
+            population.on_trial_error(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
-        if scheduler := self._scheduler(trial):
-            scheduler.on_trial_remove(tune_controller, trial)
+        if population := self._population(trial):
+            population.on_trial_remove(tune_controller, trial)
 
     def debug_string(self) -> str:
-        return "\n".join(f"{recipe}: {scheduler.debug_string()}" for recipe, scheduler in self._schedulers.items())
+        return "\n".join(f"{recipe} seed {seed}: {population.debug_string()}"
+                         for (recipe, seed), population in self._populations.items())

@@ -86,3 +86,26 @@ def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(l
     assert not list((tmp_path / "runs" / "settling").glob("checkpoints/*.pt"))
     again, output = launch(cluster)
     assert again == 0 and f"Trained 0 of {len(last)} planned trials" in output
+
+
+def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes_its_studies(local_ray, tmp_path):
+    sweep_data = micro_sweep(name="searched")
+    sweep_data["proxy"].update(lrs=[4.0e-3], seeds=[0])
+    sweep_data["target"].update(lrs=[1.0e-3, 3.0e-2], search={"type": "tpe", "trials_per_recipe": 3, "seed": 0},
+                                asha={"grace_evals": 1, "reduction_factor": 2})
+    sweep = write_yaml(tmp_path / "searched.yaml", sweep_data)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+
+    status, output = launch(cluster)
+
+    assert status == 0, output
+    run_dir = tmp_path / "runs" / "searched"
+    frame = read_results(run_dir / "results").to_pandas()
+    targets = frame[frame["role"] == "target"].groupby("trial_key").agg(
+        recipe=("recipe", "first"), lr=("lr", "first"), status=("status", "first"))
+    assert targets.groupby("recipe").size().to_dict() == {"balanced": 6, "low_quality": 6}  # 3 configurations × 2 seeds
+    assert targets["lr"].between(1.0e-3, 3.0e-2).all() and targets["lr"].nunique() > 2  # searched, not the grid
+    assert set(targets["status"]) <= {"ok", "stopped"} and "stopped" in set(targets["status"])
+    assert sorted(p.name for p in (run_dir / "studies").iterdir()) == ["balanced.log", "low_quality.log"]
+    again, output = launch(cluster)
+    assert again == 0 and "Trained 0 of 14 planned trials" in output

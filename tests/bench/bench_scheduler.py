@@ -1,7 +1,8 @@
 """Driver memory and scheduling overhead of ``raysweep launch`` on thousands of short trials, beside the same
 trials run back to back in one plain process, in one run.
 
-Run by hand: ``python tests/bench/bench_scheduler.py [NUM_TRIALS] [--checkpoint-s S]`` (default 2000 and 60).
+Run by hand: ``python tests/bench/bench_scheduler.py [NUM_TRIALS] [--checkpoint-s S] [--workdir DIR]`` (default
+2000 trials, 60 s, a temporary folder). 2,000 trials take 10-30 min on 2 cores, depending on other load.
 It writes a random-feature sweep of at least NUM_TRIALS trials (widths 64/256/1024, the shipped ten learning
 rates, 1,000 SGD steps: ~5-35 ms of numpy each on one core) and an embedded-Ray cluster profile (2 CPUs, storage
 in a temporary folder), then runs, each in its own child process sampled by this one every 0.25 s (RSS
@@ -13,22 +14,26 @@ of the child, i.e. the driver, and of every process under it; result files count
 3. ``raysweep launch`` with Tune's JSON/CSV/TensorBoard loggers back on (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0``
    in the child's environment), the choice (2) makes, measured in the same run;
 4. as shipped with ``TUNE_GLOBAL_CHECKPOINT_S=S`` (experiment-state snapshots every S s instead of Tune's "auto",
-   which snapshots every max(10 s, 19 × the last snapshot's cost)); ``--checkpoint-s 0`` leaves the row out.
+   which snapshots every max(10 s, 19 × the last snapshot's cost)); ``--checkpoint-s 0`` leaves the row out;
+5. plain again, last: the two plain rows bracket the launches, so a change in the machine's load shows.
 
 The launches go through ``raysweep.cli.main(["launch", profile])``; the child only wraps ``sweep.start_ray`` and
 ``sweep.run_trials`` to timestamp them, so Ray's start-up can be told apart from scheduling. The children get
-``OPENBLAS_NUM_THREADS=1`` and ``RAY_ADDRESS=local`` (start an embedded Ray even when a ``ray start`` cluster runs
-on the machine: ``ray.init(address=None)`` would join that one instead). Timings:
+``OPENBLAS_NUM_THREADS=1``, as the tests do. Timings:
 
 * start-up: child spawned → first result file (imports, ``ray.init`` with its dashboard, Tune and worker start);
-* trials: first → last result file (file mtimes); overhead/trial is the difference from the plain row divided by
-  the trial count, over the whole run ("total", spawn → last result) and over the trials alone ("excl. start");
-* driver CPU ms/trial: the driver's user+system CPU over the trials window, per trial (the 2 cores are shared by
-  the driver, Ray's own processes and 2 trial workers);
+* trials: first → last result file (file mtimes); overhead/trial is the difference from the mean of the plain
+  rows divided by the trial count, over the whole run ("total", spawn → last result) and over the trials alone
+  ("excl. start");
+* CPU ms/trial: the driver's user+system CPU over the trials window, per trial; for a plain row, the trials' own
+  CPU. The 2 cores are shared by the driver, Ray's own processes and 2 trial workers, so a driver that needs more
+  CPU per trial than a trial does is what limits throughput, and unlike wall time this figure barely moves with
+  the machine's load;
 * RSS growth per 1,000 finished trials: least-squares slope of driver RSS against trials finished, from 10% to
-  100% finished (past the warm-up), plus the RSS at 0/25/50/75/100% finished.
+  100% finished (past the warm-up), plus the RSS at 0/25/50/75/100% finished, and the size of Tune's
+  experiment-state snapshot at the end.
 
-Other work on the machine moves the timings by a few percent; every row is measured in the same run.
+Other work on a shared machine moves wall times (compare the two plain rows); RSS and CPU per trial move less.
 """
 
 from __future__ import annotations
@@ -324,6 +329,7 @@ class Figures:
     rss_peak: float
     rss_end: float
     growth: float
+    rss_run_peak: float
     tree_peak: float
     driver_cpu_ms: float
     quartiles: list[float]
@@ -337,43 +343,53 @@ def figures(run: Run) -> Figures:
         startup_s=first - run.spawn_t, trials_s=last - first, to_last_s=last - run.spawn_t,
         exit_s=run.exit_t - run.spawn_t, rss_start=rss_at_fraction(run, 0) / MIB,
         rss_peak=max(s.driver_rss for s in window) / MIB, rss_end=rss_at_fraction(run, 1.0) / MIB,
-        growth=growth_per_1000(run), tree_peak=max(s.tree_rss for s in run.samples) / MIB,
+        growth=growth_per_1000(run), rss_run_peak=max(s.driver_rss for s in run.samples) / MIB,
+        tree_peak=max(s.tree_rss for s in run.samples) / MIB,
         driver_cpu_ms=1000 * cpu / run.num_trials,
         quartiles=[rss_at_fraction(run, q) / MIB for q in (0, 0.25, 0.5, 0.75, 1.0)])
 
 
 def print_tables(runs: list[Run]) -> None:
+    """The plain process runs first and last; the launches are compared with the mean of the two, and the
+    difference between the two plain rows shows how much the machine's load moved during the run."""
     n = runs[0].num_trials
     table = {run.label: figures(run) for run in runs}
-    plain = table[runs[0].label]
+    plains = [table[run.label] for run in runs if run.label.startswith("plain")]
+    plain_trials_s = sum(f.trials_s for f in plains) / len(plains)
+    plain_total_s = sum(f.to_last_s for f in plains) / len(plains)
+    plain_cpu_ms = sum(f.driver_cpu_ms for f in plains) / len(plains)
     width = max(len(r.label) for r in runs) + 1
     print(f"\n{n} trials, 2 CPUs (Tune: 2 trials at a time; plain: 1 process, 1 core).")
-    print("Time. overhead/trial = (row - plain) / trials, over spawn → last result (total) and first → last "
-          "result (excl. start)")
+    print("Time. ovh = (row - plain) / trials, plain = mean of the two plain rows, over spawn → last result "
+          "(total) and first → last result (excl. start). CPU ms/tr: the driver's (the plain process's own) CPU.")
     print(f"{'':{width}} {'start-up s':>10} {'trials s':>9} {'total s':>8} {'trials/s':>9} {'ovh ms/trial':>13} "
-          f"{'excl. start':>12} {'drv CPU ms/tr':>14} {'exit s':>7}")
+          f"{'excl. start':>12} {'CPU ms/tr':>10} {'exit s':>7}")
     for label, f in table.items():
-        ovh_total = 1000 * (f.to_last_s - plain.to_last_s) / n
-        ovh_trials = 1000 * (f.trials_s - plain.trials_s) / n
-        ovh = ("-", "-") if f is plain else (f"{ovh_total:.1f}", f"{ovh_trials:.1f}")
+        is_plain = label.startswith("plain")
+        ovh = ("-", "-") if is_plain else (f"{1000 * (f.to_last_s - plain_total_s) / n:.1f}",
+                                           f"{1000 * (f.trials_s - plain_trials_s) / n:.1f}")
         print(f"{label:{width}} {f.startup_s:10.1f} {f.trials_s:9.1f} {f.to_last_s:8.1f} {n / f.trials_s:9.1f} "
-              f"{ovh[0]:>13} {ovh[1]:>12} {f.driver_cpu_ms:14.1f} {f.exit_s:7.1f}")
+              f"{ovh[0]:>13} {ovh[1]:>12} {f.driver_cpu_ms:10.1f} {f.exit_s:7.1f}")
     for label, f in table.items():
-        if f is not plain:
-            print(f"{'':{width}} {label}: {f.trials_s / plain.trials_s:.1f}x the plain trials time, "
-                  f"{f.to_last_s / plain.to_last_s:.1f}x its total")
-    print("\nDriver RSS, MiB (driver = the launching process; 'Ray tree' adds raylet, GCS, dashboard, workers)")
-    print(f"{'':{width}} {'start':>7} {'peak':>7} {'end':>7} {'MiB/1k trials':>14} {'Ray tree peak':>14}   "
-          f"{'at 0%':>7} {'25%':>7} {'50%':>7} {'75%':>7} {'100%':>7}")
+        if not label.startswith("plain"):
+            print(f"{'':{width}} {label}: {f.trials_s / plain_trials_s:.2f}x the plain trials time, "
+                  f"{f.to_last_s / plain_total_s:.2f}x its total; driver CPU {f.driver_cpu_ms / plain_cpu_ms:.2f}x "
+                  f"the trials' own")
+    print("\nDriver RSS, MiB (driver = the launching process; 'Ray tree' adds raylet, GCS, dashboard, workers). "
+          "peak: up to the last result; peak, run: up to exit")
+    print(f"{'':{width}} {'start':>7} {'peak':>7} {'end':>7} {'MiB/1k trials':>14} {'peak, run':>10} "
+          f"{'Ray tree peak':>14}   {'at 0%':>7} {'25%':>7} {'50%':>7} {'75%':>7} {'100%':>7}")
     for label, f in table.items():
         quartiles = " ".join(f"{q:7.1f}" for q in f.quartiles)
         print(f"{label:{width}} {f.rss_start:7.1f} {f.rss_peak:7.1f} {f.rss_end:7.1f} {f.growth:14.2f} "
-              f"{f.tree_peak:14.0f}   {quartiles}")
+              f"{f.rss_run_peak:10.1f} {f.tree_peak:14.0f}   {quartiles}")
     print("\nLaunches, s from spawn (Tune = run_trials, which builds the Tuner and calls fit), and the size of "
           "Tune's experiment-state snapshot")
     print(f"{'':{width}} {'imports':>7} {'Ray up':>7} {'Tune in':>7} {'1st res':>7} {'last res':>8} {'Tune out':>8} "
           f"{'exit':>7} {'state MiB':>10}")
-    for run in runs[1:]:
+    for run in runs:
+        if run.label.startswith("plain"):
+            continue
         e = run.events
         marks = [e.get("imported"), e.get("ray_started"), e.get("trials_start"), run.result_mtimes[0],
                  run.result_mtimes[-1], e.get("trials_end"), run.exit_t]
@@ -394,10 +410,7 @@ def main() -> None:
                                                      "temporary folder, removed at the end)")
     args = parser.parse_args()
 
-    # One BLAS thread, as tests/conftest.py. RAY_ADDRESS=local: with `address: null` the launch calls
-    # ray.init(address=None), which joins the newest `ray start` cluster on the machine if there is one (and then
-    # fails on num_cpus); "local" makes it start its own, as the profile means.
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", RAY_ADDRESS="local")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # one BLAS thread, as tests/conftest.py
     for name in ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "TUNE_GLOBAL_CHECKPOINT_S", "TUNE_RESULT_BUFFER_LENGTH"):
         env.pop(name, None)
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -415,13 +428,15 @@ def main() -> None:
         print(f"Sweep: {num_trials} trials = {grid['num_distributions']} datasets × ({len(WIDTHS)} widths × "
               f"{len(LRS)} lrs × {len(grid['seeds'])} seeds + 1 kernel target), {grid['num_steps']} SGD steps")
 
-        rows = [("plain process", me + ["--child", "plain", str(sweep_path), str(folder / "plain" / "results")],
-                 {}, folder / "plain" / "results"),
+        plain = ("--child", "plain", str(sweep_path))
+        rows = [("plain process", me + [*plain, str(folder / "plain" / "results")], {}, folder / "plain" / "results"),
                 ("launch as shipped", None, {}, None),
                 ("launch, Tune loggers on", None, {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0"}, None)]
         if args.checkpoint_s > 0:
             rows.append((f"launch, checkpoint {args.checkpoint_s:g}s", None,
                          {"TUNE_GLOBAL_CHECKPOINT_S": f"{args.checkpoint_s:g}"}, None))
+        rows.append(("plain process, again", me + [*plain, str(folder / "plain2" / "results")], {},
+                     folder / "plain2" / "results"))
         runs = []
         for i, (label, command, extra_env, results_dir) in enumerate(rows):
             if command is None:

@@ -33,6 +33,7 @@ from ray import tune
 from raysweep import store
 from raysweep.config import (ASHA, ClusterConfig, ConfigError, RandomFeatureSweep, RayConfig, SweepConfig, TPESearch,
                              content_hash)
+from raysweep.early_stop import losses_at, saved_flops, settle_check
 from raysweep.models import count_parameters, resolve_model
 from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
 from raysweep.recipes.streams import describe
@@ -40,7 +41,6 @@ from raysweep.recipes.tokenizer import load_tokenizer
 from raysweep.rf_trials import RFTrialSpec, plan_rf_trials, run_rf_trial
 from raysweep.target_search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
 from raysweep.tiny_lr import check_precision
-from raysweep.early_stop import losses_at, saved_flops, settle_check
 from raysweep.train import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps, train
 
 

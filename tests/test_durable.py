@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pyarrow.parquet as pq
 
 from raysweep.cli import main
 from raysweep.config import load_sweep

@@ -343,8 +343,7 @@ def _trial_resources(config: dict) -> tune.PlacementGroupFactory:
 
 
 def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, TrialData], results_dir: str,
-                stop_after_evals: int | None, gpu_shares: dict[str, float], compile_model: bool,
-                stoppable_targets: bool) -> None:
+                stop_after_evals: int | None, compile_model: bool, stoppable_targets: bool) -> None:
     """The Tune function trainable: train the trial's spec (from its checkpoint, if a killed run left one),
     report each evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its
     evaluations so far instead. A target that ASHA may stop (``stoppable_targets``) records its evaluations
@@ -359,9 +358,10 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
         _report_to_tune(spec, result.evaluations[-1])
         store.write_trial(Path(results_dir), result)
         return
-    if torch.cuda.is_available() and 0 < gpu_shares[spec.role] < 1:
+    gpu_share = config["trial"]["gpu"]  # what the trial's placement group holds
+    if torch.cuda.is_available() and 0 < gpu_share < 1:
         # Trials packed on one GPU each keep to their share, so one cannot starve the others of memory.
-        torch.cuda.set_per_process_memory_fraction(gpu_shares[spec.role])
+        torch.cuda.set_per_process_memory_fraction(gpu_share)
     checkpoint = store.checkpoint_path(Path(results_dir), spec.key)
     report = (_recording_report(spec, Path(results_dir)) if stoppable_targets and spec.role == "target"
               else lambda evaluation: _report_to_tune(spec, evaluation))
@@ -452,12 +452,10 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     specs = {t.key: t for t in trials}
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
-    resources = cluster.resources
 
     trainable = tune.with_resources(
         tune.with_parameters(_tune_trial, specs=specs, data=data, results_dir=str(results_dir),
                              stop_after_evals=stop_after_evals,
-                             gpu_shares={"proxy": resources.proxy.gpu, "target": resources.target.gpu},
                              compile_model=cluster.compile, stoppable_targets=asha is not None), _trial_resources)
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())

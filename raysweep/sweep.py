@@ -13,6 +13,7 @@ it ends and checkpoints after every evaluation, so an interrupted launch resumes
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import os
@@ -400,34 +401,56 @@ def _report_to_tune(spec: TrialSpec | RFTrialSpec, evaluation: Evaluation) -> No
     tune.report({"evaluation": reached, "step": evaluation.step, "tokens": evaluation.tokens, **finite})
 
 
+LOG_EVERY_S = 60.0
+"""How often a launch whose output is not a terminal (a Ray Job's log, ``make demo > log``) prints a progress line:
+Rich draws its bar only on a terminal."""
+
+
 class _TrialProgress(tune.Callback):
-    """Advances a Rich progress bar on Tune's trial events (Tune's own status table is turned off), and records
-    each trial that still fails after its retries, with its cause, so the sweep goes on without it."""
+    """Advances a Rich progress bar on Tune's trial events (Tune's own status table is turned off), or prints a
+    progress line now and then where no terminal shows the bar; records each trial that still fails after its
+    retries, with its cause, so the sweep goes on without it."""
 
     def __init__(self, progress: Progress, task: TaskID, specs: dict[str, TrialSpec], results_dir: Path):
         self.progress, self.task, self.specs, self.results_dir = progress, task, specs, results_dir
         self.errors: list[str] = []
+        self.last_line = time.monotonic()
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment state; a live terminal display is not state.
         return {}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.progress.advance(self.task)
         spec = _spec_of(trial.config, self.specs)
         stopped = (spec.role == "target" and store.read_partial(self.results_dir, spec.key)
                    and not store.read_trial_losses(self.results_dir, spec.key))
         if stopped:  # ASHA stopped it: its evaluations so far become its rows (proxies pause between rounds)
             _stop(self.results_dir, spec)
+        self._advance()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.progress.advance(self.task)
         spec = _spec_of(trial.config, self.specs)
         error_file = Path(trial.error_file) if trial.error_file else None
         lines = error_file.read_text().strip().splitlines() if error_file and error_file.is_file() else []
         cause = lines[-1] if lines else "no error recorded"
         store.write_failure(self.results_dir, spec, cause)
         self.errors.append(f"{spec.name}: {cause} (traceback: {error_file or 'none'})")
+        self._advance()
+
+    def _advance(self) -> None:
+        self.progress.advance(self.task)
+        if self.progress.console.is_terminal or time.monotonic() - self.last_line < LOG_EVERY_S:
+            return
+        self.last_line = time.monotonic()
+        task = next(task for task in self.progress.tasks if task.id == self.task)
+        eta = "unknown" if task.time_remaining is None else _duration(task.time_remaining)
+        self.progress.console.print(f"{task.description}: {task.completed:.0f}/{task.total:.0f} done, "
+                                    f"{len(self.errors)} failed, {_duration(task.elapsed or 0)} elapsed, eta {eta}",
+                                    markup=False, highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
 
 
 TRIALS_PER_EXPERIMENT = 1000
@@ -463,7 +486,7 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
     chunks = [None] if searcher else [ordered[i:i + TRIALS_PER_EXPERIMENT]
                                       for i in range(0, len(ordered), TRIALS_PER_EXPERIMENT)]
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("trials", total=len(trials) + num_searched)
+        task = progress.add_task(label, total=len(trials) + num_searched)
         callback = _TrialProgress(progress, task, specs, results_dir)
         for chunk in chunks:
             _fit(trainable, {} if chunk is None else {"trial": tune.grid_search([entry(t) for t in chunk])},

@@ -29,7 +29,8 @@ def launched(local_ray, tmp_path_factory):
     sweep = write_yaml(root / "micro.yaml", sweep_data)
     cluster = write_yaml(root / "cluster.yaml", {"sweep": str(sweep), "storage": str(root / "runs")})
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    with contextlib.redirect_stdout(buffer), pytest.MonkeyPatch.context() as patch:
+        patch.setattr("raysweep.sweep.LOG_EVERY_S", 0.0)  # a progress line after every trial
         status = main(["launch", str(cluster)])
     return {"status": status, "output": buffer.getvalue(), "cluster": cluster, "sweep": sweep,
             "run_dir": root / "runs" / "micro"}
@@ -42,6 +43,13 @@ def test_launch_trains_every_planned_trial_and_prints_the_ranking(launched):
     output = launched["output"]
     assert f"Trained {len(planned)} of {len(planned)} planned trials" in output
     assert "Spearman" in output and "regret@2" in output
+
+
+def test_a_launch_without_a_terminal_prints_progress_lines_for_its_log(launched):
+    total = 2 * 3 * 2 + 2 * 2 * 2
+    lines = [line for line in launched["output"].splitlines() if line.startswith("trials: ")]
+    assert [line.split()[1] for line in lines] == [f"{done}/{total}" for done in range(1, total + 1)]
+    assert all(" done, 0 failed, " in line and " elapsed, eta " in line for line in lines)
 
 
 def test_results_follow_the_documented_schema_one_row_per_trial_checkpoint_and_domain(launched):

@@ -2,7 +2,7 @@
 
 The sweep's driver must outlive the machine that starts it, so it runs on the head node as a Ray Job::
 
-    ray up -y LAUNCHER                                   # the profile's `launcher:` file
+    ray up -y --no-restart LAUNCHER                      # the profile's `launcher:` file
     ray dashboard --port P --remote-port 8265 LAUNCHER   # SSH forward to the head's loopback-only job API
     JobSubmissionClient("http://127.0.0.1:P").submit_job(
         entrypoint="python -m raysweep.cli launch PROFILE --sweep SWEEP",
@@ -61,13 +61,15 @@ def launch_as_job(cluster: ClusterConfig, profile: Path, sweep: Path | None, con
     ray = _ray_executable()
     _say(console, f"Starting the cluster: {shlex.join(['ray', *up_args(launcher)])}")
     if subprocess.run([ray, *up_args(launcher)], stdin=subprocess.DEVNULL).returncode != 0:
-        raise ClusterError(f"`ray up -y {launcher}` failed (its output is above): fix {launcher} or the hosts it "
-                           "names, then run again")
+        raise ClusterError(f"`{shlex.join(['ray', *up_args(launcher)])}` failed (its output is above): fix {launcher} "
+                           "or the hosts it names, then run again")
     local_port = _free_port()
     address = f"http://127.0.0.1:{local_port}"
     token_command = f"ray exec {launcher} 'ray get-auth-token'"
     _say(console, f"Forwarding the head's job API to {address} over SSH")
-    with background([ray, *dashboard_args(launcher, local_port, cluster.ray.dashboard_port)], address):
+    silent = (f"Ray may not be running on the head (a restarted machine): `ray up -y --restart-only {launcher}` "
+              "starts it, and stops any sweep running there")
+    with background([ray, *dashboard_args(launcher, local_port, cluster.ray.dashboard_port)], address, silent):
         job_id = submit_job(address, entrypoint, job_runtime_env(Path.cwd()), submission_id(sweep_name), token_command)
     port = cluster.ray.dashboard_port
     follow = f"--address http://127.0.0.1:{port}"
@@ -104,8 +106,9 @@ def check_up_profile(cluster: ClusterConfig, profile: Path) -> Path:
 
 
 def up_args(launcher: Path) -> list[str]:
-    """`ray up` without its prompt: the user asked for the cluster by passing --up."""
-    return ["up", "-y", str(launcher)]
+    """`ray up` without its prompt (the user asked for the cluster by passing --up), and without restarting Ray
+    on a head that runs it: a restart kills every sweep running there as a job. A new head gets Ray started."""
+    return ["up", "-y", "--no-restart", str(launcher)]
 
 
 def dashboard_args(launcher: Path, local_port: int, remote_port: int) -> list[str]:
@@ -174,21 +177,23 @@ def submit_job(address: str, entrypoint: str, runtime_env: dict[str, object], jo
 
 
 @contextmanager
-def background(command: list[str], url: str) -> Iterator[None]:
-    """Run `command` in its own process group while the block runs, entered once `url` answers HTTP.
+def background(command: list[str], url: str, silent: str) -> Iterator[None]:
+    """Run `command` in its own process group while the block runs, entered once `url` answers HTTP; `silent`
+    says what to do when it never does.
 
     Its own group: `ray dashboard` leaves its ssh child behind when only it is stopped."""
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
-            _wait_until_answering(url, process, output, shlex.join(command))
+            _wait_until_answering(url, process, output, shlex.join(command), silent)
             yield
         finally:
             _stop_group(process)
 
 
-def _wait_until_answering(url: str, process: subprocess.Popen, output: IO[bytes], command: str) -> None:
+def _wait_until_answering(url: str, process: subprocess.Popen, output: IO[bytes], command: str,
+                          silent: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if process.poll() is not None:
@@ -203,7 +208,7 @@ def _wait_until_answering(url: str, process: subprocess.Popen, output: IO[bytes]
         except OSError:  # refused, reset or timed out: not up yet
             pass
         if time.monotonic() > deadline:
-            raise ClusterError(f"{url} did not answer within {START_TIMEOUT_S} s of `{command}`")
+            raise ClusterError(f"{url} did not answer within {START_TIMEOUT_S} s of `{command}`. {silent}")
         time.sleep(0.5)
 
 

@@ -7,10 +7,12 @@ import asyncio
 import io
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -67,14 +69,14 @@ def test_failed_ray_up_is_a_one_line_error(tmp_path, monkeypatch, capfd):
                                        "ray: {address: auto}\n")
     with pytest.raises(jobs.ClusterError) as err:
         jobs.launch_as_job(load_cluster("gpu.yaml"), Path("gpu.yaml"), None, Console())
-    assert str(err.value) == ("`ray up -y broken-cluster.yaml` failed (its output is above): fix broken-cluster.yaml "
-                              "or the hosts it names, then run again")
+    assert str(err.value) == ("`ray up -y --no-restart broken-cluster.yaml` failed (its output is above): fix "
+                              "broken-cluster.yaml or the hosts it names, then run again")
     assert "Unknown provider type" in capfd.readouterr().err  # ray up's own output reached the terminal
 
 
 def test_ray_up_and_dashboard_forward_command_lines():
     launcher = Path("cluster/h100-cluster.yaml")
-    assert jobs.up_args(launcher) == ["up", "-y", "cluster/h100-cluster.yaml"]
+    assert jobs.up_args(launcher) == ["up", "-y", "--no-restart", "cluster/h100-cluster.yaml"]
     assert jobs.dashboard_args(launcher, 43001, 8265) == [
         "dashboard", "--port", "43001", "--remote-port", "8265", "cluster/h100-cluster.yaml"]
 
@@ -86,7 +88,7 @@ def test_this_rays_up_and_dashboard_take_the_flags_we_pass():
         return {opt for param in command.params for opt in param.opts}
 
     assert {"--port", "--remote-port"} <= options(dashboard)
-    assert "-y" in options(up)
+    assert {"-y", "--no-restart", "--restart-only"} <= options(up)
 
 
 def test_job_runs_the_checked_sweep_from_the_uploaded_working_dir(monkeypatch):
@@ -145,7 +147,7 @@ def test_no_auth_token_anywhere_is_none_and_a_dangling_token_path_is_refused(tmp
 def test_background_process_is_up_inside_the_block_and_gone_after():
     port = jobs._free_port()
     url = f"http://127.0.0.1:{port}"
-    with jobs.background([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], url):
+    with jobs.background([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], url, ""):
         urllib.request.urlopen(url, timeout=5).close()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=5)
@@ -154,10 +156,21 @@ def test_background_process_is_up_inside_the_block_and_gone_after():
 def test_background_process_that_stops_early_is_a_one_line_error():
     command = [sys.executable, "-c", "print('ssh: connect to host h100: No route to host'); raise SystemExit(255)"]
     with pytest.raises(jobs.ClusterError) as err:
-        with jobs.background(command, f"http://127.0.0.1:{jobs._free_port()}"):
+        with jobs.background(command, f"http://127.0.0.1:{jobs._free_port()}", ""):
             pytest.fail("entered the block of a process that stopped")
     assert "exit 255" in str(err.value) and "No route to host" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_background_process_whose_url_never_answers_is_stopped_with_the_given_advice(monkeypatch):
+    monkeypatch.setattr(jobs, "START_TIMEOUT_S", 1)
+    command = [sys.executable, "-c", "import time; time.sleep(60)"]  # an SSH forward to a head without Ray
+    started = time.monotonic()
+    with pytest.raises(jobs.ClusterError) as err:
+        with jobs.background(command, f"http://127.0.0.1:{jobs._free_port()}", "Start Ray on the head."):
+            pytest.fail("entered the block of a process whose URL never answered")
+    assert str(err.value).endswith("did not answer within 1 s of `" + shlex.join(command) + "`. Start Ray on the head.")
+    assert time.monotonic() - started < 30  # stopped, not waited for
 
 
 def test_submission_refuses_a_ray_address_that_would_redirect_it(monkeypatch):
@@ -184,7 +197,7 @@ def job_server():
                f"--port={jobs._free_port()}", f"--dashboard-port={port}", "--dashboard-host=127.0.0.1",
                f"--dashboard-agent-listen-port={jobs._free_port()}", f"--ray-client-server-port={jobs._free_port()}"]
     try:
-        with jobs.background(command, f"http://127.0.0.1:{port}"):
+        with jobs.background(command, f"http://127.0.0.1:{port}", "ray start failed"):
             yield f"http://127.0.0.1:{port}", token
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)

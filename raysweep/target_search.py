@@ -78,7 +78,8 @@ class RecipeTPESearcher(Searcher):
     the store (COMPLETE); PRUNED when a seed diverged or was stopped by ASHA, so that TPE ranks it behind every
     completed configuration (a FAIL would be invisible to TPE, which would then keep proposing diverging learning
     rates); FAIL when a seed stored nothing (it raised after its retries). Every terminal state counts against the
-    budget, so each recipe ends with exactly ``trials_per_recipe`` configurations.
+    budget, so each recipe ends with exactly ``trials_per_recipe`` configurations; the next launch asks a failed
+    configuration again, for the seeds it lacks, as it retries a failed grid trial.
     """
 
     def __init__(self, search: TPESearch, grid: TargetGrid, recipes: list[str], make_spec: MakeSpec,
@@ -93,20 +94,25 @@ class RecipeTPESearcher(Searcher):
         self._cursor = 0
         Path(study_dir).mkdir(parents=True, exist_ok=True)
         self._studies = {recipe: _open_study(Path(study_dir), recipe, search) for recipe in self._recipes}
-        self._told = {recipe: sum(_PARAMS <= trial.params.keys()
-                                  for trial in study.get_trials(deepcopy=False, states=_TERMINAL))
-                      for recipe, study in self._studies.items()}
+        self._told = dict.fromkeys(self._recipes, 0)
         self._open: list[_Configuration] = []
         self._ready: deque[TrialSpec] = deque()
         self._waiting: dict[str, list[_Configuration]] = {}  # spec key -> open configurations that need it
         self._running: dict[str, TrialSpec] = {}  # Tune trial id -> target spec
         self._ended: list[str] = []  # keys of target trials that ended since the last suggest
         for recipe, study in self._studies.items():
-            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if _PARAMS <= trial.params.keys():  # left by a killed launch: it continues with the seeds it lacks
+            trials = study.get_trials(deepcopy=False)
+            retried = {trial.user_attrs[_RETRY_OF] for trial in trials if _RETRY_OF in trial.user_attrs}
+            for trial in trials:
+                if not _PARAMS <= trial.params.keys():
+                    if trial.state == TrialState.RUNNING:  # killed while it was being asked: never trained
+                        study.tell(trial.number, state=TrialState.FAIL)
+                elif trial.state == TrialState.RUNNING:  # left by a killed launch: it continues with the seeds it lacks
                     self._start(recipe, trial.number, trial.params)
-                else:  # killed while it was being asked: never trained, and not counted against the budget
-                    study.tell(trial.number, state=TrialState.FAIL)
+                elif trial.state != TrialState.FAIL:
+                    self._told[recipe] += 1
+                elif trial.number not in retried:  # a seed raised after its retries: retried as a failed grid trial is
+                    study.enqueue_trial(trial.params, user_attrs={_RETRY_OF: trial.number})
 
     @property
     def finished(self) -> bool:
@@ -119,10 +125,12 @@ class RecipeTPESearcher(Searcher):
         return len(self._recipes) * self._budget * len(self._grid.seeds)
 
     def target_keys(self) -> list[str]:
-        """Keys of every target trial the studies have proposed so far (each configuration × each seed)."""
-        return [self._make_spec(recipe, t.params["lr"], t.params["batch_size"], t.params["weight_decay"], seed).key
-                for recipe, study in self._studies.items() for t in study.get_trials(deepcopy=False)
-                if _PARAMS <= t.params.keys() for seed in self._grid.seeds]
+        """Keys of every target trial the studies have proposed so far (each configuration × each seed), once
+        each: a retried configuration has the keys of the one that failed."""
+        return list(dict.fromkeys(
+            self._make_spec(recipe, t.params["lr"], t.params["batch_size"], t.params["weight_decay"], seed).key
+            for recipe, study in self._studies.items() for t in study.get_trials(deepcopy=False)
+            if _PARAMS <= t.params.keys() for seed in self._grid.seeds))
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if self._proxies:  # planned: the trainable looks them up by key
@@ -205,8 +213,10 @@ class RecipeTPESearcher(Searcher):
         return TrialState.COMPLETE, losses[-1]
 
 
-_TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _PARAMS = {"lr", "batch_size", "weight_decay"}
+_RETRY_OF = "retry_of"
+"""User attribute of a configuration asked again because one of its seeds raised: the failed trial's number. A
+failed configuration counts against the budget until the next launch, which retries it once."""
 
 
 def _open_study(study_dir: Path, recipe: str, search: TPESearch) -> optuna.Study:

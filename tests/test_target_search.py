@@ -234,6 +234,32 @@ def test_a_configuration_is_told_what_the_store_holds_for_all_its_seeds(tmp_path
         (TrialState.FAIL, None)]  # a seed stored nothing
 
 
+def test_a_relaunch_retries_a_configuration_whose_seed_raised_once_for_the_seeds_it_lacks(tmp_path):
+    searcher = searcher_for(tmp_path, budget=2, recipes=("good",))
+    specs = [searcher.suggest(f"first-{seed}")["spec"] for seed in (0, 1)]
+    store.write_trial(tmp_path / "results", TrialResult(specs[0], "ok", evaluations_of(specs[0])))
+    for seed in (0, 1):  # seed 1 raised after its retries: it stored nothing
+        searcher.on_trial_complete(f"first-{seed}", error=seed == 1)
+    second = [searcher.suggest(f"second-{seed}")["spec"] for seed in (0, 1)]
+    for seed, spec in enumerate(second):
+        store.write_trial(tmp_path / "results", TrialResult(spec, "ok", evaluations_of(spec)))
+        searcher.on_trial_complete(f"second-{seed}")
+    assert searcher.suggest("done") == "FINISHED" and searcher.finished  # the failure counted in its launch
+
+    relaunched = searcher_for(tmp_path, budget=2, recipes=("good",))
+    assert not relaunched.finished
+    retry = relaunched.suggest("retry")["spec"]
+    assert retry.key == specs[1].key  # the same configuration, only the seed that raised
+    assert len(relaunched.target_keys()) == 4  # the retry has the failed configuration's keys
+    store.write_trial(tmp_path / "results", TrialResult(retry, "ok", evaluations_of(retry)))
+    relaunched.on_trial_complete("retry")
+    assert relaunched.suggest("after") == "FINISHED" and relaunched.finished
+    first, _, retried = studies(tmp_path)["good"]
+    assert first.state == TrialState.FAIL and retried.user_attrs == {"retry_of": first.number}
+    assert retried.state == TrialState.COMPLETE and retried.params == first.params
+    assert searcher_for(tmp_path, budget=2, recipes=("good",)).finished  # retried once: nothing is asked again
+
+
 def test_the_same_seed_suggests_the_same_configurations(tmp_path):
     def suggested(root: Path, seed: int) -> dict[str, list[tuple]]:
         drive(searcher_for(root, budget=6, seed=seed, grid=target_grid(seeds=[0])), root / "results")

@@ -251,6 +251,9 @@ def _write_plan(run_dir: Path, cluster: ClusterConfig, sweep: SweepConfig | Rand
         "family": "random_features" if rf else "language_model",
         "recipes": list(dict.fromkeys(t.recipe for t in trials)) if rf else [r.name for r in sweep.recipes],
         "trial_keys": keys,
+        # a search proposes its targets as it goes: the keys so far, out of this many
+        "num_planned": {role: searcher.num_trials if searcher and role == "target" else len(role_keys)
+                        for role, role_keys in keys.items()},
         "standard_lr": max(sweep.random_features.lrs) if rf else sweep.proxy.standard_lr or max(sweep.proxy.lrs),
         "gpus_per_trial": ({"proxy": 0.0, "target": 0.0} if rf else
                            {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}),

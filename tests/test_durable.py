@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 
 from raysweep.cli import main
 from raysweep.config import load_sweep
+from raysweep.status import sweep_status
 from raysweep.store import read_results
 from raysweep.sweep import plan_trials
 
@@ -106,5 +108,9 @@ def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes
     assert targets["lr"].between(1.0e-3, 3.0e-2).all() and targets["lr"].nunique() > 2  # searched, not the grid
     assert set(targets["status"]) <= {"ok", "stopped"} and "stopped" in set(targets["status"])
     assert sorted(p.name for p in (run_dir / "studies").iterdir()) == ["balanced.log", "low_quality.log"]
+    plan = json.loads((run_dir / "plan.json").read_text())
+    plan["trial_keys"]["target"] = plan["trial_keys"]["target"][:5]  # as written while the search was proposing
+    (run_dir / "plan.json").write_text(json.dumps(plan))
+    assert [(r.role, r.planned) for r in sweep_status(run_dir)[0]] == [("proxy", 2), ("target", 12)]
     again, output = launch(cluster)
     assert again == 0 and "Trained 0 of 14 planned trials" in output

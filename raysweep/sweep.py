@@ -3,9 +3,10 @@
 ``plan_trials`` expands a sweep file into trial specs: the proxy grid (recipe × proxy model × learning
 rate × seed) and, per recipe, the target grid (learning rate × batch size × weight decay × seed), unless a
 TPE searcher proposes the targets during the run (``raysweep.target_search``). ``launch`` skips every trial
-whose result is already stored, builds the shards the rest need with Ray Data, and runs them as one Tune
-experiment (or, with ``proxy.early_stop``, one per round of evaluations); each trial stores its own rows when
-it ends and checkpoints after every evaluation, so an interrupted launch resumes where it stopped::
+whose result is already stored, builds the shards the rest need with Ray Data, and runs them on Tune, in
+experiments of at most ``TRIALS_PER_EXPERIMENT`` trials (with ``proxy.early_stop``, per round of evaluations
+too); each trial stores its own rows when it ends and checkpoints after every evaluation, so an interrupted
+launch resumes where it stopped::
 
     cluster, sweep = load_cluster("cluster/local.yaml"), load_sweep("search_spaces/demo.yaml")
     outcome = launch(cluster, sweep, console)     # trains what is missing; a second call trains nothing
@@ -457,14 +458,14 @@ def _duration(seconds: float) -> str:
 
 
 TRIALS_PER_EXPERIMENT = 1000
-"""Tune keeps every finished trial of an experiment in the driver (~50 KB each), so a long grid runs as
+"""Tune keeps every finished trial of an experiment in the driver (~50 KB each), so a long grid or search runs as
 successive experiments of at most this many trials: driver memory stays bounded at any sweep size."""
 
 
 def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, TrialData], results_dir: Path,
                console: Console, stop_after_evals: int | None = None, label: str = "trials",
                searcher: RecipeTPESearcher | None = None, asha: ASHA | None = None, num_searched: int = 0) -> list[str]:
-    """Run `trials` as one Tune experiment, largest first so the long runs do not straggle at the end.
+    """Run `trials` on Tune, largest first so the long runs do not straggle at the end.
 
     ``stop_after_evals`` pauses every proxy after that many evaluations (an early-stopping round); targets
     train to the end unless ``asha`` stops them. A ``searcher`` hands out the proxies and then proposes targets
@@ -486,14 +487,17 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     entry = trial_entry(cluster)
-    chunks = [None] if searcher else [ordered[i:i + TRIALS_PER_EXPERIMENT]
-                                      for i in range(0, len(ordered), TRIALS_PER_EXPERIMENT)]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(label, total=len(trials) + num_searched)
         callback = _TrialProgress(progress, task, specs, results_dir)
-        for chunk in chunks:
-            _fit(trainable, {} if chunk is None else {"trial": tune.grid_search([entry(t) for t in chunk])},
-                 searcher, asha, callback, cluster, results_dir)
+        if searcher:
+            while searcher.next_experiment(TRIALS_PER_EXPERIMENT):
+                _fit(trainable, {}, searcher, asha, callback, cluster, results_dir)
+        else:
+            for start in range(0, len(ordered), TRIALS_PER_EXPERIMENT):
+                chunk = ordered[start:start + TRIALS_PER_EXPERIMENT]
+                _fit(trainable, {"trial": tune.grid_search([entry(t) for t in chunk])}, None, asha, callback,
+                     cluster, results_dir)
     return callback.errors
 
 

@@ -100,6 +100,7 @@ class RecipeTPESearcher(Searcher):
         self._waiting: dict[str, list[_Configuration]] = {}  # spec key -> open configurations that need it
         self._running: dict[str, TrialSpec] = {}  # Tune trial id -> target spec
         self._ended: list[str] = []  # keys of target trials that ended since the last suggest
+        self._left_in_experiment = math.inf  # trials it may still hand out before this experiment ends
         for recipe, study in self._studies.items():
             trials = study.get_trials(deepcopy=False)
             retried = {trial.user_attrs[_RETRY_OF] for trial in trials if _RETRY_OF in trial.user_attrs}
@@ -119,6 +120,14 @@ class RecipeTPESearcher(Searcher):
         """Every recipe's study holds its budget of configurations: a launch has no target left to train."""
         return all(told >= self._budget for told in self._told.values())
 
+    def next_experiment(self, max_trials: int) -> bool:
+        """Tell the studies what the last experiment ended, then hand out at most ``max_trials`` trials until the
+        next call; False once nothing is left. Tune keeps every finished trial of an experiment in the driver, so a
+        long search runs as successive experiments, as a long grid does."""
+        self._tell_ended()
+        self._left_in_experiment = max_trials
+        return bool(self._proxies) or not self.finished
+
     @property
     def num_trials(self) -> int:
         """Tune trials of the whole search: every recipe's budget of configurations × target seeds."""
@@ -133,7 +142,10 @@ class RecipeTPESearcher(Searcher):
             if _PARAMS <= t.params.keys() for seed in self._grid.seeds))
 
     def suggest(self, trial_id: str) -> dict | str | None:
+        if self._left_in_experiment <= 0:  # this experiment ends with its running trials; the next one goes on
+            return Searcher.FINISHED
         if self._proxies:  # planned: the trainable looks them up by key
+            self._left_in_experiment -= 1
             return {"trial": self._entry(self._proxies.popleft())}
         self._tell_ended()
         while not self._ready:
@@ -147,6 +159,7 @@ class RecipeTPESearcher(Searcher):
             self._start(recipe, trial.number, trial.params)
         spec = self._ready.popleft()
         self._running[trial_id] = spec
+        self._left_in_experiment -= 1
         return {"trial": self._entry(spec), "spec": spec}  # proposed now: the trainable cannot look it up
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

@@ -260,6 +260,23 @@ def test_a_relaunch_retries_a_configuration_whose_seed_raised_once_for_the_seeds
     assert searcher_for(tmp_path, budget=2, recipes=("good",)).finished  # retried once: nothing is asked again
 
 
+def test_a_search_runs_as_successive_experiments_of_at_most_the_given_number_of_trials(tmp_path):
+    searcher = searcher_for(tmp_path, budget=3, proxies=(make_spec("good", 1e-3, 16, 0.0, 0, role="proxy"),))
+    handed_out = []
+    while searcher.next_experiment(4):
+        experiment = []
+        while (suggestion := searcher.suggest(f"trial-{len(handed_out) + len(experiment)}")) not in (None, "FINISHED"):
+            experiment.append(suggestion)
+        for number, suggestion in enumerate(experiment, start=len(handed_out)):  # the experiment's trials end
+            if "spec" in suggestion:
+                spec = suggestion["spec"]
+                store.write_trial(tmp_path / "results", TrialResult(spec, "ok", evaluations_of(spec)))
+            searcher.on_trial_complete(f"trial-{number}")
+        handed_out.append(len(experiment))
+    assert handed_out == [4, 4, 4, 1]  # one proxy, then 2 recipes × 3 configurations × 2 seeds
+    assert searcher.finished and all(len(trials) == 3 for trials in studies(tmp_path).values())
+
+
 def test_the_same_seed_suggests_the_same_configurations(tmp_path):
     def suggested(root: Path, seed: int) -> dict[str, list[tuple]]:
         drive(searcher_for(root, budget=6, seed=seed, grid=target_grid(seeds=[0])), root / "results")

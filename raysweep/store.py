@@ -81,11 +81,12 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
 def mark_started(results_dir: Path, spec: TrialSpec) -> None:
     """``running/trial-<key>.json``: the trial has started; removed when it is stored or recorded as failed.
 
-    A marker left behind by a killed launch means "interrupted": a relaunch starts that trial again.
+    A marker left behind by a killed launch means "interrupted": a relaunch starts that trial again. Its node and
+    process id say where to look for a trial that seems stuck.
     """
     _write_json(Path(results_dir) / "running" / f"trial-{spec.key}.json",
                 {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
-                 "node": socket.gethostname()})
+                 "node": socket.gethostname(), "pid": os.getpid()})
 
 
 def read_started(results_dir: Path) -> list[dict]:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -62,6 +63,42 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     assert per_trial.eq(1).all()  # no row lost or duplicated
     assert not list(run_dir.glob("checkpoints/*.pt")) and not list(results.glob("running/*"))
     assert {f"trial-{t.key}" for t in planned} >= interrupted and interrupted
+
+
+def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_without_a_failure(local_ray, tmp_path):
+    sweep_data = micro_sweep(name="lost")
+    sweep_data["proxy"].update(lrs=[1.0e-3], tokens_per_param=4)
+    sweep_data["target"].update(lrs=[1.0e-3])
+    sweep_data["training"]["num_evals"] = 8
+    sweep = write_yaml(tmp_path / "lost.yaml", sweep_data)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+    run_dir = tmp_path / "runs" / "lost"
+    killed: list[str] = []
+
+    def kill_the_first_worker_with_a_checkpoint() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            for checkpoint in run_dir.glob("checkpoints/*.pt"):
+                marker = run_dir / "results" / "running" / checkpoint.with_suffix(".json").name
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)  # as the OOM killer does
+                    killed.append(checkpoint.stem.removeprefix("trial-"))
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_first_worker_with_a_checkpoint)
+    killer.start()
+    status, output = launch(cluster)
+    killer.join()
+
+    planned = plan_trials(load_sweep(sweep))
+    assert killed and status == 0, output
+    assert f"Trained {len(planned)} of {len(planned)} planned trials" in output and "failed" not in output
+    frame = read_results(run_dir / "results").to_pandas()
+    assert set(frame["trial_key"]) == {t.key for t in planned} and set(frame["status"]) == {"ok"}
+    victim = frame[frame["trial_key"] == killed[0]]
+    assert not victim.duplicated(["step", "domain"]).any() and victim["step"].nunique() == 8
+    assert not list(run_dir.glob("results/failed/*")) and not list(run_dir.glob("checkpoints/*"))
 
 
 def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(local_ray, tmp_path):

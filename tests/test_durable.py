@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-
+from pathlib import Path
 
 from raysweep.cli import main
 from raysweep.config import load_sweep
@@ -29,15 +29,20 @@ def launch(cluster) -> tuple[int, str]:
     return status, buffer.getvalue()
 
 
-def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_repeating_a_row(local_ray, tmp_path):
-    sweep_data = micro_sweep(name="killed")
+def eight_evaluation_sweep(tmp_path, name: str, **cluster_fields) -> tuple[Path, Path, Path]:
+    """(sweep file, cluster profile, run dir) of a few trials that checkpoint 8 times each, to interrupt."""
+    sweep_data = micro_sweep(name=name)
     sweep_data["proxy"].update(lrs=[1.0e-3], tokens_per_param=4)
     sweep_data["target"].update(lrs=[1.0e-3])
     sweep_data["training"]["num_evals"] = 8
-    sweep = write_yaml(tmp_path / "killed.yaml", sweep_data)
+    sweep = write_yaml(tmp_path / f"{name}.yaml", sweep_data)
     cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs"),
-                                                     "ray": {"num_cpus": 2}, "max_concurrent_trials": 1})
-    run_dir = tmp_path / "runs" / "killed"
+                                                     **cluster_fields})
+    return sweep, cluster, tmp_path / "runs" / name
+
+
+def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_repeating_a_row(local_ray, tmp_path):
+    sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, "killed", ray={"num_cpus": 2}, max_concurrent_trials=1)
     driver = subprocess.Popen([sys.executable, "-m", "raysweep.cli", "launch", str(cluster)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
@@ -66,13 +71,7 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
 
 
 def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_without_a_failure(local_ray, tmp_path):
-    sweep_data = micro_sweep(name="lost")
-    sweep_data["proxy"].update(lrs=[1.0e-3], tokens_per_param=4)
-    sweep_data["target"].update(lrs=[1.0e-3])
-    sweep_data["training"]["num_evals"] = 8
-    sweep = write_yaml(tmp_path / "lost.yaml", sweep_data)
-    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
-    run_dir = tmp_path / "runs" / "lost"
+    sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, "lost")
     killed: list[str] = []
 
     def kill_the_first_worker_with_a_checkpoint() -> None:

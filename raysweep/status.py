@@ -69,8 +69,9 @@ def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
         mine = {key: row for key, row in trials.items() if key in planned}
         walls = sorted(row["wall_s"] for row in mine.values())
         median = walls[len(walls) // 2] if walls else None
+        num_planned = plan.get("num_planned", {}).get(role, len(planned))  # a search's targets: its whole budget
         status = RoleStatus(
-            role, plan.get("num_planned", {}).get(role, len(planned)), len(mine), sum(row["status"] == "diverged" for row in mine.values()),
+            role, num_planned, len(mine), sum(row["status"] == "diverged" for row in mine.values()),
             len(failed & planned - set(mine)), len(started & planned - set(mine) - failed),
             sum(walls) * plan["gpus_per_trial"][role] / 3600, sum(walls) / 3600, median)
         roles.append(status)

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from raysweep import jobs
@@ -79,6 +80,21 @@ def test_ray_up_and_dashboard_forward_command_lines():
     assert jobs.up_args(launcher) == ["up", "-y", "--no-restart", "cluster/h100-cluster.yaml"]
     assert jobs.dashboard_args(launcher, 43001, 8265) == [
         "dashboard", "--port", "43001", "--remote-port", "8265", "cluster/h100-cluster.yaml"]
+
+
+def test_the_shipped_launcher_file_passes_rays_schema_and_starts_every_listed_worker_with_the_token():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster" / "h100-cluster.yaml").read_text())
+    config["provider"].update(head_ip="10.0.0.1", worker_ips=["10.0.0.2", "10.0.0.3"])
+    validate_config(config)
+    prepared = prepare_config(config)
+    validate_config(prepared)
+    workers = prepared["available_node_types"]["local.cluster.node"]
+    assert workers["min_workers"] == workers["max_workers"] == 2  # every listed host joins
+    assert "/home/ubuntu/.ray/auth_token" in config["cluster_synced_files"]  # the head's token reaches the workers
+    assert any("RAY_AUTH_MODE=token" in command for command in config["setup_commands"])
+    assert any("RAY_enable_autoscaler_v2=0" in command for command in config["head_start_ray_commands"])
 
 
 def test_this_rays_up_and_dashboard_take_the_flags_we_pass():

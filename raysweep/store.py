@@ -107,10 +107,15 @@ def write_partial(results_dir: Path, result: TrialResult) -> None:
                  "wall_s": result.wall_s})
 
 
-def read_partial(results_dir: Path, trial_key: str) -> dict | None:
-    """The record ``write_partial`` left for ``trial_key`` ({"evaluations": [...], "wall_s": ...}), or None."""
-    path = Path(results_dir) / "partial" / f"trial-{trial_key}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def read_partial(results_dir: Path, spec: TrialSpec) -> TrialResult | None:
+    """What ``write_partial`` left for ``spec``, as the "partial" result it wrote, or None."""
+    path = Path(results_dir) / "partial" / f"trial-{spec.key}.json"
+    if not path.is_file():
+        return None
+    from raysweep.train import Evaluation, TrialResult  # imports torch, which whoever trains has loaded already
+
+    record = json.loads(path.read_text())
+    return TrialResult(spec, "partial", [Evaluation(**e) for e in record["evaluations"]], record["wall_s"])
 
 
 def read_trial_losses(results_dir: Path, trial_key: str, domain: str = "all") -> list[float]:

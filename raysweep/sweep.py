@@ -14,6 +14,7 @@ launch resumes where it stopped::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import math
@@ -40,6 +41,7 @@ from raysweep.models import count_parameters, resolve_model
 from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
 from raysweep.recipes.streams import describe
 from raysweep.recipes.tokenizer import load_tokenizer
+from raysweep.report_records import LANGUAGE_MODEL, RANDOM_FEATURES
 from raysweep.rf_trials import RFTrialSpec, plan_rf_trials, run_rf_trial
 from raysweep.target_search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
 from raysweep.tiny_lr import check_precision
@@ -213,10 +215,11 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
             searcher = RecipeTPESearcher(sweep.target.search, sweep.target, shortlist, factory.target, results_dir,
                                          run_dir / "studies", proxies, trial_entry(cluster))
             sizing = _largest_targets(sweep, factory, shortlist)
-    _write_plan(run_dir, cluster, sweep, trials, searcher)  # a report or status of a partial run says what is missing
+    # a report or status of a partial run says what is missing
+    planned_keys = _write_plan(run_dir, cluster, sweep, trials, searcher)
     todo = [t for t in trials if t.key not in done]
     num_planned = len(trials) + (searcher.num_trials if searcher else 0)
-    stored = len(trials) - len(todo) + (len(done.intersection(searcher.target_keys())) if searcher else 0)
+    stored = sum(len(done.intersection(keys)) for keys in planned_keys.values())
     console.print(f"[bold]{sweep.name}[/bold]: {num_planned} trials planned, {stored} already stored in "
                   f"{results_dir}")
     if not todo and (searcher is None or searcher.finished):
@@ -243,13 +246,14 @@ def trial_entry(cluster: ClusterConfig) -> TrialEntry:
 
 
 def _write_plan(run_dir: Path, cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep,
-                trials: list[TrialSpec], searcher: RecipeTPESearcher | None) -> None:
+                trials: list[TrialSpec], searcher: RecipeTPESearcher | None) -> dict[str, list[str]]:
+    """Write ``plan.json``; the trial keys it plans per role (a search's targets: those proposed so far)."""
     rf = isinstance(sweep, RandomFeatureSweep)
     keys = {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")}
     if searcher:
         keys["target"] = searcher.target_keys()
     store.write_plan(run_dir, {
-        "family": "random_features" if rf else "language_model",
+        "family": RANDOM_FEATURES if rf else LANGUAGE_MODEL,
         "recipes": list(dict.fromkeys(t.recipe for t in trials)) if rf else [r.name for r in sweep.recipes],
         "trial_keys": keys,
         # a search proposes its targets as it goes: the keys so far, out of this many
@@ -259,6 +263,7 @@ def _write_plan(run_dir: Path, cluster: ClusterConfig, sweep: SweepConfig | Rand
         "gpus_per_trial": ({"proxy": 0.0, "target": 0.0} if rf else
                            {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}),
         "max_concurrent_trials": cluster.max_concurrent_trials})
+    return keys
 
 
 def _run_in_rounds(cluster: ClusterConfig, sweep: SweepConfig, trials: list[TrialSpec], todo: list[TrialSpec],
@@ -284,7 +289,7 @@ def _run_in_rounds(cluster: ClusterConfig, sweep: SweepConfig, trials: list[Tria
                              label=f"round {round_index}/{num_rounds}", searcher=searcher if first else None,
                              asha=sweep.target.asha if first else None,
                              num_searched=searcher.num_trials if searcher and first else 0)
-        waiting = {key for key in waiting if store.read_partial(results_dir, key)}  # paused, not stored or failed
+        waiting = {t.key for t in batch if t.key in waiting and store.read_partial(results_dir, t)}  # paused
         for (model, lr), grid in settings.items():
             pending = [t for row in grid for t in row if t.key in waiting]
             if not pending or round_index < 2:
@@ -315,19 +320,18 @@ def _run_in_rounds(cluster: ClusterConfig, sweep: SweepConfig, trials: list[Tria
 
 def _loss_curve(results_dir: Path, spec: TrialSpec) -> list[float]:
     """The "all" loss at each evaluation a proxy has reached: stored whole, paused, or nothing yet."""
-    partial = store.read_partial(results_dir, spec.key)
+    partial = store.read_partial(results_dir, spec)
     if partial:
-        return [e["losses"]["all"] for e in partial["evaluations"]]
+        return [e.losses["all"] for e in partial.evaluations]
     return store.read_trial_losses(results_dir, spec.key)
 
 
 def _stop(results_dir: Path, spec: TrialSpec) -> float:
     """Store a paused proxy as "stopped" with its evaluations so far; drop its checkpoint; the FLOPs it saved."""
-    partial = store.read_partial(results_dir, spec.key)
-    evaluations = [Evaluation(**e) for e in partial["evaluations"]]
-    store.write_trial(results_dir, TrialResult(spec, "stopped", evaluations, partial["wall_s"]))
+    partial = store.read_partial(results_dir, spec)
+    store.write_trial(results_dir, dataclasses.replace(partial, status="stopped"))
     store.checkpoint_path(results_dir, spec.key).unlink(missing_ok=True)
-    return saved_flops(spec.num_params, spec.num_steps - evaluations[-1].step, spec.batch_size * spec.seq_len)
+    return saved_flops(spec.num_params, spec.num_steps - partial.evaluations[-1].step, spec.batch_size * spec.seq_len)
 
 
 def _spec_of(config: dict, specs: dict[str, TrialSpec]) -> TrialSpec:
@@ -382,15 +386,15 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
 def _recording_report(spec: TrialSpec, results_dir: Path) -> Callable[[Evaluation], None]:
     """Report to Tune after storing the evaluations so far as a partial record (a resumed run starts from the
     record its earlier attempt left), so that a trial ASHA stops inside the report keeps its rows."""
-    earlier = store.read_partial(results_dir, spec.key) or {"evaluations": [], "wall_s": 0.0}
-    evaluations = [Evaluation(**e) for e in earlier["evaluations"]]
+    earlier = store.read_partial(results_dir, spec) or TrialResult(spec, "partial")
+    evaluations = list(earlier.evaluations)
     start = time.perf_counter()
 
     def report(evaluation: Evaluation) -> None:
         if math.isfinite(evaluation.losses["all"]):
             evaluations.append(evaluation)
             store.write_partial(results_dir, TrialResult(spec, "partial", list(evaluations),
-                                                         earlier["wall_s"] + time.perf_counter() - start))
+                                                         earlier.wall_s + time.perf_counter() - start))
         _report_to_tune(spec, evaluation)
 
     return report
@@ -426,7 +430,7 @@ class _TrialProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         spec = _spec_of(trial.config, self.specs)
-        stopped = (spec.role == "target" and store.read_partial(self.results_dir, spec.key)
+        stopped = (spec.role == "target" and store.read_partial(self.results_dir, spec)
                    and not store.read_trial_losses(self.results_dir, spec.key))
         if stopped:  # ASHA stopped it: its evaluations so far become its rows (proxies pause between rounds)
             _stop(self.results_dir, spec)

@@ -10,6 +10,7 @@ trial at a time, as Tune does with ``max_concurrent_trials=1``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import uuid
@@ -106,10 +107,9 @@ class StoreStopped(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         spec = spec_of(trial.config, self.planned)
-        partial = store.read_partial(self.results_dir, spec.key)
+        partial = store.read_partial(self.results_dir, spec)
         if spec.role == "target" and partial and not store.read_trial_losses(self.results_dir, spec.key):
-            evaluations = [Evaluation(**e) for e in partial["evaluations"]]
-            store.write_trial(self.results_dir, TrialResult(spec, "stopped", evaluations, partial["wall_s"]))
+            store.write_trial(self.results_dir, dataclasses.replace(partial, status="stopped"))
 
 
 def run_tune(results_dir: Path, *, searcher: RecipeTPESearcher | None = None, specs: tuple[TrialSpec, ...] = (),

@@ -197,9 +197,12 @@ def _percentile_interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _seed_picks(shape: tuple[int, int], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Seed indices [n_boot, R, S]: each recipe's seeds drawn with replacement, independently."""
+def _seed_picks(shape: tuple[int, int], n_boot: int, rng: np.random.Generator, seeds_paired: bool) -> np.ndarray:
+    """Seed indices [n_boot, R, S], drawn with replacement: once per resample and shared by every recipe when the
+    seeds are paired, else independently for each recipe."""
     n_recipes, n_seeds = shape
+    if seeds_paired:
+        return np.broadcast_to(rng.integers(0, n_seeds, size=(n_boot, 1, n_seeds)), (n_boot, n_recipes, n_seeds))
     return rng.integers(0, n_seeds, size=(n_boot, n_recipes, n_seeds))
 
 
@@ -215,7 +218,8 @@ def rank_transfer(
     n_boot: int = 10000,
     ci: float = 0.95,
     seed: int = 0,
-    paired: bool = False,
+    seeds_paired: bool = True,
+    same_runs: bool = False,
 ) -> dict[str, tuple[float, float, float]]:
     """How well the proxy ranking of recipes transfers to the target, with bootstrap CIs.
 
@@ -225,17 +229,22 @@ def rank_transfer(
     recipes (arXiv 2512.24503; regret as in its App. D.1.1).
 
     point: the statistic on seed means (a mean including +inf is +inf, so ranked worst).
-    low/high: percentile interval at level ``ci`` over ``n_boot`` resamples, each of which draws
-    every recipe's seeds with replacement, independently per recipe and for both arrays, from
-    ``numpy.random.default_rng(seed)`` (proxy indices first, then target indices, each one
-    ``integers(0, n_seeds, size=(n_boot, n_recipes, n_seeds))`` draw, so results reproduce);
-    resamples where a statistic is undefined (NaN, e.g. a constant ranking) are left out of its
-    percentiles. With one seed the interval has zero width.
+    low/high: percentile interval at level ``ci`` over ``n_boot`` resamples of the seeds, drawn with replacement
+    from ``numpy.random.default_rng(seed)`` (proxy indices first, then target indices, so results reproduce);
+    resamples where a statistic is undefined (NaN, e.g. a constant ranking) are left out of its percentiles.
+    With one seed the interval has zero width.
 
-    ``paired=True`` is for two arrays that share runs, as when a fixed target configuration is
-    compared with the tuned targets (a recipe whose best configuration is the fixed one has the
-    same runs on both sides, and column s is seed s on both): the target reuses the proxy's seed
-    indices, so shared runs move together and a statistic of identical arrays has zero width.
+    ``seeds_paired=True`` (the default) is for sweeps whose seed s gives every recipe the same initialisation and
+    data order, as raysweep's trials do (column s is seed s in every row): a resample draws one list of seed
+    indices and applies it to every recipe, so an offset that seed s shares across recipes moves every recipe
+    together instead of posing as a recipe difference. ``seeds_paired=False`` draws each recipe's seeds on its
+    own: for tables whose seeds are not known to be paired (results imported from elsewhere). The proxy and the
+    target are different models, so their draws are independent either way.
+
+    ``same_runs=True`` is for two arrays that share runs, as when a fixed target configuration is compared
+    with the tuned targets (a recipe whose best configuration is the fixed one has the same runs on both sides):
+    the target reuses the proxy's seed indices, so shared runs move together and a statistic of identical arrays
+    has zero width.
 
     The interval describes seed noise only. When recipe gaps are comparable to that noise, seed
     means blur the ranking and the interval undercovers the infinite-seed value of a statistic.
@@ -244,15 +253,15 @@ def rank_transfer(
     target = _as_losses(target, "target", 2)
     if proxy.shape[0] != target.shape[0]:
         raise ValueError(f"proxy has {proxy.shape[0]} recipes but target has {target.shape[0]}")
-    if paired and proxy.shape != target.shape:
-        raise ValueError(f"paired resampling needs equal shapes, got {proxy.shape} and {target.shape}")
+    if same_runs and proxy.shape != target.shape:
+        raise ValueError(f"resampling shared runs needs equal shapes, got {proxy.shape} and {target.shape}")
     if n_boot < 1 or not 0.0 < ci < 1.0:
         raise ValueError(f"need n_boot >= 1 and 0 < ci < 1, got n_boot={n_boot}, ci={ci}")
 
     rng = np.random.default_rng(seed)
     # Row 0 holds the seed means (the point estimate); rows 1.. hold the bootstrap resamples.
-    proxy_picks = _seed_picks(proxy.shape, n_boot, rng)
-    target_picks = proxy_picks if paired else _seed_picks(target.shape, n_boot, rng)
+    proxy_picks = _seed_picks(proxy.shape, n_boot, rng, seeds_paired)
+    target_picks = proxy_picks if same_runs else _seed_picks(target.shape, n_boot, rng, seeds_paired)
     proxy_resampled = _resampled_means(proxy, proxy_picks)
     target_resampled = _resampled_means(target, target_picks)
     proxy_means = np.vstack([proxy.mean(axis=1), proxy_resampled])
@@ -286,7 +295,8 @@ def seed_mean_interval(
     seed noise at a fixed configuration, not the choice of configuration.
     """
     losses = _as_losses(losses, "losses", 1)
-    means = _resampled_means(losses[None], _seed_picks((1, losses.size), n_boot, np.random.default_rng(seed)))
+    picks = _seed_picks((1, losses.size), n_boot, np.random.default_rng(seed), seeds_paired=True)
+    means = _resampled_means(losses[None], picks)
     return (float(losses.mean()), *_percentile_interval(means[:, 0], ci))
 
 
@@ -335,24 +345,38 @@ def within_noise(means: np.ndarray, stds: np.ndarray, z: float = 1.96) -> np.nda
     return flagged
 
 
-def within_noise_of_previous(
-    means: np.ndarray, stds: np.ndarray, num_seeds: np.ndarray, level: float = 0.95
-) -> np.ndarray:
-    """For recipes listed best first: is each one's seed mean within seed noise of the one above it?
+def within_noise_of_previous(losses: np.ndarray, level: float = 0.95, seeds_paired: bool = True) -> np.ndarray:
+    """For recipes listed best first (rows of ``losses`` [R x S]): is each one within seed noise of the one above?
 
-    Recipe i >= 1 is flagged when a two-sided t-test at 1 - ``level`` cannot separate it from recipe
-    i - 1: |m_i - m_{i-1}| <= t * sqrt(s_i^2 / n_i + s_{i-1}^2 / n_{i-1}) (``within_noise`` on
-    standard errors), t the (1 + level) / 2 quantile of Student's t with 2 (n_min - 1) degrees of
-    freedom, n_min the fewest seeds of any recipe. With 2-3 seeds t is large (4.30 at n = 2, 2.78 at
-    n = 3), where z = 1.96 would call too many gaps real. Element 0 is False; nothing is flagged when
-    a recipe has a single seed (no noise estimate). ``stds`` are seed standard deviations (ddof=1).
+    Recipe i >= 1 is flagged when a two-sided t-test at 1 - ``level`` cannot separate it from recipe i - 1.
+
+    * ``seeds_paired=True`` (raysweep's trials: seed s is the same initialisation and data order for every
+      recipe): a paired t-test on the per-seed differences d_s = x_{i,s} - x_{i-1,s}, flagged when
+      |mean d| <= t * sd(d) / sqrt(S), t the (1 + level) / 2 quantile of Student's t with S - 1 degrees of
+      freedom. An offset that a seed shares across recipes cancels in d, so it no longer hides a real gap.
+    * ``seeds_paired=False`` (imported tables): Welch-style on the seed means,
+      |m_i - m_{i-1}| <= t * sqrt(s_i^2 / S + s_{i-1}^2 / S), t with 2 (S - 1) degrees of freedom
+      (``within_noise`` on standard errors).
+
+    With 2-3 seeds t is large (paired: 12.7 at S = 2, 4.30 at S = 3), where z = 1.96 would call too many gaps
+    real. A pair with a diverged seed (+inf) uses the unpaired rule: it is flagged only if both diverged at every
+    seed or a spread is unbounded. Element 0 is False; nothing is flagged with a single seed (no noise estimate).
     """
-    means, stds = _as_pair(means, stds, ("means", "stds"))
-    num_seeds = np.asarray(num_seeds, dtype=float)
-    flags = np.zeros(means.size, dtype=bool)
-    if means.size < 2 or num_seeds.min() < 2:
+    losses = _as_losses(losses, "losses", 2)
+    n_recipes, n_seeds = losses.shape
+    flags = np.zeros(n_recipes, dtype=bool)
+    if n_recipes < 2 or n_seeds < 2:
         return flags
-    z = student_t.ppf((1.0 + level) / 2.0, 2.0 * (num_seeds.min() - 1.0))
-    flagged = within_noise(means, stds / np.sqrt(num_seeds), z=z)
-    flags[1:] = flagged[np.arange(1, means.size), np.arange(means.size - 1)]
+    means, stds = losses.mean(axis=1), seed_std(losses)
+    z = student_t.ppf((1.0 + level) / 2.0, 2.0 * (n_seeds - 1.0))
+    unpaired = within_noise(means, stds / np.sqrt(n_seeds), z=z)
+    flags[1:] = unpaired[np.arange(1, n_recipes), np.arange(n_recipes - 1)]
+    if not seeds_paired:
+        return flags
+    finite = np.isfinite(losses).all(axis=1)
+    both_finite = finite[1:] & finite[:-1]
+    differences = np.where(both_finite[:, None], losses[1:] - np.where(finite[:-1, None], losses[:-1], 0.0), 0.0)
+    t = student_t.ppf((1.0 + level) / 2.0, n_seeds - 1.0)
+    paired = np.abs(differences.mean(axis=1)) <= t * differences.std(axis=1, ddof=1) / np.sqrt(n_seeds)
+    flags[1:] = np.where(both_finite, paired, flags[1:])
     return flags

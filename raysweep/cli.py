@@ -87,6 +87,12 @@ def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
             print(f"raysweep: {err}", file=sys.stderr)
             return EXIT_CONFIG
         console.print(f"Wrote proxy.lrs = {lrs} to {sweep_path}")
+    from raysweep import store
+
+    run_dir = Path(cluster.storage) / sweep.name
+    store.write_lr_window(run_dir, model, window.upper_lr, window.floor_lr)
+    console.print(f"Recorded the window in {run_dir / store.LR_WINDOW_FILE}: the report's chosen {model} lr stays at "
+                  f"or below {window.upper_lr:.2g}")
     return 0
 
 
@@ -122,7 +128,20 @@ def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
         return None
 
 
-def _summarize(path: Path, domain: str, console: Console, metric: str = "loss") -> Report | None:
+def _read_eta_58(run_dir: Path | None, console: Console) -> dict[str, float]:
+    """The Eq. 58 bound per proxy model that ``estimate-lr`` stored for the run; empty when none or unreadable."""
+    from raysweep import store
+
+    try:
+        return {model: float(w["eta_58"]) for model, w in store.read_lr_windows(run_dir).items()} if run_dir else {}
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        console.print(Text(f"{run_dir / store.LR_WINDOW_FILE}: unreadable ({err}); the chosen lr ignores the Eq. 58 "
+                           "bound", style="yellow"))
+        return {}
+
+
+def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
+               seeds_paired: bool = True) -> Report | None:
     """The report of a run directory or Parquet table; None, with the reason on stderr, when there is none."""
     from raysweep import report  # pandas and pyarrow: only when reporting
 
@@ -130,14 +149,15 @@ def _summarize(path: Path, domain: str, console: Console, metric: str = "loss") 
         table, run_dir, unreadable = report.load_results(path)
         plan = _read_plan(run_dir, console)
         return report.summarize(table, domain=domain, standard_lr=plan.standard_lr if plan else None, plan=plan,
-                                metric=metric, source=str(path), unreadable=unreadable)
+                                metric=metric, source=str(path), unreadable=unreadable,
+                                eta_58=_read_eta_58(run_dir, console), seeds_paired=seeds_paired)
     except report.ReportError as err:
         print(f"raysweep report: {err}", file=sys.stderr)
         return None
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
-    summary = _summarize(Path(args.path), args.domain, console, args.metric)
+    summary = _summarize(Path(args.path), args.domain, console, args.metric, not args.independent_seeds)
     if summary is None:
         return EXIT_NO_REPORT
     from raysweep.render import print_report
@@ -190,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
                                help="what ranks the proxies: their validation loss (default), or their accumulated "
                                     "gradient alignment with the validation loss (higher first; needs "
                                     "proxy.alignment_every in the sweep file); targets are scored by their loss")
+    report_parser.add_argument("--independent-seeds", action="store_true",
+                               help="resample each recipe's seeds on its own, for tables whose seed s is not the "
+                                    "same initialisation and data order for every recipe (runs made elsewhere); "
+                                    "raysweep's own runs are paired, and paired resampling is the default")
     report_parser.add_argument("--html", metavar="OUT.html",
                                help="also write one self-contained HTML page (figures inlined); the PNGs go to "
                                     "OUT_figures/ beside it unless --figures says otherwise")

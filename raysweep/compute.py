@@ -19,7 +19,7 @@ from raysweep.report_records import CheckpointPoint, ComputeRow, Interval, Proxy
 
 
 def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarray,
-                     n_boot: int) -> list[CheckpointPoint]:
+                     n_boot: int, seeds_paired: bool) -> list[CheckpointPoint]:
     """One proxy setting's Spearman and regret@1 at each intermediate checkpoint, against the final tuned targets.
 
     A run that diverged counts as +inf at every checkpoint after it stopped; a checkpoint where some recipe
@@ -46,7 +46,7 @@ def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarra
         if j == len(by_step.columns) - 1:
             spearman_stat, regret_stat = setting.agreement.spearman, setting.agreement.regret[1]
         else:
-            stats = rank_transfer(block.to_numpy(float), tuned, ks=(1,), n_boot=n_boot)
+            stats = rank_transfer(block.to_numpy(float), tuned, ks=(1,), n_boot=n_boot, seeds_paired=seeds_paired)
             spearman_stat, regret_stat = Interval(*stats["spearman"]), Interval(*stats["regret@1"])
         flops = training_flops(num_params, np.minimum(last_tokens, tokens_per_step * step)).sum()
         points.append(CheckpointPoint(setting.model, setting.lr, int(step), float(flops), spearman_stat, regret_stat))

@@ -40,7 +40,7 @@ def settle_check(model: str, lr: float, checkpoint: int, previous: np.ndarray, c
     ``confidence``. An undefined ρ (every recipe tied, e.g. all diverged) never counts as settled.
     """
     point, low, high = rank_transfer(previous, current, ks=(), n_boot=N_BOOT, ci=2 * rule.confidence - 1,
-                                     paired=True)["spearman"]
+                                     same_runs=True)["spearman"]
     return Settling(model, lr, checkpoint, (point, low, high), not math.isnan(low) and low >= rule.min_spearman)
 
 

@@ -110,7 +110,7 @@ def spearman_vs_lr(report: Report) -> Figure:
                 ax.plot(s.lr, s.agreement.spearman.point, "*", ms=16, color=color, mec="black", zorder=5)
             if s.is_standard:
                 ax.plot(s.lr, s.agreement.spearman.point, "s", ms=11, mfc="none", mec="black", mew=1.5, zorder=5)
-    ax.plot([], [], "*", ms=12, color="grey", mec="black", label="chosen lr (smallest without divergence)")
+    ax.plot([], [], "*", ms=12, color="grey", mec="black", label="chosen lr (smallest inside the tiny-lr window)")
     ax.plot([], [], "s", ms=9, mfc="none", mec="black", label="standard lr (baseline)")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xscale="log", xlabel="proxy peak learning rate (log scale)", ylabel=f"Spearman ρ vs {terms.target} ranking")
@@ -251,6 +251,28 @@ def checkpoints(report: Report) -> Figure:
     return figure
 
 
+def chosen_vs_best(report: Report) -> Figure:
+    """Finding I (paper Fig. 4a): per recipe, the proxy's loss at the chosen lr against its own best over its lr
+    sweep; points above the diagonal are recipes where the tiny-lr proxy is the worse model."""
+    main, terms = report.main, report.terms()
+    models = [m for m in _models(report) if main.chosen_vs_own_best(m)]
+    figure, axes = _panels(len(models), f"(g) Proxy loss at the chosen lr vs its own best lr ({main.domain})")
+    for ax, model in zip(axes, models):
+        rows = [r for r in main.chosen_vs_own_best(model) if np.isfinite(r[1]) and np.isfinite(r[2])]
+        for index, (recipe, chosen, best, _) in enumerate(rows):
+            ax.plot(best, chosen, "o", color=_recipe_style(index)[0], ms=8, label=recipe)
+        values = [v for r in rows for v in r[1:3]]
+        if values:
+            ax.plot([min(values), max(values)], [min(values), max(values)], "--", color="grey", lw=0.8,
+                    label="y = x")
+        lr = next(s.lr for s in main.chosen() if s.model == model)
+        ax.set(xlabel=f"{model}: best loss over its lr sweep ({terms.loss_unit})",
+               ylabel=f"loss at the chosen lr {lr:g} ({terms.loss_unit})")
+        ax.grid(alpha=0.3)
+        _legend_outside(ax, terms.recipe, None)
+    return figure
+
+
 def draw_figures(report: Report) -> list[FigureImage]:
     """Every figure the report's data supports, as PNG bytes, in the order (a) … (f)."""
     has_agreement = any(s.agreement for s in report.main.proxies)
@@ -271,5 +293,8 @@ def draw_figures(report: Report) -> list[FigureImage]:
          spearman_by_domain, has_agreement),
         ("f_checkpoints.png", "Spearman over proxy training steps and regret@1 against cumulative proxy compute, "
          "from the intermediate checkpoints (paper Fig. 29).", checkpoints, bool(report.checkpoints)),
+        ("g_chosen_vs_best.png", "Each recipe's proxy loss at the chosen lr against the same proxy's best over its "
+         "lr sweep (paper Fig. 4a, Finding I).", chosen_vs_best,
+         report.metric == "loss" and any(report.main.chosen_vs_own_best(m) for m in _models(report))),
     ]
     return [FigureImage(name, caption, _png(draw(report))) for name, caption, draw, drawable in plans if drawable]

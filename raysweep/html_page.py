@@ -14,7 +14,7 @@ import base64
 from html import escape
 
 from raysweep.figures import FigureImage
-from raysweep.render import TextTable, tables, verdict
+from raysweep.render import TextTable, finding_one, tables, verdict
 from raysweep.report_records import RANDOM_FEATURES, Report
 
 STYLE = """
@@ -66,6 +66,7 @@ def html_page(report: Report, figures: list[FigureImage]) -> str:
         f'<p class="source">{escape(report.source)} · ranked by validation domain "{escape(report.main.domain)}" · '
         f"{escape(units)} · 95% bootstrap CIs over seeds</p>",
         f'<p class="verdict">{escape(verdict(report))}</p>',
+        *[f"<p>{escape(line)}</p>" for line in finding_one(report)],
         "<h2>Tables</h2>", *[_table(t) for t in tables(report)],
         *(["<h2>Missing or left out</h2>", f"<ul>{missing}</ul>"] if missing else []), diverged,
         *(["<h2>Figures</h2>", *[_figure(f) for f in figures]] if figures else []),

@@ -10,7 +10,7 @@ the float-precision floor of the weights gives the lower end::
     window.floor_lr, window.upper_lr          # the proxy learning rates worth sweeping lie in between
 
 The training-horizon floor (an lr too small for the step budget under-trains; Theorem 2's c0/T) is not
-estimated: check it with the proxy sweep itself, whose report shows rank agreement per learning rate.
+estimated here: the proxy sweep's report checks it from the proxies themselves (``raysweep.lr_choice``).
 """
 
 from __future__ import annotations
@@ -119,9 +119,15 @@ def print_window(window: LRWindow, console) -> None:
 
 
 def window_lrs(window: LRWindow, standard_lr: float, count: int = 4) -> list[float]:
-    """`count` log-spaced rates over the upper three decades of the window, plus the standard lr (the baseline)."""
-    low = max(window.floor_lr, window.upper_lr / 1000)
-    rates = np.geomspace(low, window.upper_lr, count) if window.floor_lr < window.upper_lr else np.array([])
+    """`count` log-spaced rates over the two decades below the window's upper end, plus the standard lr.
+
+    The upper end is min(Eq. 58 bound, standard lr / 10) (App. C: one to two orders of magnitude below the standard
+    lr); two decades below it the step budget may under-train, so the grid brackets the window from both sides and
+    the report's horizon check finds where it starts.
+    """
+    upper = min(window.upper_lr, standard_lr / 10)
+    low = max(window.floor_lr, upper / 100)
+    rates = np.geomspace(low, upper, count) if low < upper else np.array([])
     return sorted({float(f"{rate:.2g}") for rate in rates} | {standard_lr})
 
 

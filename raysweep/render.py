@@ -165,8 +165,9 @@ def reliability_table(report: Report) -> TextTable:
     for baseline in report.fixed_configs:
         label = "fixed target config (baseline)" + (f", {baseline.label}" if baseline.label else "")
         add(f"{report.target_model} @ {baseline.config}", label, baseline.agreement)
-    notes = ["chosen: the model's smallest lr without a diverged run (the tiny-lr rule, fixed before the targets); "
-             "best in hindsight: highest Spearman, knowable only after training the targets."]
+    notes = ["chosen: the model's smallest lr inside the tiny-lr window, decided from the proxies alone before the "
+             "targets (see the table of lr checks); best in hindsight: highest Spearman, knowable only after "
+             "training the targets."]
     if report.fixed_configs:
         notes.append("Fixed target config: every recipe trained at one target configuration (DataDecide-style) and "
                      "ranked against the per-recipe tuned ranking; paired bootstrap, as both share runs.")
@@ -238,8 +239,57 @@ def tables(report: Report) -> list[TextTable]:
     candidates = [decision_table(report)]
     if any(s.agreement for s in main.proxies) or report.fixed_configs:
         candidates += [reliability_table(report), domain_table(report)]
-    candidates += [checkpoint_table(report), compute_table(report)]
+    candidates += [lr_choice_table(report), checkpoint_table(report), compute_table(report)]
     return [t for t in candidates if t.rows]
+
+
+def lr_choice_table(report: Report) -> TextTable:
+    """How each proxy model's lr was chosen: every lr's checks and why each one below the chosen was rejected."""
+    main = report.main
+    columns = [Column("proxy", False), Column("lr"), Column("tiny?", False),
+               Column("neighbours within\nseed noise"), Column("ranking vs next lr up\nSpearman"),
+               Column("decision", False)]
+    rows, notes = [], []
+    for choice in main.lr_choices:
+        for check in choice.checks:
+            share = f"{check.share_within_noise:.0%}" if check.share_within_noise is not None else "–"
+            stability = f"{ci(check.stability)} (lr {check.next_lr:g})" if check.stability else "–"
+            if check.lr == choice.lr:
+                decision = "chosen" if choice.trusted else "chosen (fallback: " + "; ".join(check.reasons) + ")"
+            elif check.lr < choice.lr:
+                decision = "rejected: " + "; ".join(check.reasons)
+            else:
+                decision = "; ".join(check.reasons) or "in the window (a smaller lr passed first)"
+            rows.append([choice.model, f"{check.lr:g}", "yes" if check.is_tiny else "no", share, stability, decision])
+        bound = f", Eq. 58 bound {choice.eta_58:.3g}" if choice.eta_58 is not None else ", Eq. 58 bound not estimated"
+        floor = f", precision floor {choice.precision_floor:.2g}" if choice.precision_floor is not None else ""
+        notes.append(f"{choice.model}: standard lr {choice.standard_lr:g}, window's upper end {choice.upper_lr:.3g} "
+                     f"(standard / 10{bound}){floor}." + (f" {choice.caveat}." if choice.caveat else ""))
+    notes.append("Rule: the smallest lr that is tiny (≤ standard / 10 and ≤ the Eq. 58 bound), above the precision "
+                 "floor, without divergence, and above the horizon floor: at most half its neighbouring recipes "
+                 "within paired seed noise, and a ranking that agrees with the next lr up beyond seed noise "
+                 "(Spearman CI above 0). No target run is read.")
+    return TextTable("How the proxy lr was chosen (from the proxies alone)", columns, rows, notes)
+
+
+def finding_one(report: Report) -> list[str]:
+    """Finding I (Fig. 4a): each proxy model's loss at the chosen lr against its own best over the lr sweep."""
+    if report.metric != "loss":
+        return []
+    lines = []
+    for model in sorted({s.model for s in report.main.chosen()}):
+        rows = report.main.chosen_vs_own_best(model)
+        finite = [(c, b) for _, c, b, _ in rows if np.isfinite(c) and np.isfinite(b)]
+        if not finite:
+            continue
+        gaps = np.array([c - b for c, b in finite])
+        best_lrs = sorted({lr for *_, lr in rows})
+        chosen_lr = next(s.lr for s in report.main.chosen() if s.model == model)
+        lines.append(f"Finding I: {model} at the chosen lr {chosen_lr:g} ends {gaps.mean():.3f} "
+                     f"{report.terms().loss_unit} above its own best over the lr sweep (per {report.terms().recipe}: "
+                     f"{gaps.min():.3f} to {gaps.max():.3f}; best at lr {', '.join(f'{lr:g}' for lr in best_lrs)}): "
+                     "a tiny-lr proxy is a worse model and is used for its ranking, not its loss.")
+    return lines
 
 
 def _stats(agreement: Agreement, bits_per_nat: float | None) -> str:
@@ -288,11 +338,17 @@ def verdict(report: Report) -> str:
                      "add target seeds before committing")
     scored = [s for s in main.proxies if s.agreement]
     ranked_by = " ranked by gradient alignment" if report.metric == "alignment" else ""
+    untrusted = {c.model for c in main.lr_choices if not c.trusted}
     for s in (s for s in scored if s.is_chosen):
-        parts.append(f"proxy {s.model}{ranked_by} at the chosen lr {s.lr:g} {_trust(s.agreement.spearman)}: "
+        caveat = " (a fallback: no lr passed the window's checks)" if s.model in untrusted else ""
+        parts.append(f"proxy {s.model}{ranked_by} at the chosen lr {s.lr:g}{caveat} {_trust(s.agreement.spearman)}: "
                      f"{_stats(s.agreement, main.bits_per_nat)}")
     for s in (s for s in scored if s.is_standard and not s.is_chosen):
         parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat)}")
+        chosen = next((c for c in scored if c.is_chosen and c.model == s.model), None)
+        if chosen and not _clearly_below(s.agreement.spearman, chosen.agreement.spearman):
+            parts.append(f"here the standard lr ranks {_as_well(s.agreement.spearman, chosen.agreement.spearman)} "
+                         f"the chosen tiny lr: this run does not show a tiny-lr advantage for {s.model}")
     for s in (s for s in main.best_in_hindsight() if not s.is_chosen and not s.is_standard):
         parts.append(f"{s.model}'s best lr in hindsight, {s.lr:g}: Spearman {ci(s.agreement.spearman)}")
     if not scored:
@@ -300,6 +356,10 @@ def verdict(report: Report) -> str:
     if report.missing:
         parts.append(f"{len(report.missing)} gap(s) listed above")
     return "Verdict: " + "; ".join(parts) + "."
+
+
+def _as_well(standard: Interval, chosen: Interval) -> str:
+    return "better than" if standard.point > chosen.point and standard.low > chosen.high else "as well as (within seed noise)"
 
 
 def _clearly_below(stat: Interval, best: Interval) -> bool:
@@ -385,4 +445,6 @@ def print_report(report: Report, console: Console) -> None:
         console.print(f"{report.num_diverged} run(s) diverged; their loss counts as +inf.")
     for line in report.missing:
         console.print(Text.assemble(("missing: ", "yellow"), line))
+    for line in finding_one(report):
+        console.print(Text(line), soft_wrap=True)
     console.print(Text(verdict(report), style="bold"), soft_wrap=True)

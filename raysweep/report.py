@@ -13,12 +13,17 @@ The rules, in the order a reader meets them:
   ignores the luck of picking the configuration. Each domain is tuned on its own loss.
 - Every proxy setting (model, lr) ranks recipes by seed-mean loss and is scored against the tuned targets:
   Spearman, Kendall tau, pairs ordered right, top-k regret, with 95% bootstrap CIs over seeds.
-- The *chosen* proxy lr, per model, is the smallest lr at which no proxy run diverged: the paper's tiny-lr
-  rule, fixed before looking at targets. The setting with the best Spearman is only labelled, as hindsight.
+- The *chosen* proxy lr, per model, is the smallest lr inside the tiny-lr window (``raysweep.lr_choice``: at
+  most standard / 10 and the Eq. 58 bound, above the precision and horizon floors, no divergence), decided
+  from the proxies alone, before looking at targets. The setting with the best Spearman is only labelled, as
+  hindsight.
 - Baselines from the same runs: the proxy at the sweep's *standard* lr, and each *fixed target
   configuration* (DataDecide-style: one configuration for every recipe) scored against the tuned ranking.
-- Noise: a recipe whose seed mean a t-test cannot separate from the recipe ranked just above it is
-  flagged (``analysis.within_noise_of_previous``), for the tuned targets and for each proxy ranking.
+- Seeds are paired: seed s is the same initialisation and data order for every recipe, so bootstrap resamples
+  draw seed indices jointly across recipes and noise flags are paired t-tests
+  (``analysis.within_noise_of_previous``: a recipe the test cannot separate from the one ranked just above it),
+  for the tuned targets and for each proxy ranking. ``seeds_paired=False`` resamples each recipe's seeds on its
+  own, for tables whose seeds are not known to be paired.
 - Compute (``raysweep.compute``): 6 · num_params · tokens per trial; each intermediate proxy checkpoint is
   scored against the final tuned targets, beside the proxy FLOPs spent up to it.
 - Comparisons list recipes alphabetically, so a tie in a ranking never breaks in favour of the tuned best.
@@ -53,9 +58,10 @@ import pyarrow.parquet as pq
 
 from raysweep.analysis import rank_transfer, seed_mean_interval, seed_std, spearman, within_noise_of_previous
 from raysweep.compute import checkpoint_curve, compute_by_role
+from raysweep.lr_choice import choose_lr
 from raysweep.report_records import (LANGUAGE_MODEL, METRICS, RANDOM_FEATURES, Agreement, DomainSummary,
-                                     FixedConfigBaseline, Interval, LossCurve, Plan, ProxySetting, RankHeatmap,
-                                     RegretCurve, Report, TargetConfig, TunedTarget)
+                                     FixedConfigBaseline, Interval, LossCurve, LrChoice, Plan, ProxySetting,
+                                     RankHeatmap, RegretCurve, Report, TargetConfig, TunedTarget)
 from raysweep.store import read_failures
 
 KS = (1, 2, 3)
@@ -160,7 +166,8 @@ def _ranked_by_alignment(frame: pd.DataFrame, last_step: pd.Series) -> tuple[pd.
 
 def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = None, plan: Plan | None = None,
               metric: str = "loss", n_boot: int = 10_000, n_boot_figures: int = 2_000,
-              source: str = "results table", unreadable: list[str] | None = None) -> Report:
+              source: str = "results table", unreadable: list[str] | None = None,
+              eta_58: dict[str, float] | None = None, seeds_paired: bool = True) -> Report:
     """Reduce the results table to a ``Report`` ranked by ``domain``, its proxies by ``metric`` (``METRICS``).
 
     ``standard_lr`` is the lr a fixed-configuration proxy would use (the baseline); None takes each proxy
@@ -168,6 +175,9 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     and names the sweep family (without it, the table's target model does).
     Headline CIs use ``n_boot`` resamples; the many CIs behind figures use ``n_boot_figures``. ``unreadable``
     lists result files ``load_results`` could not read; they head the report's list of what is missing.
+    ``eta_58`` maps a proxy model to the Eq. 58 bound ``raysweep estimate-lr`` stored for the run; the chosen lr
+    stays below it. ``seeds_paired`` says whether seed s is the same initialisation and data order for every
+    recipe (raysweep's own runs; False for tables from elsewhere).
     """
     if metric not in METRICS:
         raise ReportError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
@@ -190,9 +200,10 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         domains = ["all"]
     final = frame[frame["step"] == last_step.loc[frame.index]]
     summaries, notes = {}, []
+    window = _Window(standard_lr, eta_58 or {}, plan.precision_floor_lr if plan else None, seeds_paired)
     for name in domains:
         summaries[name], losses, domain_notes = _summarize_domain(
-            name, final[final["domain"] == name], standard_lr, n_boot if name == domain else n_boot_figures, family)
+            name, final[final["domain"] == name], window, n_boot if name == domain else n_boot_figures, family)
         if name == domain:
             main_losses, notes = losses, domain_notes
     main = summaries[domain]
@@ -200,14 +211,14 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     proxy_rows = frame[(frame["domain"] == domain) & (frame["role"] == "proxy")]
     settings = {(s.model, s.lr): s for s in main.proxies if s.agreement}
     checkpoints = [point for (model, lr), rows in proxy_rows.groupby(["model", "lr"]) if (model, lr) in settings
-                   for point in checkpoint_curve(rows, settings[(model, lr)], tuned, n_boot_figures)]
+                   for point in checkpoint_curve(rows, settings[(model, lr)], tuned, n_boot_figures, seeds_paired)]
     rf = family == RANDOM_FEATURES  # one optimum per dataset: no target configurations, no target lr
     fixed_configs, num_configs = ([], 0) if rf else _fixed_configs(main_losses.target_runs, main.recipes,
-                                                                   main_losses.tuned, n_boot, notes)
+                                                                   main_losses.tuned, n_boot, notes, seeds_paired)
     return Report(
         source=source, main=main, domains=list(summaries.values()), fixed_configs=fixed_configs,
         num_target_configs=num_configs,
-        regret_curves=_regret_curves(main, main_losses, n_boot_figures),
+        regret_curves=_regret_curves(main, main_losses, n_boot_figures, seeds_paired),
         heatmaps=[] if rf else _heatmaps(main, main_losses),
         loss_curves=[c for c in _loss_curves(main, main_losses) if not (rf and c.role == "target")],
         checkpoints=checkpoints, compute=compute_by_role(trial_keys),
@@ -215,6 +226,16 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None,
         family=family, metric=metric)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What the chosen-lr rule and the seed statistics need beyond the table; internal to ``summarize``."""
+
+    standard_lr: float | None
+    eta_58: dict[str, float]
+    precision_floor: float | None
+    seeds_paired: bool
 
 
 @dataclass(frozen=True)
@@ -234,14 +255,14 @@ class _Losses:
     """Target loss by (recipe, lr, batch_size, weight_decay, seed)."""
 
 
-def _summarize_domain(domain: str, rows: pd.DataFrame, standard_lr: float | None, n_boot: int,
+def _summarize_domain(domain: str, rows: pd.DataFrame, window: _Window, n_boot: int,
                       family: str) -> tuple[DomainSummary, _Losses, list[str]]:
     """One domain's tuned targets and proxy settings; the notes say what is missing."""
     notes: list[str] = []
     runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
     target_runs = runs_of["target"].groupby(["recipe", *CONFIG, "seed"])[["loss", "bits_per_byte"]].mean()
     config_loss = target_runs["loss"].groupby(level=["recipe", *CONFIG]).mean()
-    targets, tuned_block = _tune(target_runs, config_loss, n_boot)
+    targets, tuned_block = _tune(target_runs, config_loss, n_boot, window.seeds_paired)
     proxy_recipes = sorted(runs_of["proxy"]["recipe"].unique())
     target_recipes = [t.recipe for t in targets]
     if targets and proxy_recipes:
@@ -264,12 +285,13 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, standard_lr: float | None
     if family == LANGUAGE_MODEL and any(t.num_seeds < 2 for t in targets):  # an optimum is one computation
         notes.append("one target seed only: seed noise unknown, no recipe pair flagged as within noise")
     proxy_runs = runs_of["proxy"].groupby(["model", "lr", "recipe", "seed"])[["loss", "bits_per_byte"]].mean()
-    proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes)
-    proxies = _label_settings(proxies, standard_lr, proxy_runs, notes)
+    proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes, window.seeds_paired)
+    proxies, lr_choices = _label_settings(proxies, matrices, window, proxy_runs, notes)
     bits = rows.loc[np.isfinite(rows["loss"]) & (rows["loss"] > 0), ["bits_per_byte", "loss"]].dropna()
     summary = DomainSummary(
         domain=domain, recipes=recipes, targets=targets, proxies=proxies,
-        bits_per_nat=float((bits["bits_per_byte"] / bits["loss"]).median()) if len(bits) else None)
+        bits_per_nat=float((bits["bits_per_byte"] / bits["loss"]).median()) if len(bits) else None,
+        lr_choices=lr_choices)
     proxy_by_lr = proxy_runs["loss"].groupby(level=["model", "recipe", "lr"]).mean().unstack("lr")
     target_by_lr = config_loss.groupby(level=["recipe", "lr"]).min().unstack("lr")
     return summary, _Losses(tuned_block if tuned is not None else None, matrices, target_by_lr, proxy_by_lr,
@@ -282,8 +304,8 @@ def _common_seeds(block: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
     return block.loc[:, complete], [int(s) for s in block.columns[~complete]]
 
 
-def _tune(target_runs: pd.DataFrame, config_loss: pd.Series,
-          n_boot: int) -> tuple[list[TunedTarget], pd.DataFrame]:
+def _tune(target_runs: pd.DataFrame, config_loss: pd.Series, n_boot: int,
+          seeds_paired: bool) -> tuple[list[TunedTarget], pd.DataFrame]:
     """Each recipe's best configuration by seed-mean loss, best recipe first, and its seeds' losses [recipe × seed]."""
     targets, blocks = [], {}
     for recipe, key in config_loss.groupby(level="recipe").idxmin().items():
@@ -299,10 +321,12 @@ def _tune(target_runs: pd.DataFrame, config_loss: pd.Series,
     if not targets:
         return [], pd.DataFrame()
     targets.sort(key=lambda t: (t.loss.point, t.recipe))
-    flags = within_noise_of_previous([t.loss.point for t in targets], [t.seed_std for t in targets],
-                                     [t.num_seeds for t in targets])
+    block = pd.DataFrame(blocks).T.reindex([t.recipe for t in targets])
+    common, _ = _common_seeds(block)  # the noise test compares seed s with seed s
+    flags = (within_noise_of_previous(common.to_numpy(float), seeds_paired=seeds_paired) if common.shape[1]
+             else np.zeros(len(targets), dtype=bool))
     targets = [replace(t, within_noise_of_previous=bool(flag)) for t, flag in zip(targets, flags)]
-    return targets, pd.DataFrame(blocks).T.reindex([t.recipe for t in targets])
+    return targets, block
 
 
 def _agreement(stats: dict[str, tuple[float, float, float]]) -> Agreement:
@@ -312,7 +336,8 @@ def _agreement(stats: dict[str, tuple[float, float, float]]) -> Agreement:
 
 
 def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndarray | None, n_boot: int,
-                    notes: list[str]) -> tuple[list[ProxySetting], dict[tuple[str, float], np.ndarray]]:
+                    notes: list[str], seeds_paired: bool
+                    ) -> tuple[list[ProxySetting], dict[tuple[str, float], np.ndarray]]:
     """Every (model, lr) that has runs for all ``recipes``, scored against the tuned targets when there are any."""
     settings, matrices = [], {}
     if not recipes:
@@ -335,11 +360,11 @@ def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndar
         matrix = complete.to_numpy(float)
         means, stds = matrix.mean(axis=1), seed_std(matrix)
         order = np.argsort(means, kind="stable")
-        flags = within_noise_of_previous(means[order], stds[order], [matrix.shape[1]] * len(recipes))
+        flags = within_noise_of_previous(matrix[order], seeds_paired=seeds_paired)
         recipe_bits = bits.loc[(model, lr)].reindex(recipes)[complete.columns].mean(axis=1, skipna=False)
         agreement = None
         if tuned is not None and len(recipes) >= 2:
-            agreement = _agreement(rank_transfer(matrix, tuned, ks=KS, n_boot=n_boot))
+            agreement = _agreement(rank_transfer(matrix, tuned, ks=KS, n_boot=n_boot, seeds_paired=seeds_paired))
         settings.append(ProxySetting(
             model=str(model), lr=float(lr), mean_loss=dict(zip(recipes, means.tolist())),
             seed_std=dict(zip(recipes, stds.tolist())),
@@ -355,30 +380,32 @@ def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndar
     return settings, matrices
 
 
-def _label_settings(settings: list[ProxySetting], standard_lr: float | None, proxy_runs: pd.DataFrame,
-                    notes: list[str]) -> list[ProxySetting]:
-    """Mark each model's chosen lr (smallest without divergence) and its standard lr (the baseline)."""
-    labelled = []
+def _label_settings(settings: list[ProxySetting], matrices: dict[tuple[str, float], np.ndarray], window: _Window,
+                    proxy_runs: pd.DataFrame, notes: list[str]) -> tuple[list[ProxySetting], list[LrChoice]]:
+    """Mark each model's chosen lr (``lr_choice.choose_lr``) and its standard lr (the baseline)."""
+    labelled, choices = [], []
     for model in sorted({s.model for s in settings}):
-        own = sorted((s for s in settings if s.model == model), key=lambda s: s.lr)
-        chosen = next((s for s in own if s.num_diverged == 0), own[0])
-        if chosen.num_diverged:
-            notes.append(f"proxy {model}: runs diverged at every lr; the smallest lr is shown as chosen")
+        own = [s for s in settings if s.model == model]
         run_lrs = proxy_runs.xs(model, level="model").index.get_level_values("lr")
-        standard = standard_lr if standard_lr is not None else float(run_lrs.max())
+        standard = window.standard_lr if window.standard_lr is not None else float(run_lrs.max())
         if not np.isclose(run_lrs, standard, rtol=1e-9).any():
             notes.append(f"proxy {model}: no runs at the standard lr {standard:g}; no standard-lr baseline")
-        labelled += [replace(s, is_chosen=s is chosen, is_standard=bool(np.isclose(s.lr, standard, rtol=1e-9)))
-                     for s in own]
-    return labelled
+        choice = choose_lr(own, {s.lr: matrices[(model, s.lr)] for s in own}, standard, window.eta_58.get(model),
+                           window.precision_floor, window.seeds_paired)
+        if not choice.trusted:
+            notes.append(f"proxy {model}: {choice.caveat}")
+        choices.append(choice)
+        labelled += [replace(s, is_chosen=s.lr == choice.lr, is_standard=bool(np.isclose(s.lr, standard, rtol=1e-9)))
+                     for s in sorted(own, key=lambda s: s.lr)]
+    return labelled, choices
 
 
 def _fixed_configs(runs: pd.Series, recipes: list[str], tuned_block: pd.DataFrame | None, n_boot: int,
-                   notes: list[str]) -> tuple[list[FixedConfigBaseline], int]:
+                   notes: list[str], seeds_paired: bool) -> tuple[list[FixedConfigBaseline], int]:
     """DataDecide-style baseline: rank every recipe at one shared target configuration, against the tuned ranking.
 
     Both sides use the same runs where a recipe's best configuration is the fixed one, so the bootstrap is
-    paired (``rank_transfer(paired=True)``) over the seeds both sides have.
+    over shared runs (``rank_transfer(same_runs=True)``) on the seeds both sides have.
     """
     if tuned_block is None:
         return [], 0
@@ -405,18 +432,18 @@ def _fixed_configs(runs: pd.Series, recipes: list[str], tuned_block: pd.DataFram
         (candidates[0], f"best of {count}"), (candidates[count // 2], f"median of {count}"),
         (candidates[-1], f"worst of {count}")]
     return [FixedConfigBaseline(config, label, _agreement(rank_transfer(fixed, tuned, ks=KS, n_boot=n_boot,
-                                                                        paired=True)))
+                                                                        seeds_paired=seeds_paired, same_runs=True)))
             for (_, config, fixed, tuned), label in shown], num_configs
 
 
-def _regret_curves(main: DomainSummary, losses: _Losses, n_boot: int) -> list[RegretCurve]:
+def _regret_curves(main: DomainSummary, losses: _Losses, n_boot: int, seeds_paired: bool) -> list[RegretCurve]:
     """Top-k regret for every k, per compared proxy setting (figure b)."""
     if losses.tuned is None or len(main.recipes) < 2:
         return []
     ks = tuple(range(1, len(main.recipes) + 1))
     curves = []
     for (model, lr), matrix in losses.proxies.items():
-        stats = rank_transfer(matrix, losses.tuned.to_numpy(float), ks=ks, n_boot=n_boot)
+        stats = rank_transfer(matrix, losses.tuned.to_numpy(float), ks=ks, n_boot=n_boot, seeds_paired=seeds_paired)
         curves.append(RegretCurve(model, lr, [Interval(*stats[f"regret@{k}"]) for k in ks]))
     return curves
 

@@ -90,9 +90,47 @@ class ProxySetting:
     agreement: Agreement | None
     """None without tuned targets to compare with."""
     is_chosen: bool
-    """The model's smallest lr without a diverged run: the setting the decision table uses."""
+    """The model's lr chosen inside the tiny-lr window (``raysweep.lr_choice``): the setting the decision table
+    uses."""
     is_standard: bool
     """The sweep's standard lr: the fixed-configuration proxy baseline."""
+
+
+@dataclass(frozen=True)
+class LrCheck:
+    """One proxy lr against the window's checks (``raysweep.lr_choice``)."""
+
+    lr: float
+    is_tiny: bool
+    """At most standard lr / 10 and, when estimated, the Eq. 58 bound."""
+    diverged: bool
+    share_within_noise: float | None
+    """Share of neighbouring recipe pairs in this lr's ranking within paired seed noise; None with one seed."""
+    next_lr: float | None
+    stability: Interval | None
+    """Spearman of this lr's ranking against ``next_lr``'s, with its 95% bootstrap interval."""
+    reasons: list[str]
+    """Why the lr is outside the window; empty when it passes every check."""
+
+
+@dataclass(frozen=True)
+class LrChoice:
+    """A proxy model's chosen lr, the rule's inputs and every lr's checks, decided without the targets."""
+
+    model: str
+    lr: float
+    trusted: bool
+    """False when no lr passed every check: the chosen one is a fallback the rule cannot vouch for."""
+    standard_lr: float
+    upper_lr: float
+    """min(standard lr / 10, Eq. 58 bound)."""
+    eta_58: float | None
+    """The Eq. 58 bound ``raysweep estimate-lr`` stored for the run; None when not estimated."""
+    precision_floor: float | None
+    checks: list[LrCheck]
+    """Every lr of the model, ascending."""
+    caveat: str
+    """Why the choice cannot be vouched for; "" when trusted."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +154,24 @@ class DomainSummary:
     proxies: list[ProxySetting]
     bits_per_nat: float | None
     """Bits per byte per nat per token on this domain (median over runs), to convert loss gaps; None if unknown."""
+    lr_choices: list[LrChoice]
+    """Per proxy model, how its chosen lr was decided."""
 
     def chosen(self) -> list[ProxySetting]:
         return [s for s in self.proxies if s.is_chosen]
+
+    def chosen_vs_own_best(self, model: str) -> list[tuple[str, float, float, float]]:
+        """Finding I (Fig. 4a): per recipe, (recipe, loss at the chosen lr, the model's own best loss over its lr
+        sweep, the lr of that best); empty without a chosen setting for ``model``."""
+        own = [s for s in self.proxies if s.model == model]
+        chosen = next((s for s in own if s.is_chosen), None)
+        if chosen is None:
+            return []
+        rows = []
+        for recipe in chosen.mean_loss:
+            best = min(own, key=lambda s: s.mean_loss[recipe])
+            rows.append((recipe, chosen.mean_loss[recipe], best.mean_loss[recipe], best.lr))
+        return rows
 
     def standard(self) -> list[ProxySetting]:
         return [s for s in self.proxies if s.is_standard]
@@ -202,11 +255,14 @@ class Plan:
     """``proxy.standard_lr``, else the largest of ``proxy.lrs``."""
     family: str | None = None
     """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``; None for a plan written before it was recorded: the table tells."""
+    precision_floor_lr: float | None = None
+    """The lr below which the proxies' weights round their AdamW updates away (``tiny_lr.precision_floor_lr``)."""
 
     @classmethod
     def from_json(cls, plan: dict) -> Plan:
         """From the ``plan.json`` a launch writes (``store.read_plan``); KeyError/TypeError when it is not one."""
-        return cls(plan["recipes"], plan["trial_keys"], plan["standard_lr"], plan.get("family"))
+        return cls(plan["recipes"], plan["trial_keys"], plan["standard_lr"], plan.get("family"),
+                   plan.get("precision_floor_lr"))
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,24 @@ def read_plan(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+LR_WINDOW_FILE = "lr_window.json"
+"""Written beside results/ by ``raysweep estimate-lr``: per proxy model, the Eq. 58 bound and the precision floor;
+the report keeps the chosen proxy lr below the bound."""
+
+
+def write_lr_window(run_dir: Path, model: str, eta_58: float, precision_floor: float) -> None:
+    """Record one model's measured window, keeping the other models' entries."""
+    windows = read_lr_windows(run_dir)
+    windows[model] = {"eta_58": eta_58, "precision_floor": precision_floor}
+    _write_json(Path(run_dir) / LR_WINDOW_FILE, windows)
+
+
+def read_lr_windows(run_dir: Path) -> dict[str, dict[str, float]]:
+    """model → {"eta_58", "precision_floor"}; empty when ``estimate-lr`` has not run. ValueError when not JSON."""
+    path = Path(run_dir) / LR_WINDOW_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _write_json(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")

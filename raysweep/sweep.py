@@ -44,7 +44,7 @@ from raysweep.recipes.tokenizer import load_tokenizer
 from raysweep.report_records import LANGUAGE_MODEL, RANDOM_FEATURES
 from raysweep.rf_trials import RFTrialSpec, plan_rf_trials, run_rf_trial
 from raysweep.target_search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
-from raysweep.tiny_lr import check_precision
+from raysweep.tiny_lr import check_precision, precision_floor_lr
 from raysweep.train import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps, train
 
 
@@ -260,6 +260,7 @@ def _write_plan(run_dir: Path, cluster: ClusterConfig, sweep: SweepConfig | Rand
         "num_planned": {role: searcher.num_trials if searcher and role == "target" else len(role_keys)
                         for role, role_keys in keys.items()},
         "standard_lr": max(sweep.random_features.lrs) if rf else sweep.proxy.standard_lr or max(sweep.proxy.lrs),
+        "precision_floor_lr": None if rf else precision_floor_lr(getattr(torch, sweep.training.param_dtype)),
         "gpus_per_trial": ({"proxy": 0.0, "target": 0.0} if rf else
                            {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}),
         "max_concurrent_trials": cluster.max_concurrent_trials})

@@ -221,12 +221,14 @@ def test_rank_transfer_points_are_the_statistics_of_seed_means() -> None:
     assert result["regret@2"][0] == pytest.approx(top_k_regret(proxy_mean, target_mean, 2))
 
 
-def test_rank_transfer_interval_equals_naive_per_resample_scipy_loop() -> None:
+@pytest.mark.parametrize("seeds_paired", [True, False])
+def test_rank_transfer_interval_equals_naive_per_resample_scipy_loop(seeds_paired: bool) -> None:
     proxy, target = _synthetic_sweep(np.random.default_rng(1), n_recipes=9, n_seeds=3, noise=0.1)
     n_boot, n_recipes, n_seeds = 300, 9, 3
     rng = np.random.default_rng(5)  # the documented draw order: proxy indices, then target
-    proxy_picks = rng.integers(0, n_seeds, size=(n_boot, n_recipes, n_seeds))
-    target_picks = rng.integers(0, n_seeds, size=(n_boot, n_recipes, n_seeds))
+    shape = (n_boot, 1 if seeds_paired else n_recipes, n_seeds)  # paired: one draw of seeds for every recipe
+    proxy_picks = np.broadcast_to(rng.integers(0, n_seeds, size=shape), (n_boot, n_recipes, n_seeds))
+    target_picks = np.broadcast_to(rng.integers(0, n_seeds, size=shape), (n_boot, n_recipes, n_seeds))
     rows = np.arange(n_recipes)[:, None]
     naive = []
     for b in range(n_boot):
@@ -234,8 +236,32 @@ def test_rank_transfer_interval_equals_naive_per_resample_scipy_loop() -> None:
         target_mean = target[rows, target_picks[b]].mean(axis=1)
         naive.append(stats.spearmanr(proxy_mean, target_mean).statistic)
     low, high = np.percentile(naive, [2.5, 97.5], method="inverted_cdf")
-    _, vectorised_low, vectorised_high = rank_transfer(proxy, target, n_boot=n_boot, seed=5)["spearman"]
+    _, vectorised_low, vectorised_high = rank_transfer(proxy, target, n_boot=n_boot, seed=5,
+                                                       seeds_paired=seeds_paired)["spearman"]
     assert (vectorised_low, vectorised_high) == pytest.approx((low, high))
+
+
+def _shared_offset_sweep(rng: np.random.Generator, independent_noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """8 recipes 0.004 apart, 2 seeds whose offset (0.02) every recipe shares, proxy and target alike."""
+    gaps = 0.004 * np.arange(8)[:, None]
+    proxy = 3.0 + gaps + np.array([0.0, 0.02]) + independent_noise * rng.standard_normal((8, 2))
+    target = 2.5 + gaps + np.array([0.02, 0.0]) + independent_noise * rng.standard_normal((8, 2))
+    return proxy, target
+
+
+def test_paired_seeds_cancel_a_shared_seed_offset_so_the_interval_contains_its_point_and_is_narrow() -> None:
+    proxy, target = _shared_offset_sweep(np.random.default_rng(0), independent_noise=0.0)
+    point, low, high = rank_transfer(proxy, target, ks=(), n_boot=2000)["spearman"]
+    assert point == low == high == 1.0
+    # Resampling each recipe's seeds on its own turns the shared offset into recipe noise.
+    point, low, high = rank_transfer(proxy, target, ks=(), n_boot=2000, seeds_paired=False)["spearman"]
+    assert point == 1.0 and high - low > 0.3
+
+
+def test_independent_noise_still_widens_the_paired_interval() -> None:
+    proxy, target = _shared_offset_sweep(np.random.default_rng(0), independent_noise=0.004)
+    point, low, high = rank_transfer(proxy, target, ks=(), n_boot=2000)["spearman"]
+    assert low <= point <= high and high - low > 0.1
 
 
 def test_rank_transfer_intervals_bracket_the_point() -> None:
@@ -293,14 +319,14 @@ def test_rank_transfer_ranks_a_recipe_with_a_diverged_seed_worst() -> None:
     assert low < 1.0 and high == pytest.approx(1.0)
 
 
-def test_paired_rank_transfer_of_identical_arrays_has_zero_width_and_unpaired_does_not() -> None:
+def test_rank_transfer_of_identical_arrays_over_shared_runs_has_zero_width_and_otherwise_does_not() -> None:
     losses, _ = _synthetic_sweep(np.random.default_rng(8), n_recipes=8, n_seeds=3, noise=0.2)
-    for name, (point, low, high) in rank_transfer(losses, losses, n_boot=300, paired=True).items():
+    for name, (point, low, high) in rank_transfer(losses, losses, n_boot=300, same_runs=True).items():
         assert low == point == high, name
     _, low, high = rank_transfer(losses, losses, n_boot=300)["spearman"]
     assert low < high
     with pytest.raises(ValueError, match="equal shapes"):
-        rank_transfer(losses, losses[:, :2], paired=True)
+        rank_transfer(losses, losses[:, :2], same_runs=True)
 
 
 def test_rank_transfer_spearman_interval_covers_infinite_seed_value_in_most_repetitions() -> None:
@@ -354,15 +380,32 @@ def test_within_noise_flags_pairs_whose_gap_is_within_z_combined_std() -> None:
     assert not within_noise(means, stds).diagonal().any()
 
 
-def test_within_noise_of_previous_is_a_student_t_test_on_neighbouring_seed_means() -> None:
-    # Two seeds each: t(0.975, df = 2) = 4.303; standard error of the gap = sqrt(2 s^2 / 2) = s.
-    means = np.array([1.0, 1.1, 1.2])
-    assert within_noise_of_previous(means, [0.02] * 3, [2] * 3).tolist() == [False, False, False]  # 0.1 > 0.086
-    assert within_noise_of_previous(means, [0.03] * 3, [2] * 3).tolist() == [False, True, True]  # 0.1 <= 0.129
+def test_unpaired_within_noise_of_previous_is_a_student_t_test_on_neighbouring_seed_means() -> None:
+    # Two seeds each, spread s (ddof 1): t(0.975, df = 2) = 4.303; standard error of the gap = sqrt(2 s^2 / 2) = s.
+    def losses(s: float, n: int) -> np.ndarray:
+        spread = s * (np.array([-1.0, 1.0]) / np.sqrt(2) if n == 2 else np.array([-1.0, 0.0, 1.0]))
+        return np.array([1.0, 1.1, 1.2])[:, None] + spread
+
+    assert within_noise_of_previous(losses(0.02, 2), seeds_paired=False).tolist() == [False, False, False]  # 0.1 > 0.086
+    assert within_noise_of_previous(losses(0.03, 2), seeds_paired=False).tolist() == [False, True, True]  # 0.1 <= 0.129
     # Three seeds each: t(0.975, df = 4) = 2.776, standard error sqrt(2 s^2 / 3).
-    assert within_noise_of_previous(means, [0.04] * 3, [3] * 3).tolist() == [False, False, False]  # 0.1 > 0.0907
+    assert within_noise_of_previous(losses(0.04, 3), seeds_paired=False).tolist() == [False, False, False]  # > 0.0907
     # A single seed gives no noise estimate: nothing is flagged.
-    assert not within_noise_of_previous(means, [0.0] * 3, [1, 2, 2]).any()
+    assert not within_noise_of_previous(np.array([[1.0], [1.1], [1.2]])).any()
+
+
+def test_paired_within_noise_of_previous_tests_per_seed_differences() -> None:
+    # A shared seed offset (0.05) far larger than the 0.01 gaps: each difference is exactly 0.01, so paired they
+    # separate, while unpaired the offset hides every gap.
+    losses = np.array([1.00, 1.01, 1.02])[:, None] + np.array([0.0, 0.05, 0.1])
+    assert within_noise_of_previous(losses).tolist() == [False, False, False]
+    assert within_noise_of_previous(losses, seeds_paired=False).tolist() == [False, True, True]
+    # Differences 0.01 and 0.03 (mean 0.02, sd 0.0141): t(0.975, df = 1) = 12.71 makes the bar 0.127.
+    noisy = np.array([[1.0, 1.0], [1.01, 1.03]])
+    assert within_noise_of_previous(noisy).tolist() == [False, True]
+    # A pair with a diverged seed takes the unpaired rule: a diverged seed's spread is unbounded.
+    diverged = np.array([[1.0, 1.1, 1.2], [1.3, 1.4, 1.5], [1.6, 1.7, np.inf]])
+    assert within_noise_of_previous(diverged).tolist() == [False, False, True]
 
 
 def test_seed_mean_interval_brackets_the_mean_and_has_zero_width_without_noise() -> None:

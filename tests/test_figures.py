@@ -14,13 +14,13 @@ from raysweep.report import summarize
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_full_sweep_draws_all_six_figures_as_png():
+def test_a_full_sweep_draws_all_seven_figures_as_png():
     groups = sweep({"a": 1.0, "b": 1.2, "c": 1.5}, {"a": 3.0, "b": 3.3, "c": 3.2}, lrs=(1e-5, 1e-4, 1e-3),
                    domains={"web": 0.1})
     groups += [rows("target", r, 1e-2, s, loss + 0.3, domains={"web": 0.1}) for r, loss in
                {"a": 1.0, "b": 1.2, "c": 1.5}.items() for s in (0, 1)]
     images = draw_figures(summarize(table(*groups, bits=True), n_boot=50, n_boot_figures=50))
-    assert [image.filename[0] for image in images] == list("abcdef")
+    assert [image.filename[0] for image in images] == list("abcdefg")
     assert all(image.png.startswith(PNG_MAGIC) and image.caption for image in images)
 
 
@@ -35,12 +35,12 @@ def test_diverged_runs_and_undefined_statistics_still_draw():
     groups = sweep({"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 3.5})
     groups += [rows("proxy", r, 1.0, s, math.inf, status="diverged") for r in "ab" for s in (0, 1)]
     images = draw_figures(summarize(table(*groups), n_boot=50, n_boot_figures=50))
-    assert len(images) == 6
+    assert len(images) == 7
 
 
 def test_random_feature_figures_label_mse_and_leave_out_the_target_lr_heatmap():
     report = summarize(table(*rf_groups(RF_WINDOW)), n_boot=50, n_boot_figures=50)
-    assert [image.filename[0] for image in draw_figures(report)] == list("abdef")  # no target lr to pair with
+    assert [image.filename[0] for image in draw_figures(report)] == list("abdefg")  # no target lr to pair with
     (proxy_panel,) = loss_vs_lr(report).axes  # the optimum has no learning rate: proxies only
     assert proxy_panel.get_ylabel() == "validation loss (MSE, mean over seeds)"
     assert regret_vs_k(report).axes[0].get_ylabel() == "top-k regret (MSE)"

@@ -1,0 +1,116 @@
+"""The chosen proxy learning rate: inside the tiny-lr window, decided from the proxies alone.
+
+The paper's recommendation is a window, not "the smallest lr" (Theorem 2: c0/T <= eta <= min(alpha B m, eta_max);
+App. C). Each proxy model's lrs are checked in ascending order and the first one that passes every check is
+chosen; the report prints every check of every lr below it, so a reader sees why each was rejected. Nothing here
+reads a target run: the choice is fixed before the proxies are compared with the targets.
+
+Upper end (is the lr tiny?):
+
+- ``lr <= standard_lr / 10``: App. C's rule of thumb, one to two orders of magnitude below the standard lr.
+- ``lr <= eta_58`` when ``raysweep estimate-lr`` stored the Eq. 58 bound for the run: above it, curvature and
+  gradient noise may reorder recipes.
+
+Lower end (did the proxy train at all, and enough?):
+
+- Above the precision floor of the weights' dtype (``raysweep.tiny_lr.precision_floor_lr``): smaller AdamW steps
+  round away.
+- No diverged run.
+- The *horizon floor*, Theorem 2's c0/T: too small an lr for the step budget under-trains, and the ranking then
+  reflects early dynamics (or nothing) rather than the data. Two measurable symptoms, both from proxy losses:
+
+  * **resolution**: at most half of the neighbouring recipe pairs in the lr's own ranking are within paired seed
+    noise (``analysis.within_noise_of_previous``). An under-trained proxy leaves its recipes' losses bunched
+    together, so most neighbours cannot be told apart.
+  * **stability**: the lr's ranking agrees with the ranking of the next lr up in the sweep beyond seed noise (the
+    lower end of the 95% bootstrap interval of their Spearman correlation is above 0; seed s is the same
+    initialisation and data order at both lrs, so the two are resampled together). Inside the window the
+    ordering is the data's and does not depend on the lr (Theorem 2); an lr below the horizon ranks by what it
+    learned first, which the lr above it no longer does. The largest lr of a sweep has no lr above it and is
+    checked for resolution only.
+
+A known blind spot: two adjacent lrs that are both under-trained the same way agree with each other; a sweep
+that spans the window (some lrs near standard / 10) avoids it.
+
+When no lr passes, the rule still picks one and says it cannot vouch for it (``LrChoice.trusted`` False): the
+largest tiny lr without a divergence (the most trained candidate), else the smallest lr without a divergence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raysweep.analysis import rank_transfer
+from raysweep.report_records import Interval, LrCheck, LrChoice, ProxySetting
+
+TINY_FACTOR = 10.0
+"""App. C: a tiny lr is at least this many times below the standard lr (one to two orders of magnitude)."""
+MAX_SHARE_WITHIN_NOISE = 0.5
+"""Resolution check: at most this share of neighbouring recipe pairs may be within seed noise."""
+STABILITY_N_BOOT = 2000
+
+
+def choose_lr(settings: list[ProxySetting], matrices: dict[float, np.ndarray], standard_lr: float | None,
+              eta_58: float | None = None, precision_floor: float | None = None,
+              seeds_paired: bool = True) -> LrChoice:
+    """The chosen lr of one proxy model from its settings (one per lr) and their [recipes x seeds] losses.
+
+    ``standard_lr`` None means the model's largest lr. ``eta_58`` and ``precision_floor`` are None when unknown.
+    """
+    own = sorted(settings, key=lambda s: s.lr)
+    standard = standard_lr if standard_lr is not None else own[-1].lr
+    upper = standard / TINY_FACTOR if eta_58 is None else min(standard / TINY_FACTOR, eta_58)
+    checks = [_check(s, matrices, own[i + 1] if i + 1 < len(own) else None, standard, eta_58, precision_floor,
+                     seeds_paired) for i, s in enumerate(own)]
+    passed = [c for c in checks if not c.reasons]
+    tiny = [c for c in checks if c.is_tiny and not c.diverged]
+    if passed:
+        chosen, trusted, caveat = passed[0], True, ""
+    elif tiny:
+        chosen, trusted = tiny[-1], False
+        caveat = (f"no lr at or below {upper:.3g} passed every check, so the chosen lr may be under-trained or "
+                  f"too noisy to rank: raysweep cannot vouch for it; add lrs between {chosen.lr:g} and {upper:.3g},"
+                  " train longer, or add seeds")
+    else:
+        finite = [c for c in checks if not c.diverged]
+        chosen, trusted = (finite or checks)[0], False
+        caveat = (f"no lr in the sweep is tiny (at most {upper:.3g}) and free of divergence; the chosen lr "
+                  f"{(finite or checks)[0].lr:g} is not in the window: add lrs below {upper:.3g}")
+    return LrChoice(model=own[0].model, lr=chosen.lr, trusted=trusted, standard_lr=standard, upper_lr=upper,
+                    eta_58=eta_58, precision_floor=precision_floor, checks=checks, caveat=caveat)
+
+
+def _check(setting: ProxySetting, matrices: dict[float, np.ndarray], above: ProxySetting | None, standard: float,
+           eta_58: float | None, precision_floor: float | None, seeds_paired: bool) -> LrCheck:
+    """Every check of one lr; ``reasons`` lists the failed ones (empty: the lr is in the window)."""
+    lr, reasons = setting.lr, []
+    is_tiny = lr <= standard / TINY_FACTOR * (1 + 1e-9) and (eta_58 is None or lr <= eta_58)
+    if lr > standard / TINY_FACTOR * (1 + 1e-9):
+        reasons.append(f"not tiny: above standard lr / {TINY_FACTOR:g} = {standard / TINY_FACTOR:.3g}")
+    if eta_58 is not None and lr > eta_58:
+        reasons.append(f"above the Eq. 58 bound {eta_58:.3g}")
+    if precision_floor is not None and lr < precision_floor:
+        reasons.append(f"below the precision floor {precision_floor:.3g}")
+    if setting.num_diverged:
+        reasons.append(f"{setting.num_diverged} of {setting.num_runs} runs diverged")
+    num_pairs = len(setting.rank) - 1
+    share = len(setting.within_noise_of_previous) / num_pairs if num_pairs > 0 and setting.num_seeds > 1 else None
+    if share is not None and share > MAX_SHARE_WITHIN_NOISE:
+        reasons.append(f"under-trained: {len(setting.within_noise_of_previous)} of {num_pairs} neighbouring "
+                       "recipes within seed noise")
+    stability = None
+    if above is not None and not setting.num_diverged and not above.num_diverged:
+        stability = _stability(matrices[lr], matrices[above.lr], seeds_paired)
+        if not stability.low > 0:  # NaN (a constant ranking) fails too
+            reasons.append(f"under-trained: ranks unlike lr {above.lr:g} (Spearman {stability.point:.2f} "
+                           f"[{stability.low:.2f}, {stability.high:.2f}])")
+    return LrCheck(lr=lr, is_tiny=is_tiny,
+                   diverged=bool(setting.num_diverged), share_within_noise=share,
+                   next_lr=above.lr if above is not None else None, stability=stability, reasons=reasons)
+
+
+def _stability(losses: np.ndarray, losses_above: np.ndarray, seeds_paired: bool) -> Interval:
+    """Spearman of two lrs' rankings with its 95% interval, on the seeds both have, resampled together."""
+    seeds = min(losses.shape[1], losses_above.shape[1])
+    return Interval(*rank_transfer(losses[:, :seeds], losses_above[:, :seeds], ks=(), n_boot=STABILITY_N_BOOT,
+                                   seeds_paired=seeds_paired, same_runs=True)["spearman"])

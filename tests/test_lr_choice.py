@@ -1,0 +1,97 @@
+"""The chosen proxy lr: tiny, inside the window, decided from the proxies alone (raysweep.lr_choice)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from raysweep.render import lr_choice_table
+from raysweep.report import summarize
+
+RECIPES = ("a", "b", "c", "d", "e", "f")
+SEED_OFFSET = np.array([0.0, 0.03, -0.02])
+"""Seed s shifts every recipe alike (paired seeds): it must not pass for recipe noise."""
+
+
+def _trained(gap: float, order=RECIPES) -> list[float]:
+    """Recipe losses that rank ``order`` first to last, ``gap`` apart."""
+    return [3.0 + gap * order.index(r) for r in RECIPES]
+
+
+def _results(proxies: dict[float, list[float]], targets: list[float] | None = None, noise: float = 0.002,
+             diverged: float | None = None) -> pa.Table:
+    """Three seeds per recipe and lr; ``diverged`` is an lr whose first run diverges."""
+    rng = np.random.default_rng(0)
+    records = []
+
+    def add(role: str, lr: float, losses: list[float]) -> None:
+        for recipe, loss in zip(RECIPES, losses):
+            for seed, offset in enumerate(SEED_OFFSET):
+                value = np.inf if lr == diverged and recipe == "a" and seed == 0 else (
+                    loss + offset + noise * rng.standard_normal())
+                records.append({"trial_key": f"{role}-{recipe}-{lr}-{seed}", "role": role, "recipe": recipe,
+                                "model": "m" if role == "proxy" else "t", "num_params": 10, "lr": lr,
+                                "batch_size": 8, "weight_decay": 0.0, "seed": seed, "step": 5, "tokens": 160,
+                                "domain": "all", "loss": float(value), "status": "ok", "wall_s": 1.0})
+
+    for lr, losses in proxies.items():
+        add("proxy", lr, losses)
+    if targets is not None:
+        add("target", 1e-3, targets)
+    return pa.Table.from_pylist(records)
+
+
+def _choice(table: pa.Table, **kwargs):
+    (choice,) = summarize(table, n_boot=200, n_boot_figures=50, **kwargs).main.lr_choices
+    return choice
+
+
+# An lr too small for the step budget: recipes bunched within 0.001 of each other, ranked by early dynamics.
+UNDER_TRAINED = [3.5 + 0.0002 * i for i in (3, 0, 5, 1, 4, 2)]
+
+
+def test_an_under_trained_smallest_lr_is_rejected_and_the_next_tiny_lr_is_chosen():
+    choice = _choice(_results({1e-6: UNDER_TRAINED, 1e-5: _trained(0.05), 1e-4: _trained(0.04),
+                               3e-4: _trained(0.03, order=("b", "a", "d", "c", "f", "e"))}), standard_lr=3e-4)
+    assert choice.lr == 1e-5 and choice.trusted
+    rejected = choice.checks[0]
+    assert rejected.lr == 1e-6 and any(r.startswith("under-trained") for r in rejected.reasons)
+    assert rejected.share_within_noise > 0.5
+    assert [c.is_tiny for c in choice.checks] == [True, True, False, False]  # standard / 10 = 3e-5
+
+
+def test_a_sweep_whose_every_lr_is_tiny_still_picks_one():
+    choice = _choice(_results({1e-6: _trained(0.05), 3e-6: _trained(0.05), 1e-5: _trained(0.06)}),
+                     standard_lr=3e-4)
+    assert choice.lr == 1e-6 and choice.trusted and all(c.is_tiny for c in choice.checks)
+
+
+def test_the_standard_lr_is_never_chosen_even_when_it_is_the_only_trained_one():
+    choice = _choice(_results({1e-6: UNDER_TRAINED, 3e-4: _trained(0.05)}), standard_lr=3e-4)
+    assert choice.lr == 1e-6 and not choice.trusted and "cannot vouch" in choice.caveat
+
+
+def test_the_eq58_bound_and_divergence_keep_an_lr_out_of_the_window():
+    proxies = {1e-6: UNDER_TRAINED, 1e-5: _trained(0.05), 1e-4: _trained(0.05), 1e-2: _trained(0.05)}
+    assert _choice(_results(proxies)).lr == 1e-5
+    choice = _choice(_results(proxies), eta_58={"m": 5e-6})
+    assert choice.upper_lr == 5e-6 and not choice.trusted  # only the under-trained lr is below the bound
+    assert any("Eq. 58" in r for r in choice.checks[1].reasons)
+    choice = _choice(_results(proxies, diverged=1e-5))
+    assert choice.lr == 1e-4 and any("diverged" in r for r in choice.checks[1].reasons)
+
+
+def test_the_choice_never_reads_the_targets():
+    proxies = {1e-6: UNDER_TRAINED, 1e-5: _trained(0.05), 1e-4: _trained(0.04)}
+    without = _choice(_results(proxies))
+    for targets in (_trained(0.05), _trained(0.05, order=tuple(reversed(RECIPES)))):
+        with_targets = _choice(_results(proxies, targets=targets))
+        assert (with_targets.lr, with_targets.checks) == (without.lr, without.checks)
+
+
+def test_the_report_marks_the_chosen_setting_and_prints_why_each_lower_lr_was_rejected():
+    report = summarize(_results({1e-6: UNDER_TRAINED, 1e-5: _trained(0.05), 1e-4: _trained(0.04)}, targets=_trained(0.05)),
+                       n_boot=200, n_boot_figures=50)
+    assert [s.lr for s in report.main.chosen()] == [1e-5]
+    rows = lr_choice_table(report).rows
+    assert rows[0][-1].startswith("rejected: under-trained") and rows[1][-1] == "chosen"

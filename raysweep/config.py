@@ -62,6 +62,12 @@ def _rules(*checks: typing.Callable[[Any], str | None], **kwargs: Any) -> Any:
     return field(metadata={"checks": checks}, **kwargs)
 
 
+def _added(*checks: typing.Callable[[Any], str | None], default: Any = None) -> Any:
+    """A field added after content hashes (trial keys, shard keys) were first stored: at its default it is left
+    out of them (see ``hashable``), so every key computed before it existed stays the same."""
+    return field(default=default, metadata={"checks": checks, "hashed_when_set": True})
+
+
 # ---------------------------------------------------------------------------------------------
 # Cluster profile
 
@@ -156,7 +162,9 @@ class RepetitionFilter:
     """Gopher "MassiveWeb" repetition rules (``raysweep.recipes.filters``): drop a document over any threshold."""
 
     preset: str = "default"
-    """default, dedup-L, dedup-LS, dedup-G or dedup-GS."""
+    """default (Gopher's thresholds, the paper's Table 2) or one of the paper's dedup recipes: dedup-L, dedup-LS
+    (stricter line/paragraph tests, Tables 3-4), dedup-G (top 2-4-gram tests, Table 5), dedup-GS (duplicate
+    5-10-gram tests, Table 6)."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Overrides of single measurements, e.g. ``{dup_line_frac: 0.1}``."""
 
@@ -225,9 +233,28 @@ class TokenizerConfig:
 @dataclass(frozen=True)
 class Validation:
     domains: dict[str, Source] = _rules(_non_empty)
-    """Held-out sets, one per validation domain; each is scored separately and as a mean."""
+    """Held-out sets, one per validation domain; each is scored separately and together as "all"."""
     num_tokens: int = _rules(_positive, default=32768)
-    """Tokens per validation domain."""
+    """Tokens per validation domain (with `token_shares`: of the domain with the largest share)."""
+    aggregate: Literal["mean", "token_weighted"] = "mean"
+    """How "all" combines the domains. mean: the plain mean of their losses. token_weighted: the loss of every
+    evaluated token pooled, Σ_d n_d·loss_d / Σ_d n_d over the n_d tokens scored in domain d (and bits per byte
+    as total bits / total bytes): with domains sized by `token_shares`, the loss on the whole validation split,
+    which is what the paper ranks by (the Pile's aggregate validation loss)."""
+    token_shares: dict[str, float] = field(default_factory=dict)
+    """Relative sizes of the domains' validation sets, e.g. the Pile's own domain shares: the largest share gets
+    `num_tokens` and the others proportionally fewer (whole sequences, at least one). Empty: `num_tokens` each.
+    Only with ``aggregate: token_weighted``, the one rule the sizes change."""
+
+    def sequences_per_domain(self, seq_len: int) -> dict[str, int]:
+        """Validation sequences of each domain: its tokens (`num_tokens`, scaled by its share) in whole sequences."""
+        largest = max(self.token_shares.values(), default=None)
+        out = {}
+        for domain in self.domains:
+            share = self.token_shares.get(domain, largest)
+            num_tokens = self.num_tokens if share == largest else self.num_tokens * share / largest
+            out[domain] = max(1, math.ceil(num_tokens / seq_len))
+        return out
 
 
 @dataclass(frozen=True)
@@ -322,8 +349,16 @@ class WSDSchedule:
 
     type: Literal["wsd"] = "wsd"
     warmup_frac: float = _rules(_fraction, default=0.05)
+    """Warmup as a share of each trial's steps; ignored when `warmup_steps` is set."""
     decay_frac: float = _rules(_fraction, default=0.34)
-    """The paper keeps the peak for 66% of training and decays over the rest."""
+    """Share of the steps, at the end, over which the lr decays: the paper holds the peak until 66% of training
+    and decays over the rest (D.1.2)."""
+    warmup_steps: int | None = _added(_positive)
+    """Warmup as a number of steps, the same for every trial whatever its length (capped at its steps): the paper
+    warms up for 2,000 steps (D.1.2; 200 in the pilot of D.2.5). Takes precedence over `warmup_frac`, and a sweep
+    file may give only one of the two."""
+
+    _EXCLUSIVE_KEYS = (("warmup_frac", "warmup_steps"),)  # no annotation: a class constant, not a field
 
 
 @dataclass(frozen=True)
@@ -398,11 +433,21 @@ class RandomFeatureSweep:
 
 def content_hash(*parts: Any) -> str:
     """Short stable hash of dataclasses and plain values: names caches and trials by what they contain."""
-    def plain(obj: Any) -> Any:
-        return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
-
-    text = json.dumps([plain(p) for p in parts], sort_keys=True, default=plain)
+    text = json.dumps(hashable(list(parts)), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def hashable(obj: Any) -> Any:
+    """`obj` as the plain data a content hash covers: ``dataclasses.asdict``, at any depth, except that fields
+    declared with ``_added`` are left out while they hold their default."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: hashable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("hashed_when_set") and getattr(obj, f.name) == f.default)}
+    if isinstance(obj, (list, tuple)):
+        return [hashable(value) for value in obj]
+    if isinstance(obj, dict):
+        return {key: hashable(value) for key, value in obj.items()}
+    return obj
 
 
 class DataError(Exception):
@@ -608,6 +653,9 @@ def _convert_dataclass(cls: type, value: Any, path: str, problems: list[tuple[st
     for key in value:
         if key not in fields:
             problems.append((_join(path, str(key)), f"unknown key (expected one of: {', '.join(fields)})"))
+    for group in getattr(cls, "_EXCLUSIVE_KEYS", ()):
+        if sum(key in value for key in group) > 1:
+            problems.append((path, f"give one of {' or '.join(group)}, not both"))
     kwargs, missing = {}, False
     for name, f in fields.items():
         key_path = _join(path, name)
@@ -645,8 +693,7 @@ def _check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, s
     problems += _check_sources(sweep)
     if sweep.proxy.standard_lr is not None and sweep.proxy.standard_lr not in sweep.proxy.lrs:
         problems.append(("proxy.standard_lr", f"must be one of proxy.lrs (got {sweep.proxy.standard_lr:g})"))
-    if "all" in sweep.validation.domains:
-        problems.append(("validation.domains.all", "`all` is reserved for the mean over domains; rename it"))
+    problems += _check_validation(sweep)
     if (sweep.tokenizer.type == "hf") != (sweep.tokenizer.name is not None):
         problems.append(("tokenizer.name", "give a name (hub name or local folder) for type hf, and only then"))
     for i, name in enumerate(sweep.proxy.models):
@@ -665,8 +712,30 @@ def _check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, s
         if spec.d_model % spec.n_head:
             problems.append((f"models.{name}.n_head", f"must divide d_model={spec.d_model} (got {spec.n_head})"))
     schedule = sweep.training.schedule
-    if schedule.warmup_frac + schedule.decay_frac > 1:
+    if schedule.warmup_steps is None and schedule.warmup_frac + schedule.decay_frac > 1:
         problems.append(("training.schedule", "warmup_frac + decay_frac must be <= 1"))
+    return problems
+
+
+def _check_validation(sweep: SweepConfig) -> list[tuple[str, str]]:
+    """`all` is not a domain name; token shares size every domain and only for the token-weighted aggregate."""
+    validation, problems = sweep.validation, []
+    if "all" in validation.domains:
+        problems.append(("validation.domains.all", "`all` is reserved for the aggregate over domains; rename it"))
+    if not validation.token_shares:
+        return problems
+    if validation.aggregate != "token_weighted":
+        problems.append(("validation.token_shares", "sizes the domains for `aggregate: token_weighted`; give that "
+                                                    "too, or drop the shares (each domain then gets num_tokens)"))
+    for domain, share in validation.token_shares.items():
+        if domain not in validation.domains:
+            problems.append((f"validation.token_shares.{domain}",
+                             f"not a validation domain (domains: {', '.join(validation.domains)})"))
+        elif not (share > 0 and math.isfinite(share)):
+            problems.append((f"validation.token_shares.{domain}", f"must be > 0 (got {share!r})"))
+    missing = [domain for domain in validation.domains if domain not in validation.token_shares]
+    if missing:
+        problems.append(("validation.token_shares", f"give every domain a share (missing: {', '.join(missing)})"))
     return problems
 
 

@@ -65,8 +65,9 @@ def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tup
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         optimizer.step()
-    validation = torch.cat([torch.from_numpy(read_sequences(path, VALIDATION_SEQUENCES_PER_DOMAIN).astype(np.int64))
-                            for path in data.validation_dirs.values()]).to(device)
+    counts = {domain: min(VALIDATION_SEQUENCES_PER_DOMAIN, count) for domain, count in data.validation_sequences.items()}
+    validation = torch.cat([torch.from_numpy(read_sequences(path, counts[domain]).astype(np.int64))
+                            for domain, path in data.validation_dirs.items()]).to(device)
     statistics = gradient_statistics(model, batches[spec.num_steps:], validation)
     lambda_max = hessian_max_eigenvalue(lambda: causal_lm_loss(model, validation), trainable(model))
     return lambda_max, statistics

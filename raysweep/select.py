@@ -20,7 +20,7 @@ from rich.console import Console
 from raysweep import store
 from raysweep.config import ClusterConfig, DataError, SweepConfig
 from raysweep.report import ReportError, load_results, summarize
-from raysweep.report_records import Interval, Plan
+from raysweep.report_records import Interval, Plan, Report
 from raysweep.sweep import LaunchOutcome, launch, run_dir_of
 
 
@@ -28,7 +28,7 @@ from raysweep.sweep import LaunchOutcome, launch, run_dir_of
 class Selection:
     model: str
     lr: float
-    """The proxy setting whose ranking shortlisted: the model's chosen lr (smallest without divergence)."""
+    """The proxy setting whose ranking shortlisted: the model's chosen lr (``raysweep.lr_choice``)."""
     shortlist: list[str]
     """Its top k recipes, best first."""
     pick: str | None
@@ -46,8 +46,7 @@ def launch_select(cluster: ClusterConfig, sweep: SweepConfig, console: Console) 
     run_dir = run_dir_of(cluster, sweep)
     proxies = launch(cluster, sweep, console, target_recipes=[])
     # the plan of this launch has no targets: stored ones (an earlier shortlist) are left out of the ranking
-    proxy_report = summarize(load_results(run_dir)[0], plan=Plan.from_json(store.read_plan(run_dir)), n_boot=200,
-                             n_boot_figures=50)
+    proxy_report = _summarize_run(run_dir, n_boot=200, n_boot_figures=50)
     chosen = next((s for s in proxy_report.main.chosen() if s.model == model), None)
     if chosen is None:
         raise DataError(f"select: proxy {model} has no learning rate with runs on every recipe; nothing to "
@@ -56,7 +55,7 @@ def launch_select(cluster: ClusterConfig, sweep: SweepConfig, console: Console) 
     console.print(f"Select: proxy {model} @ lr {chosen.lr:g} shortlists {', '.join(shortlist)}; tuning targets "
                   "on those only")
     targets = launch(cluster, sweep, console, target_recipes=shortlist)
-    final = summarize(load_results(run_dir)[0], plan=Plan.from_json(store.read_plan(run_dir)))
+    final = _summarize_run(run_dir)
     tuned = [t for t in final.main.targets if t.recipe in shortlist]
     complete = len(tuned) == len(shortlist)
     bound, note = _validated_bound(rule.validated_by, model, chosen.lr, rule.top_k)
@@ -72,9 +71,7 @@ def _validated_bound(validated_by: str | None, model: str, lr: float, k: int) ->
         return None, ("no validation sweep named (select.validated_by): run the full protocol once, targets on "
                       "every recipe, to know how far a top-k shortlist can be trusted")
     try:
-        table, run_dir, _ = load_results(Path(validated_by))
-        plan = store.read_plan(run_dir) if run_dir else None
-        report = summarize(table, plan=Plan.from_json(plan) if plan else None)
+        report = _summarize_run(Path(validated_by))
     except (ReportError, ValueError, KeyError, TypeError) as err:
         return None, f"validation sweep {validated_by}: unreadable ({err})"
     setting = next((s for s in report.main.proxies if s.model == model and abs(s.lr - lr) <= 1e-12 * lr), None)
@@ -82,6 +79,15 @@ def _validated_bound(validated_by: str | None, model: str, lr: float, k: int) ->
         return None, f"validation sweep {validated_by} has no proxy {model} @ lr {lr:g} scored against tuned targets"
     return setting.agreement.regret[k], (f"regret@{k} of proxy {model} @ lr {lr:g} on the validation sweep "
                                          f"{validated_by} ({len(report.main.recipes)} recipes, targets tuned on all)")
+
+
+def _summarize_run(path: Path, **kwargs) -> Report:
+    """A run's report with its plan's standard lr and its stored Eq. 58 bounds, as ``raysweep report`` makes it."""
+    table, run_dir, _ = load_results(path)
+    recorded = store.read_plan(run_dir) if run_dir else None
+    plan = Plan.from_json(recorded) if recorded else None
+    eta_58 = {model: w["eta_58"] for model, w in store.read_lr_windows(run_dir).items()} if run_dir else {}
+    return summarize(table, standard_lr=plan.standard_lr if plan else None, plan=plan, eta_58=eta_58, **kwargs)
 
 
 def print_selection(selection: Selection, console: Console) -> None:

@@ -63,7 +63,8 @@ def run_dir_of(cluster: ClusterConfig, sweep: SweepConfig) -> Path:
 
 def _validation_key(sweep: SweepConfig) -> str:
     streams = {domain: describe(c[0].stream) for domain, c in validation_components(sweep).items()}
-    return content_hash(streams, sweep.tokenizer, sweep.seq_len)
+    shares = [sweep.validation.token_shares] if sweep.validation.token_shares else []  # none: the keys as before
+    return content_hash(streams, sweep.tokenizer, sweep.seq_len, *shares)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class TrialFactory:
             vocab_size=self.vocab_size, eos_id=self.eos_id, schedule=sweep.training.schedule,
             grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals,
             param_dtype=sweep.training.param_dtype, autocast=grid.autocast,
-            alignment_every=sweep.proxy.alignment_every if role == "proxy" else 0)
+            alignment_every=sweep.proxy.alignment_every if role == "proxy" else 0,
+            aggregate=sweep.validation.aggregate)
 
     def target(self, recipe: str, lr: float, batch_size: int, weight_decay: float, seed: int) -> TrialSpec:
         """A target trial of ``recipe``: what a target searcher builds from the configurations it proposes."""
@@ -144,9 +146,9 @@ def _largest_targets(sweep: SweepConfig, factory: TrialFactory, recipes: list[st
 
 def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -> dict[str, TrialData]:
     """Shards for every recipe the trials use (sized for the largest of them) and for validation."""
-    validation_sequences = math.ceil(sweep.validation.num_tokens / sweep.seq_len)
+    validation_sequences = sweep.validation.sequences_per_domain(sweep.seq_len)
     validation = {domain: build_shards(f"validation-{domain}", components, sweep.tokenizer, sweep.seq_len,
-                                       validation_sequences, shards_root)
+                                       validation_sequences[domain], shards_root)
                   for domain, components in validation_components(sweep).items()}
     validation_dirs = {domain: shards.path for domain, shards in validation.items()}
     bytes_per_token = {domain: read_manifest(shards.path)["bytes_per_token"] for domain, shards in validation.items()}

@@ -5,8 +5,12 @@ A trial trains a randomly initialised transformers model for one pass over the f
 warmup-stable-decay schedule and grad-norm clipping, and evaluates the loss on every validation domain
 at ``num_evals`` evenly spaced steps::
 
-    result = train(spec, TrialData(train_dir, {"web": web_dir, "code": code_dir}))
+    result = train(spec, TrialData(train_dir, {"web": web_dir, "code": code_dir}, {"web": 16, "code": 16},
+                                   bytes_per_token))
     result.evaluations[-1].losses      # {"web": 2.31, "code": 1.87, "all": 2.09}  (nats per token)
+
+"all" is the mean over domains, or with ``spec.aggregate == "token_weighted"`` the loss of all evaluated tokens
+pooled (the paper's aggregate Pile validation loss, when the domains are sized by the Pile's shares).
 
 The seed sets the initialisation and the order in which the trial visits its sequences. A loss that
 becomes NaN or infinite stops the run; it is returned with status ``diverged`` and infinite losses,
@@ -18,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +34,7 @@ from raysweep.models import build_model
 from raysweep.recipes.build import read_sequences
 
 EVAL_BATCH_SIZE = 64
+AGGREGATES = ("mean", "token_weighted")
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,16 @@ class TrialSpec:
     """"bfloat16": forward passes under bf16 autocast over ``param_dtype`` master weights."""
     alignment_every: int = 0
     """Measure the gradient alignment every this many steps (0: off)."""
+    aggregate: str = "mean"
+    """How the "all" loss combines the validation domains: "mean" or "token_weighted" (``Validation.aggregate``)."""
 
     @property
     def key(self) -> str:
         """Fields at their default stay out of the hash, so a new option keeps every stored trial's key (the
-        defaults here must therefore never change)."""
-        defaults = TrialSpec.__dataclass_fields__
-        return content_hash({name: value for name, value in asdict(self).items()
-                             if defaults[name].default is MISSING or value != defaults[name].default})
+        defaults here must therefore never change); inside nested configs (model, schedule) the same holds for
+        the fields they declare as added later (``config.hashable``)."""
+        return content_hash({f.name: getattr(self, f.name) for f in fields(self)
+                             if f.default is MISSING or getattr(self, f.name) != f.default})
 
     @property
     def num_sequences(self) -> int:
@@ -84,7 +91,8 @@ class TrialSpec:
 class TrialData:
     train_dir: Path
     validation_dirs: dict[str, Path]
-    validation_sequences: int
+    validation_sequences: dict[str, int]
+    """Sequences scored per validation domain (``Validation.sequences_per_domain``)."""
     validation_bytes_per_token: dict[str, float]
     """UTF-8 bytes of text per token of each validation set: converts nats per token to bits per byte."""
 
@@ -94,7 +102,7 @@ class Evaluation:
     step: int
     tokens: int
     losses: dict[str, float]
-    """Mean loss per validation domain, plus "all": the mean over domains."""
+    """Mean loss per validation domain, plus "all": their mean, or their token-weighted mean (``spec.aggregate``)."""
     bits_per_byte: dict[str, float]
     """The same losses in bits per byte of text, comparable across tokenizers."""
     alignment: float = math.nan
@@ -113,14 +121,23 @@ class TrialResult:
 
 
 def lr_at(step: int, num_steps: int, peak_lr: float, schedule: WSDSchedule) -> float:
-    """Warmup-stable-decay: linear warmup to the peak, hold, then linear decay to zero at the end."""
-    warmup = max(1, round(schedule.warmup_frac * num_steps))
+    """Warmup-stable-decay: linear warmup to the peak, hold, then linear decay to zero at the end.
+
+    Warmup lasts ``warmup_steps`` (at most the whole run) when set, else ``warmup_frac`` of the run. A warmup
+    that reaches into the decay (a long fixed warmup in a short run) follows the lower of the two lines there.
+    """
+    if schedule.warmup_steps is not None:
+        warmup = min(schedule.warmup_steps, num_steps)
+    else:
+        warmup = max(1, round(schedule.warmup_frac * num_steps))
     decay_start = num_steps - round(schedule.decay_frac * num_steps)
+    decay = peak_lr * (num_steps - step) / max(1, num_steps - decay_start)
     if step < warmup:
-        return peak_lr * (step + 1) / warmup
+        ramp = peak_lr * (step + 1) / warmup
+        return ramp if step < decay_start else min(ramp, decay)
     if step < decay_start:
         return peak_lr
-    return peak_lr * (num_steps - step) / max(1, num_steps - decay_start)
+    return decay
 
 
 def eval_steps(num_steps: int, num_evals: int) -> list[int]:
@@ -137,6 +154,8 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
     resumes from it: a trial killed with its worker loses at most one evaluation interval, and a resumed run
     continues exactly as the uninterrupted one would (same batches in the same order, no dropout).
     """
+    if spec.aggregate not in AGGREGATES:
+        raise ValueError(f"unknown aggregate {spec.aggregate!r}; expected one of {AGGREGATES}")
     start = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(spec.seed)
@@ -152,8 +171,9 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
         return TrialResult(spec, "partial", evaluations, wall_before)
     sequences = torch.from_numpy(read_sequences(data.train_dir, spec.num_sequences).astype(np.int64))
     order = torch.randperm(spec.num_sequences, generator=torch.Generator().manual_seed(spec.seed))
-    validation = {domain: torch.from_numpy(read_sequences(path, data.validation_sequences).astype(np.int64))
+    validation = {domain: torch.from_numpy(read_sequences(path, data.validation_sequences[domain]).astype(np.int64))
                   for domain, path in data.validation_dirs.items()}
+    weights = predicted_tokens(validation) if spec.aggregate == "token_weighted" else None
     alignment_batch = _alignment_batch(validation, spec.batch_size).to(device) if spec.alignment_every else None
     checkpoints = set(eval_steps(spec.num_steps, spec.num_evals))
     tokens_per_step = spec.batch_size * spec.seq_len
@@ -180,11 +200,11 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
         optimizer.step()
         if step + 1 in checkpoints:
             with autocast:
-                losses = evaluate(forward, validation, device)
+                losses = evaluate(forward, validation, device, weights)
             if not all(math.isfinite(v) for v in losses.values()):
                 return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report)
             evaluations.append(Evaluation(step + 1, (step + 1) * tokens_per_step, losses,
-                                          bits_per_byte(losses, data.validation_bytes_per_token),
+                                          bits_per_byte(losses, data.validation_bytes_per_token, weights),
                                           alignment if spec.alignment_every else math.nan))
             if report:
                 report(evaluations[-1])
@@ -257,16 +277,34 @@ def _diverged(spec: TrialSpec, domains: list[str], evaluations: list[Evaluation]
     return TrialResult(spec, "diverged", [*evaluations, evaluation], wall_s)
 
 
-def bits_per_byte(losses: dict[str, float], bytes_per_token: dict[str, float]) -> dict[str, float]:
-    """nats/token ÷ (ln 2 × bytes/token) per domain; "all" is the mean over domains, as for the losses."""
+def predicted_tokens(validation: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Tokens whose prediction is scored in each domain: seq_len - 1 per sequence (the first has no context)."""
+    return {domain: sequences.shape[0] * (sequences.shape[1] - 1) for domain, sequences in validation.items()}
+
+
+def aggregate(values: dict[str, float], weights: dict[str, float] | None = None) -> float:
+    """The "all" entry over domains: their plain mean, or Σ_d w_d·v_d / Σ_d w_d with `weights`."""
+    if weights is None:
+        return float(np.mean(list(values.values())))
+    return sum(weights[domain] * value for domain, value in values.items()) / sum(weights[d] for d in values)
+
+
+def bits_per_byte(losses: dict[str, float], bytes_per_token: dict[str, float],
+                  tokens: dict[str, int] | None = None) -> dict[str, float]:
+    """nats/token ÷ (ln 2 × bytes/token) per domain. "all" follows the losses: the mean over domains, or with
+    the `tokens` scored per domain, total bits over total bytes (each domain's bits/byte weighted by its bytes,
+    tokens × bytes/token), so that it is the pooled loss in bits per byte."""
     out = {domain: losses[domain] / (math.log(2) * bytes_per_token[domain]) for domain in bytes_per_token}
-    out["all"] = float(np.mean(list(out.values())))
+    num_bytes = None if tokens is None else {d: tokens[d] * bytes_per_token[d] for d in bytes_per_token}
+    out["all"] = aggregate(out, num_bytes)
     return out
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, validation: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
-    """Mean next-token loss per domain (nats per token) and "all", the mean over domains."""
+def evaluate(model: torch.nn.Module, validation: dict[str, torch.Tensor], device: torch.device,
+             weights: dict[str, int] | None = None) -> dict[str, float]:
+    """Mean next-token loss per domain (nats per token) and "all": the mean over domains, or with `weights`
+    (``predicted_tokens``) the mean over every scored token."""
     model.eval()
     losses = {}
     for domain, sequences in validation.items():
@@ -277,6 +315,6 @@ def evaluate(model: torch.nn.Module, validation: dict[str, torch.Tensor], device
             total += model(input_ids=batch, labels=batch).loss.item() * batch.shape[0]
             count += batch.shape[0]
         losses[domain] = total / count
-    losses["all"] = float(np.mean(list(losses.values())))
+    losses["all"] = aggregate(losses, weights)
     model.train()
     return losses

@@ -17,7 +17,8 @@ from raysweep.cli import main
 from raysweep.config import load_sweep
 from raysweep.status import sweep_status
 from raysweep.store import read_results
-from raysweep.sweep import plan_trials
+from raysweep.sweep import build_data, plan_trials
+from raysweep.train import train
 
 from conftest import REPO, micro_sweep, write_yaml
 
@@ -68,6 +69,14 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     assert per_trial.eq(1).all()  # no row lost or duplicated
     assert not list(run_dir.glob("checkpoints/*.pt")) and not list(results.glob("running/*"))
     assert {f"trial-{t.key}" for t in planned} >= interrupted and interrupted
+    # Bit for bit what an uninterrupted run of each interrupted trial gives on this machine.
+    specs = {f"trial-{t.key}": t for t in planned}
+    data = build_data(load_sweep(sweep), planned, tmp_path / "runs" / "shards")  # the cached shards
+    for name in interrupted:
+        whole = train(specs[name], data[specs[name].recipe])
+        expected = {(e.step, domain): loss for e in whole.evaluations for domain, loss in e.losses.items()}
+        stored = frame[frame["trial_key"] == specs[name].key]
+        assert dict(zip(zip(stored["step"], stored["domain"]), stored["loss"])) == expected
 
 
 def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_without_a_failure(local_ray, tmp_path):

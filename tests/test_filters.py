@@ -133,8 +133,8 @@ def test_fewer_words_than_n_gives_zero_and_overlaps_may_exceed_one() -> None:
     assert all(stats[name] == 0.0 for name in MEASUREMENTS[6:])  # no 4-gram or longer
 
 
-def test_default_preset_is_gophers_table_a1() -> None:
-    assert REPETITION_PRESETS["default"] == {
+def test_default_preset_is_the_papers_table_2_which_is_gophers_table_a1() -> None:
+    assert REPETITION_PRESETS["default"] == GOPHER_THRESHOLDS == {
         "dup_line_frac": 0.30, "dup_para_frac": 0.30,
         "dup_line_char_frac": 0.20, "dup_para_char_frac": 0.20,
         "top_2gram_char_frac": 0.20, "top_3gram_char_frac": 0.18, "top_4gram_char_frac": 0.16,
@@ -143,15 +143,39 @@ def test_default_preset_is_gophers_table_a1() -> None:
     }
 
 
-def test_dedup_presets_are_stricter_than_default() -> None:
+def changed_from_default(preset: str) -> dict[str, float]:
+    return {k: v for k, v in REPETITION_PRESETS[preset].items() if v != GOPHER_THRESHOLDS[k]}
+
+
+def test_dedup_L_is_table_3_stricter_line_and_paragraph_tests() -> None:
+    assert changed_from_default("dedup-L") == {
+        "dup_line_frac": 0.20, "dup_para_frac": 0.20, "dup_line_char_frac": 0.15, "dup_para_char_frac": 0.15}
+
+
+def test_dedup_LS_is_table_4_very_strict_line_and_paragraph_tests() -> None:
+    assert changed_from_default("dedup-LS") == {
+        "dup_line_frac": 0.15, "dup_para_frac": 0.15, "dup_line_char_frac": 0.10, "dup_para_char_frac": 0.10}
+
+
+def test_dedup_G_is_table_5_stricter_top_2_3_4_gram_tests() -> None:
+    assert changed_from_default("dedup-G") == {
+        "top_2gram_char_frac": 0.14, "top_3gram_char_frac": 0.12, "top_4gram_char_frac": 0.10}
+
+
+def test_dedup_GS_is_table_6_stricter_duplicate_5_to_10_gram_tests() -> None:
+    assert changed_from_default("dedup-GS") == {
+        "dup_5gram_char_frac": 0.08, "dup_6gram_char_frac": 0.07, "dup_7gram_char_frac": 0.06,
+        "dup_8gram_char_frac": 0.05, "dup_9gram_char_frac": 0.04, "dup_10gram_char_frac": 0.03}
+
+
+def test_dedup_presets_only_tighten_and_G_GS_tighten_disjoint_tests() -> None:
     assert set(REPETITION_PRESETS) == {"default", "dedup-L", "dedup-LS", "dedup-G", "dedup-GS"}
     for name in ("dedup-L", "dedup-LS", "dedup-G", "dedup-GS"):
         preset = REPETITION_PRESETS[name]
-        assert set(preset) == set(MEASUREMENTS)
+        assert tuple(preset) == MEASUREMENTS, name  # every measurement, in order
         assert all(preset[key] <= GOPHER_THRESHOLDS[key] for key in MEASUREMENTS), name
-        assert any(preset[key] < GOPHER_THRESHOLDS[key] for key in MEASUREMENTS), name
-    for strong, regular in (("dedup-LS", "dedup-L"), ("dedup-GS", "dedup-G")):
-        assert all(REPETITION_PRESETS[strong][k] <= REPETITION_PRESETS[regular][k] for k in MEASUREMENTS)
+    assert all(REPETITION_PRESETS["dedup-LS"][k] <= REPETITION_PRESETS["dedup-L"][k] for k in MEASUREMENTS)
+    assert not set(changed_from_default("dedup-G")) & set(changed_from_default("dedup-GS"))
 
 
 def test_repetitive_document_fails_and_prose_passes_default() -> None:

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
+import torch
 
-from raysweep.config import SyntheticSource, TokenizerConfig, WSDSchedule
-from raysweep.models import MODEL_SIZES, count_parameters
+from raysweep.config import ModelSpec, SyntheticSource, TokenizerConfig, WSDSchedule
+from raysweep.models import MODEL_SIZES, build_model, count_parameters
 from raysweep.recipes.build import Component, build_shards, read_manifest
 from raysweep.recipes.streams import Stream
-from raysweep.train import TrialData, TrialSpec, eval_steps, lr_at, train
+from raysweep.train import (TrialData, TrialSpec, aggregate, bits_per_byte, eval_steps, evaluate, lr_at,
+                            predicted_tokens, train)
 
 WEB = SyntheticSource(type="synthetic", domain="web")
 CODE = SyntheticSource(type="synthetic", domain="code")
@@ -43,7 +46,7 @@ def trial_data(local_ray, tmp_path_factory):
     validation = {name: build_shards(f"val-{name}", [Component(name, Stream(SyntheticSource("synthetic", name, seed=1)), 1.0)],
                                      TokenizerConfig(), SEQ_LEN, 16, root).path for name in ("web", "code")}
     bytes_per_token = {name: read_manifest(path)["bytes_per_token"] for name, path in validation.items()}
-    return TrialData(train_dir, validation, 16, bytes_per_token)
+    return TrialData(train_dir, validation, {domain: 16 for domain in validation}, bytes_per_token)
 
 
 def spec(model: str = "gpt2-nano", lr: float = 3e-3, seed: int = 0, num_steps: int = 12, **options) -> TrialSpec:
@@ -114,3 +117,83 @@ def test_bf16_autocast_trains_close_to_fp32(trial_data):
 
 def test_options_at_their_default_leave_the_trial_key_unchanged():
     assert spec().key == spec(autocast="none", alignment_every=0).key != spec(alignment_every=5).key
+
+
+def test_warmup_in_steps_is_the_same_for_every_run_length_and_wins_over_the_fraction():
+    schedule = WSDSchedule(warmup_frac=0.5, decay_frac=0.3, warmup_steps=20)
+    lrs = [lr_at(step, 100, 1.0, schedule) for step in range(100)]
+    assert lrs[0] == pytest.approx(1 / 20) and lrs[19] == pytest.approx(1.0)
+    assert all(lr == 1.0 for lr in lrs[20:70]) and lrs[99] == pytest.approx(1 / 30)
+    longer = [lr_at(step, 1000, 1.0, schedule) for step in range(1000)]
+    assert longer[:20] == lrs[:20] and longer[20] == 1.0
+
+
+def test_a_warmup_longer_than_the_run_is_capped_and_never_overshoots_the_decay():
+    schedule = WSDSchedule(warmup_steps=2000, decay_frac=0.34)  # the paper's warmup, in a 100-step run
+    lrs = [lr_at(step, 100, 1.0, schedule) for step in range(100)]
+    assert lrs[:66] == pytest.approx([(step + 1) / 100 for step in range(66)])  # warmup = min(2000, 100)
+    assert lrs[66:] == pytest.approx([min((step + 1) / 100, (100 - step) / 34) for step in range(66, 100)])
+    assert max(lrs) < 1.0 and all(abs(a - b) < 0.04 for a, b in zip(lrs, lrs[1:]))  # continuous, no jump
+
+
+def test_existing_trial_keys_do_not_change():
+    # Keys computed with the code before warmup_steps and aggregate existed: stored trials must keep them.
+    model_spec = ModelSpec(family="gpt2", n_layer=2, d_model=32, n_head=2)
+    pinned = TrialSpec(role="proxy", recipe="web", recipe_key="r0", validation_key="v0", model="tiny",
+                       model_spec=model_spec, num_params=1000, lr=1e-5, batch_size=8, weight_decay=0.1, seed=0,
+                       num_steps=100, seq_len=32, vocab_size=257, eos_id=256, schedule=WSDSchedule(), grad_clip=1.0,
+                       num_evals=4)
+    assert pinned.key == "a95c81fb1a9530db"
+    options = replace(pinned, schedule=WSDSchedule(warmup_frac=0.02, decay_frac=0.2), autocast="bfloat16",
+                      alignment_every=5)
+    assert options.key == "2c82a6a3d7ab8b23"
+    assert replace(pinned, aggregate="mean").key == pinned.key
+    changed = {replace(pinned, aggregate="token_weighted").key,
+               replace(pinned, schedule=WSDSchedule(warmup_steps=2000)).key,
+               replace(pinned, schedule=WSDSchedule(warmup_steps=200)).key}
+    assert len(changed) == 3 and pinned.key not in changed
+
+
+def test_aggregate_is_the_plain_mean_or_the_weighted_mean():
+    losses = {"web": 2.0, "code": 1.0}
+    assert aggregate(losses) == 1.5
+    assert aggregate(losses, {"web": 300, "code": 100}) == pytest.approx((3 * 2.0 + 1.0) / 4)
+    tokens, bytes_per_token = {"web": 300, "code": 100}, {"web": 4.0, "code": 2.0}
+    bpb = bits_per_byte(losses, bytes_per_token, tokens)
+    total_bits = (300 * 2.0 + 100 * 1.0) / math.log(2)
+    assert bpb["all"] == pytest.approx(total_bits / (300 * 4.0 + 100 * 2.0))  # total bits / total bytes
+    assert bits_per_byte(losses, bytes_per_token)["all"] == pytest.approx(
+        (2.0 / 4.0 + 1.0 / 2.0) / (2 * math.log(2)))  # the unweighted mean, as before
+
+
+def test_token_weighted_all_is_the_loss_over_every_validation_token_pooled():
+    torch.manual_seed(0)
+    model = build_model(MODEL_SIZES["gpt2-nano"], 257, SEQ_LEN, 256)
+    validation = {"web": torch.randint(0, 257, (70, SEQ_LEN)), "code": torch.randint(0, 128, (6, SEQ_LEN))}
+    device = torch.device("cpu")
+    weights = predicted_tokens(validation)
+    assert weights == {"web": 70 * (SEQ_LEN - 1), "code": 6 * (SEQ_LEN - 1)}
+    weighted = evaluate(model, validation, device, weights)
+    pooled = evaluate(model, {"pooled": torch.cat(list(validation.values()))}, device)["pooled"]
+    assert weighted["all"] == pytest.approx(pooled, rel=1e-5)
+    assert weighted["all"] == pytest.approx((70 * weighted["web"] + 6 * weighted["code"]) / 76, rel=1e-12)
+    plain = evaluate(model, validation, device)
+    assert plain["all"] == pytest.approx((plain["web"] + plain["code"]) / 2)
+
+
+def test_a_token_weighted_trial_weights_by_the_sequences_each_domain_scores(trial_data):
+    sized = TrialData(trial_data.train_dir, trial_data.validation_dirs, {"web": 16, "code": 4},
+                      trial_data.validation_bytes_per_token)
+    weighted = train(spec(aggregate="token_weighted"), sized)
+    assert weighted.status == "ok"
+    for evaluation in weighted.evaluations:
+        losses, bpb, bpt = evaluation.losses, evaluation.bits_per_byte, trial_data.validation_bytes_per_token
+        assert losses["all"] == pytest.approx((16 * losses["web"] + 4 * losses["code"]) / 20)
+        assert bpb["all"] == pytest.approx((16 * losses["web"] + 4 * losses["code"]) / math.log(2)
+                                           / (16 * bpt["web"] + 4 * bpt["code"]))
+    plain = train(spec(), sized)  # same data, the mean: only "all" differs
+    assert plain.evaluations[-1].losses["web"] == weighted.evaluations[-1].losses["web"]
+    assert plain.evaluations[-1].losses["all"] == pytest.approx(
+        (plain.evaluations[-1].losses["web"] + plain.evaluations[-1].losses["code"]) / 2)
+    with pytest.raises(ValueError, match="unknown aggregate 'median'"):
+        train(spec(aggregate="median"), sized)

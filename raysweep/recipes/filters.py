@@ -53,11 +53,20 @@ synthetic web documents, where per-call overhead dominates (measured on a busy 2
 
 Presets
 -------
-``default`` is Gopher's Table A1. The ``dedup-*`` presets are raysweep's own schedule, NOT the values
-of Tables 2-6 of Wang et al. (arXiv 2512.24503), which we could not obtain: ``L`` scales the four
-line/paragraph thresholds by 0.75 and ``LS`` ("strong") by 0.5; ``G`` scales the nine n-gram
-thresholds by 0.75 and ``GS`` by 0.5; every other threshold keeps Gopher's value. Replace them with
-the paper's numbers when those are at hand.
+The five presets are the thresholds of Wang et al. (arXiv 2512.24503), App. D.1.4, which built its
+deduplication recipes by editing DCLM's copy of the Gopher rules. Each ``dedup-*`` preset tightens one group
+of tests and keeps every other threshold at its default: ``dedup-L`` and ``dedup-LS`` the line/paragraph
+tests (at two strengths), ``dedup-G`` the top-n tests, ``dedup-GS`` the duplicate-n tests.
+
+* ``default``: Table 2, DCLM's thresholds, which are Gopher's (Rae et al. 2021, Table A1).
+* ``dedup-L``: Table 3, stricter line/paragraph tests: duplicate line and paragraph fractions 0.20,
+  their character fractions 0.15.
+* ``dedup-LS``: Table 4, the same tests stricter still: fractions 0.15, character fractions 0.10.
+* ``dedup-G``: Table 5, stricter top 2/3/4-gram character fractions: 0.14, 0.12, 0.10.
+* ``dedup-GS``: Table 6, stricter duplicate 5..10-gram character fractions: 0.08, 0.07, ... 0.03. Despite
+  the suffix it is not a stronger ``dedup-G``: the two tighten disjoint tests (Table 1 names them "strict
+  2,3,4-gram" and "strict 5,6,7,8,9,10-gram" thresholds; D.1.4's prose, which calls both "short n-grams",
+  is looser than its tables, and the tables are what is used here).
 
 Deduplication
 -------------
@@ -91,19 +100,19 @@ GOPHER_THRESHOLDS: dict[str, float] = dict(zip(MEASUREMENTS, (
 )))
 
 
-def _tightened(names: tuple[str, ...], factor: float) -> dict[str, float]:
-    return {name: round(limit * factor, 4) if name in names else limit
-            for name, limit in GOPHER_THRESHOLDS.items()}
-
-
 REPETITION_PRESETS: dict[str, dict[str, float]] = {
-    "default": dict(GOPHER_THRESHOLDS),
-    # raysweep's stricter schedule, not the paper's Tables 2-6 (see the module docstring).
-    "dedup-L": _tightened(LINE_MEASUREMENTS, 0.75),
-    "dedup-LS": _tightened(LINE_MEASUREMENTS, 0.5),
-    "dedup-G": _tightened(NGRAM_MEASUREMENTS, 0.75),
-    "dedup-GS": _tightened(NGRAM_MEASUREMENTS, 0.5),
+    "default": dict(GOPHER_THRESHOLDS),                                     # Table 2
+    "dedup-L": GOPHER_THRESHOLDS | {                                        # Table 3
+        "dup_line_frac": 0.20, "dup_para_frac": 0.20, "dup_line_char_frac": 0.15, "dup_para_char_frac": 0.15},
+    "dedup-LS": GOPHER_THRESHOLDS | {                                       # Table 4
+        "dup_line_frac": 0.15, "dup_para_frac": 0.15, "dup_line_char_frac": 0.10, "dup_para_char_frac": 0.10},
+    "dedup-G": GOPHER_THRESHOLDS | {                                        # Table 5
+        "top_2gram_char_frac": 0.14, "top_3gram_char_frac": 0.12, "top_4gram_char_frac": 0.10},
+    "dedup-GS": GOPHER_THRESHOLDS | {                                       # Table 6
+        "dup_5gram_char_frac": 0.08, "dup_6gram_char_frac": 0.07, "dup_7gram_char_frac": 0.06,
+        "dup_8gram_char_frac": 0.05, "dup_9gram_char_frac": 0.04, "dup_10gram_char_frac": 0.03},
 }
+"""Thresholds of the paper's deduplication recipes (App. D.1.4, Tables 2-6; see the module docstring)."""
 
 _WORD = re.compile(r"\w+")
 

@@ -97,12 +97,13 @@ def decision_table(report: Report) -> TextTable:
     proxy_columns = [column for s in chosen for column in (
         Column(f"{_setting_name(s)}\nrank · {terms.proxy_score} ± seed std"),
         *([Column(f"{_setting_name(s)}\nbits/byte", in_terminal=False)] if s.mean_bits_per_byte else []))]
-    notes = [f"≈ : within seed noise of the {terms.recipe} ranked just above (two-sided t-test of seed means at 5%)."]
+    test = ("paired t-test over seeds at 5%: seed s is the same initialisation and data order for every recipe"
+            if report.seeds_paired else "two-sided t-test of seed means at 5%, seeds taken as independent")
+    notes = [f"≈ : within seed noise of the {terms.recipe} ranked just above ({test})."]
     if main.targets:
         has_bits = any(t.bits_per_byte is not None for t in main.targets)
         title = (f"{terms.recipe.capitalize()}s by {terms.target} loss (validation: {main.domain}), beside each "
-                 "proxy's ranking at its chosen lr: the smallest lr without a diverged run, fixed before looking at "
-                 "the targets")
+                 "proxy's ranking at its chosen lr (inside the tiny-lr window, decided from the proxies alone)")
         columns = [Column("#"), Column(terms.recipe, False),
                    Column(f"{terms.target} loss\n{terms.loss_unit}" + ("" if rf else " [95% CI]")),
                    *([Column("bits/byte")] if has_bits else []),
@@ -177,7 +178,7 @@ def reliability_table(report: Report) -> TextTable:
                      "(the best is itself chosen in hindsight).")
     ranked_by = f"proxies ranked by {terms.proxy_score}; " if report.metric == "alignment" else ""
     return TextTable(f"How far each ranking can be trusted against the {terms.target} ranking (validation: "
-                     f"{main.domain}; {ranked_by}95% bootstrap CI over seeds; regret in {terms.loss_unit}, lower is "
+                     f"{main.domain}; {ranked_by}95% bootstrap CI over {'paired ' if report.seeds_paired else ''}seeds; regret in {terms.loss_unit}, lower is "
                      "better)", columns, rows, notes)
 
 
@@ -247,12 +248,13 @@ def lr_choice_table(report: Report) -> TextTable:
     """How each proxy model's lr was chosen: every lr's checks and why each one below the chosen was rejected."""
     main = report.main
     columns = [Column("proxy", False), Column("lr"), Column("tiny?", False),
-               Column("neighbours within\nseed noise"), Column("ranking vs next lr up\nSpearman"),
-               Column("decision", False)]
+               Column("loss drop\nvs standard lr's"), Column("ranking vs next lr up\nSpearman"),
+               Column("neighbours within\nseed noise"), Column("decision", False)]
     rows, notes = [], []
     for choice in main.lr_choices:
         for check in choice.checks:
             share = f"{check.share_within_noise:.0%}" if check.share_within_noise is not None else "–"
+            progress = f"{check.progress:.0%}" if check.progress is not None and np.isfinite(check.progress) else "–"
             stability = f"{ci(check.stability)} (lr {check.next_lr:g})" if check.stability else "–"
             if check.lr == choice.lr:
                 decision = "chosen" if choice.trusted else "chosen (fallback: " + "; ".join(check.reasons) + ")"
@@ -260,15 +262,16 @@ def lr_choice_table(report: Report) -> TextTable:
                 decision = "rejected: " + "; ".join(check.reasons)
             else:
                 decision = "; ".join(check.reasons) or "in the window (a smaller lr passed first)"
-            rows.append([choice.model, f"{check.lr:g}", "yes" if check.is_tiny else "no", share, stability, decision])
+            rows.append([choice.model, f"{check.lr:g}", "yes" if check.is_tiny else "no", progress, stability, share,
+                         decision])
         bound = f", Eq. 58 bound {choice.eta_58:.3g}" if choice.eta_58 is not None else ", Eq. 58 bound not estimated"
         floor = f", precision floor {choice.precision_floor:.2g}" if choice.precision_floor is not None else ""
         notes.append(f"{choice.model}: standard lr {choice.standard_lr:g}, window's upper end {choice.upper_lr:.3g} "
                      f"(standard / 10{bound}){floor}." + (f" {choice.caveat}." if choice.caveat else ""))
     notes.append("Rule: the smallest lr that is tiny (≤ standard / 10 and ≤ the Eq. 58 bound), above the precision "
-                 "floor, without divergence, and above the horizon floor: at most half its neighbouring recipes "
-                 "within paired seed noise, and a ranking that agrees with the next lr up beyond seed noise "
-                 "(Spearman CI above 0). No target run is read.")
+                 "floor, without divergence, and above the horizon floor: a loss drop from initialisation of at least "
+                 "25% of the standard lr's, and a ranking that agrees with the next lr up beyond seed noise "
+                 "(Spearman CI above 0). Neighbours within seed noise are shown, not checked. No target run is read.")
     return TextTable("How the proxy lr was chosen (from the proxies alone)", columns, rows, notes)
 
 

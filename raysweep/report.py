@@ -70,8 +70,9 @@ FIXED_CONFIGS_SHOWN_ALL = 4
 """Up to this many target configurations, every one is shown as a baseline; beyond, best, median, worst."""
 COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
            "step", "tokens", "domain", "loss", "status", "wall_s")
-"""Columns the report needs; ``bits_per_byte``, ``alignment`` and ``num_steps`` are optional (null when absent)."""
-OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "num_steps")
+"""Columns the report needs; ``bits_per_byte``, ``alignment``, ``initial_loss`` and ``num_steps`` are optional (null
+when absent)."""
+OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "initial_loss", "num_steps")
 ALIGNMENT_FIX = "launch with proxy.alignment_every: K in the sweep file"
 
 
@@ -194,6 +195,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     family = _family(frame, plan)
     last_step = frame.groupby("trial_key")["step"].transform("max")
     trial_keys = frame[frame["step"] == last_step].drop_duplicates("trial_key")  # compute and divergence, by loss
+    drops = _loss_drops(frame[frame["step"] == last_step])  # how far each proxy trained, whatever ranks them
     unmeasured = []
     if metric == "alignment":
         frame, unmeasured = _ranked_by_alignment(frame, last_step)
@@ -203,7 +205,8 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     window = _Window(standard_lr, eta_58 or {}, plan.precision_floor_lr if plan else None, seeds_paired)
     for name in domains:
         summaries[name], losses, domain_notes = _summarize_domain(
-            name, final[final["domain"] == name], window, n_boot if name == domain else n_boot_figures, family)
+            name, final[final["domain"] == name], drops.get(name, {}), window,
+            n_boot if name == domain else n_boot_figures, family)
         if name == domain:
             main_losses, notes = losses, domain_notes
     main = summaries[domain]
@@ -225,7 +228,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         missing=(unreadable or []) + stale + _plan_gaps(trial_keys, plan) + unmeasured + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None,
-        family=family, metric=metric)
+        family=family, metric=metric, seeds_paired=seeds_paired)
 
 
 @dataclass(frozen=True)
@@ -255,8 +258,8 @@ class _Losses:
     """Target loss by (recipe, lr, batch_size, weight_decay, seed)."""
 
 
-def _summarize_domain(domain: str, rows: pd.DataFrame, window: _Window, n_boot: int,
-                      family: str) -> tuple[DomainSummary, _Losses, list[str]]:
+def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dict[float, float]], window: _Window,
+                      n_boot: int, family: str) -> tuple[DomainSummary, _Losses, list[str]]:
     """One domain's tuned targets and proxy settings; the notes say what is missing."""
     notes: list[str] = []
     runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
@@ -286,7 +289,7 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, window: _Window, n_boot: 
         notes.append("one target seed only: seed noise unknown, no recipe pair flagged as within noise")
     proxy_runs = runs_of["proxy"].groupby(["model", "lr", "recipe", "seed"])[["loss", "bits_per_byte"]].mean()
     proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes, window.seeds_paired)
-    proxies, lr_choices = _label_settings(proxies, matrices, window, proxy_runs, notes)
+    proxies, lr_choices = _label_settings(proxies, matrices, loss_drops, window, proxy_runs, notes)
     bits = rows.loc[np.isfinite(rows["loss"]) & (rows["loss"] > 0), ["bits_per_byte", "loss"]].dropna()
     summary = DomainSummary(
         domain=domain, recipes=recipes, targets=targets, proxies=proxies,
@@ -296,6 +299,18 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, window: _Window, n_boot: 
     target_by_lr = config_loss.groupby(level=["recipe", "lr"]).min().unstack("lr")
     return summary, _Losses(tuned_block if tuned is not None else None, matrices, target_by_lr, proxy_by_lr,
                             target_runs["loss"]), notes
+
+
+def _loss_drops(final: pd.DataFrame) -> dict[str, dict[str, dict[float, float]]]:
+    """domain → proxy model → lr → median over recipes and seeds of (initial loss − final loss), finite runs only;
+    empty where the table records no initial losses."""
+    proxies = final[(final["role"] == "proxy") & np.isfinite(final["loss"]) & np.isfinite(final["initial_loss"])]
+    drops = (proxies["initial_loss"] - proxies["loss"]).groupby([proxies["domain"], proxies["model"],
+                                                                proxies["lr"]]).median()
+    out: dict[str, dict[str, dict[float, float]]] = {}
+    for (domain, model, lr), drop in drops.items():
+        out.setdefault(str(domain), {}).setdefault(str(model), {})[float(lr)] = float(drop)
+    return out
 
 
 def _common_seeds(block: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
@@ -380,8 +395,9 @@ def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndar
     return settings, matrices
 
 
-def _label_settings(settings: list[ProxySetting], matrices: dict[tuple[str, float], np.ndarray], window: _Window,
-                    proxy_runs: pd.DataFrame, notes: list[str]) -> tuple[list[ProxySetting], list[LrChoice]]:
+def _label_settings(settings: list[ProxySetting], matrices: dict[tuple[str, float], np.ndarray],
+                    loss_drops: dict[str, dict[float, float]], window: _Window, proxy_runs: pd.DataFrame,
+                    notes: list[str]) -> tuple[list[ProxySetting], list[LrChoice]]:
     """Mark each model's chosen lr (``lr_choice.choose_lr``) and its standard lr (the baseline)."""
     labelled, choices = [], []
     for model in sorted({s.model for s in settings}):
@@ -390,8 +406,8 @@ def _label_settings(settings: list[ProxySetting], matrices: dict[tuple[str, floa
         standard = window.standard_lr if window.standard_lr is not None else float(run_lrs.max())
         if not np.isclose(run_lrs, standard, rtol=1e-9).any():
             notes.append(f"proxy {model}: no runs at the standard lr {standard:g}; no standard-lr baseline")
-        choice = choose_lr(own, {s.lr: matrices[(model, s.lr)] for s in own}, standard, window.eta_58.get(model),
-                           window.precision_floor, window.seeds_paired)
+        choice = choose_lr(own, {s.lr: matrices[(model, s.lr)] for s in own}, loss_drops.get(model, {}), standard,
+                           window.eta_58.get(model), window.precision_floor, window.seeds_paired)
         if not choice.trusted:
             notes.append(f"proxy {model}: {choice.caveat}")
         choices.append(choice)

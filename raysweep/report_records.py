@@ -104,8 +104,11 @@ class LrCheck:
     is_tiny: bool
     """At most standard lr / 10 and, when estimated, the Eq. 58 bound."""
     diverged: bool
+    progress: float | None
+    """Loss drop from initialisation as a share of the standard lr's; None when the table has no initial losses."""
     share_within_noise: float | None
-    """Share of neighbouring recipe pairs in this lr's ranking within paired seed noise; None with one seed."""
+    """Share of neighbouring recipe pairs in this lr's ranking within paired seed noise (shown, not a check); None
+    with one seed."""
     next_lr: float | None
     stability: Interval | None
     """Spearman of this lr's ranking against ``next_lr``'s, with its 95% bootstrap interval."""
@@ -306,6 +309,8 @@ class Report:
     """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``."""
     metric: str
     """One of ``METRICS``: what ranks the proxies (targets are always scored by their loss)."""
+    seeds_paired: bool
+    """Whether seed s was taken as the same initialisation and data order for every recipe (resampled jointly)."""
 
     def terms(self) -> Terms:
         rf = self.family == RANDOM_FEATURES

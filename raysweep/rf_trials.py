@@ -108,4 +108,5 @@ def run_rf_trial(spec: RFTrialSpec) -> TrialResult:
                     num_evals=spec.num_evals)
     evaluations = [Evaluation(step, step * spec.batch_size, {"all": mse}, {"all": math.nan})
                    for step, mse in zip(run.steps, run.val_mse)]
-    return TrialResult(spec, "diverged" if run.diverged else "ok", evaluations, time.perf_counter() - start)
+    initial = {"all": float(np.mean(val.y ** 2))}  # the readout starts at zero: every prediction is 0
+    return TrialResult(spec, "diverged" if run.diverged else "ok", evaluations, time.perf_counter() - start, initial)

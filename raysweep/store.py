@@ -8,16 +8,18 @@ skips every trial whose file exists. Records become rows only here.
 Schema (one row per trial × checkpoint × domain)::
 
     trial_key role recipe model num_params lr batch_size weight_decay seed step tokens domain loss bits_per_byte
-    alignment status num_steps wall_s
+    alignment initial_loss status num_steps wall_s
 
 ``status`` is "ok", "diverged", or "stopped" (an early-stopped proxy: its last step is below ``num_steps``, the
 steps it was planned for). ``alignment`` is NaN unless the sweep measures it (``proxy.alignment_every``).
+``initial_loss`` is the domain's loss at initialisation, before the first step (the same on every row of a trial).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import socket
 import time
@@ -47,6 +49,7 @@ SCHEMA = pa.schema([
     ("loss", pa.float64()),
     ("bits_per_byte", pa.float64()),
     ("alignment", pa.float64()),
+    ("initial_loss", pa.float64()),
     ("status", pa.string()),
     ("num_steps", pa.int64()),
     ("wall_s", pa.float64()),
@@ -66,6 +69,7 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
              "weight_decay": spec.weight_decay, "seed": spec.seed, "step": evaluation.step,
              "tokens": evaluation.tokens, "domain": domain, "loss": loss,
              "bits_per_byte": evaluation.bits_per_byte[domain], "alignment": evaluation.alignment,
+             "initial_loss": result.initial_losses.get(domain, math.nan),
              "status": result.status, "num_steps": spec.num_steps, "wall_s": result.wall_s}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
     path = _path(results_dir, spec.key)
@@ -104,7 +108,7 @@ def write_partial(results_dir: Path, result: TrialResult) -> None:
     weights are in its checkpoint); the round's settle check reads them, ``write_trial`` removes them."""
     _write_json(Path(results_dir) / "partial" / f"trial-{result.spec.key}.json",
                 {"trial_key": result.spec.key, "evaluations": [dataclasses.asdict(e) for e in result.evaluations],
-                 "wall_s": result.wall_s})
+                 "wall_s": result.wall_s, "initial_losses": result.initial_losses})
 
 
 def read_partial(results_dir: Path, spec: TrialSpec) -> TrialResult | None:
@@ -115,7 +119,8 @@ def read_partial(results_dir: Path, spec: TrialSpec) -> TrialResult | None:
     from raysweep.train import Evaluation, TrialResult  # imports torch, which whoever trains has loaded already
 
     record = json.loads(path.read_text())
-    return TrialResult(spec, "partial", [Evaluation(**e) for e in record["evaluations"]], record["wall_s"])
+    return TrialResult(spec, "partial", [Evaluation(**e) for e in record["evaluations"]], record["wall_s"],
+                       record.get("initial_losses", {}))
 
 
 def read_trial_losses(results_dir: Path, trial_key: str, domain: str = "all") -> list[float]:

@@ -118,6 +118,9 @@ class TrialResult:
     "stopped" (its proxy setting's ranking settled, so the rest of the run was not needed)."""
     evaluations: list[Evaluation] = field(default_factory=list)
     wall_s: float = 0.0
+    initial_losses: dict[str, float] = field(default_factory=dict)
+    """Loss per validation domain (and "all") of the model at initialisation, before the first step: the report's
+    chosen-lr rule measures how far each proxy trained from it. Empty when unknown."""
 
 
 def lr_at(step: int, num_steps: int, peak_lr: float, schedule: WSDSchedule) -> float:
@@ -164,11 +167,11 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=spec.weight_decay)
     state = _load_checkpoint(checkpoint, spec, model, optimizer, device)
-    evaluations, alignment, first_step, wall_before = state
+    evaluations, alignment, first_step, wall_before, initial = state
     # Forward passes may go through the compiled module; state and parameters stay the plain module's.
     forward = torch.compile(model) if compile_model else model
     if stop_after_evals is not None and len(evaluations) >= stop_after_evals:
-        return TrialResult(spec, "partial", evaluations, wall_before)
+        return TrialResult(spec, "partial", evaluations, wall_before, initial)
     sequences = torch.from_numpy(read_sequences(data.train_dir, spec.num_sequences).astype(np.int64))
     order = torch.randperm(spec.num_sequences, generator=torch.Generator().manual_seed(spec.seed))
     validation = {domain: torch.from_numpy(read_sequences(path, data.validation_sequences[domain]).astype(np.int64))
@@ -182,6 +185,10 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
     def elapsed() -> float:
         return wall_before + time.perf_counter() - start
 
+    if first_step == 0:  # evaluation draws no random numbers: training goes on exactly as without it
+        with autocast:
+            initial = evaluate(forward, validation, device, weights)
+
     for step in range(first_step, spec.num_steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec.num_steps, spec.lr, spec.schedule)
@@ -191,7 +198,7 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
         with autocast:
             loss = forward(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):
-            return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report)
+            return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if validation_gradient is not None:  # the step's own minibatch gradient, before clipping
@@ -202,17 +209,18 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
             with autocast:
                 losses = evaluate(forward, validation, device, weights)
             if not all(math.isfinite(v) for v in losses.values()):
-                return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report)
+                return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial)
             evaluations.append(Evaluation(step + 1, (step + 1) * tokens_per_step, losses,
                                           bits_per_byte(losses, data.validation_bytes_per_token, weights),
                                           alignment if spec.alignment_every else math.nan))
             if report:
                 report(evaluations[-1])
             if checkpoint and step + 1 < spec.num_steps:
-                _save_checkpoint(checkpoint, spec, model, optimizer, evaluations, alignment, step + 1, elapsed())
+                _save_checkpoint(checkpoint, spec, model, optimizer, evaluations, alignment, step + 1, elapsed(),
+                                 initial)
             if stop_after_evals is not None and len(evaluations) >= stop_after_evals and step + 1 < spec.num_steps:
-                return TrialResult(spec, "partial", evaluations, elapsed())
-    return TrialResult(spec, "ok", evaluations, elapsed())
+                return TrialResult(spec, "partial", evaluations, elapsed(), initial)
+    return TrialResult(spec, "ok", evaluations, elapsed(), initial)
 
 
 def _alignment_batch(validation: dict[str, torch.Tensor], size: int) -> torch.Tensor:
@@ -240,41 +248,44 @@ def _gradient(model: torch.nn.Module, batch: torch.Tensor, autocast: torch.autoc
 
 
 def _save_checkpoint(path: Path, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     evaluations: list[Evaluation], alignment: float, step: int, wall_s: float) -> None:
+                     evaluations: list[Evaluation], alignment: float, step: int, wall_s: float,
+                     initial_losses: dict[str, float]) -> None:
     """Written aside, then renamed: a kill during the write leaves the previous checkpoint whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{os.getpid()}")
     torch.save({"trial_key": spec.key, "step": step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "evaluations": [asdict(e) for e in evaluations],
-                "alignment": alignment, "wall_s": wall_s}, staging)
+                "alignment": alignment, "wall_s": wall_s, "initial_losses": initial_losses}, staging)
     os.replace(staging, path)
 
 
 def _load_checkpoint(path: Path | None, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     device: torch.device) -> tuple[list[Evaluation], float, int, float]:
-    """(evaluations, accumulated alignment, first step, wall seconds so far) from ``path``, or a fresh start.
+                     device: torch.device) -> tuple[list[Evaluation], float, int, float, dict[str, float]]:
+    """(evaluations, accumulated alignment, first step, wall seconds so far, initial losses) from ``path``, or a
+    fresh start.
 
     ``weights_only=True``: the file lives in user-writable storage, so nothing in it is unpickled as code.
     """
     if path is None or not path.is_file():
-        return [], 0.0, 0, 0.0
+        return [], 0.0, 0, 0.0, {}
     state = torch.load(path, map_location=device, weights_only=True)
     if state["trial_key"] != spec.key:
         raise ValueError(f"{path} holds trial {state['trial_key']}, not {spec.key}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return [Evaluation(**e) for e in state["evaluations"]], state["alignment"], state["step"], state["wall_s"]
+    return ([Evaluation(**e) for e in state["evaluations"]], state["alignment"], state["step"], state["wall_s"],
+            state.get("initial_losses", {}))
 
 
 def _diverged(spec: TrialSpec, domains: list[str], evaluations: list[Evaluation], step: int, wall_s: float,
-              report: Callable[[Evaluation], None] | None) -> TrialResult:
+              report: Callable[[Evaluation], None] | None, initial_losses: dict[str, float]) -> TrialResult:
     """The run stops at `step`; its losses there are +inf (and its alignment -inf) so that it ranks last."""
     infinite = {name: math.inf for name in domains}
     evaluation = Evaluation(step, step * spec.batch_size * spec.seq_len, infinite, infinite,
                             -math.inf if spec.alignment_every else math.nan)
     if report:
         report(evaluation)
-    return TrialResult(spec, "diverged", [*evaluations, evaluation], wall_s)
+    return TrialResult(spec, "diverged", [*evaluations, evaluation], wall_s, initial_losses)
 
 
 def predicted_tokens(validation: dict[str, torch.Tensor]) -> dict[str, int]:

@@ -18,9 +18,14 @@ def _trained(gap: float, order=RECIPES) -> list[float]:
     return [3.0 + gap * order.index(r) for r in RECIPES]
 
 
+INITIAL_LOSS = 5.5
+"""Every proxy's loss before its first step (same initialisation per seed, same validation set)."""
+
+
 def _results(proxies: dict[float, list[float]], targets: list[float] | None = None, noise: float = 0.002,
-             diverged: float | None = None) -> pa.Table:
-    """Three seeds per recipe and lr; ``diverged`` is an lr whose first run diverges."""
+             diverged: float | None = None, initial_loss: float | None = INITIAL_LOSS) -> pa.Table:
+    """Three seeds per recipe and lr; ``diverged`` is an lr whose first run diverges; ``initial_loss`` None leaves the
+    column out, as tables from elsewhere do."""
     rng = np.random.default_rng(0)
     records = []
 
@@ -32,7 +37,8 @@ def _results(proxies: dict[float, list[float]], targets: list[float] | None = No
                 records.append({"trial_key": f"{role}-{recipe}-{lr}-{seed}", "role": role, "recipe": recipe,
                                 "model": "m" if role == "proxy" else "t", "num_params": 10, "lr": lr,
                                 "batch_size": 8, "weight_decay": 0.0, "seed": seed, "step": 5, "tokens": 160,
-                                "domain": "all", "loss": float(value), "status": "ok", "wall_s": 1.0})
+                                "domain": "all", "loss": float(value), "status": "ok", "wall_s": 1.0,
+                                **({} if initial_loss is None else {"initial_loss": initial_loss})})
 
     for lr, losses in proxies.items():
         add("proxy", lr, losses)
@@ -46,8 +52,11 @@ def _choice(table: pa.Table, **kwargs):
     return choice
 
 
-# An lr too small for the step budget: recipes bunched within 0.001 of each other, ranked by early dynamics.
-UNDER_TRAINED = [3.5 + 0.0002 * i for i in (3, 0, 5, 1, 4, 2)]
+# An lr too small for the step budget: 0.2 below the initial loss (the trained ones drop ~2.5), recipes bunched
+# within 0.001 of each other and ranked by early dynamics.
+UNDER_TRAINED = [5.3 + 0.0002 * i for i in (3, 0, 5, 1, 4, 2)]
+# Under-trained too, but consistently across seeds and in the same order as the next lr up.
+BARELY_MOVED = [5.2 + 0.01 * i for i in range(6)]
 
 
 def test_an_under_trained_smallest_lr_is_rejected_and_the_next_tiny_lr_is_chosen():
@@ -56,7 +65,7 @@ def test_an_under_trained_smallest_lr_is_rejected_and_the_next_tiny_lr_is_chosen
     assert choice.lr == 1e-5 and choice.trusted
     rejected = choice.checks[0]
     assert rejected.lr == 1e-6 and any(r.startswith("under-trained") for r in rejected.reasons)
-    assert rejected.share_within_noise > 0.5
+    assert rejected.progress < 0.25 < choice.checks[1].progress
     assert [c.is_tiny for c in choice.checks] == [True, True, False, False]  # standard / 10 = 3e-5
 
 
@@ -95,3 +104,17 @@ def test_the_report_marks_the_chosen_setting_and_prints_why_each_lower_lr_was_re
     assert [s.lr for s in report.main.chosen()] == [1e-5]
     rows = lr_choice_table(report).rows
     assert rows[0][-1].startswith("rejected: under-trained") and rows[1][-1] == "chosen"
+
+
+def test_an_lr_that_barely_moved_is_rejected_even_when_it_ranks_like_the_lr_above_it():
+    choice = _choice(_results({1e-6: BARELY_MOVED, 3e-6: BARELY_MOVED, 1e-5: _trained(0.05), 3e-4: _trained(0.05)}),
+                     standard_lr=3e-4)
+    assert choice.lr == 1e-5 and choice.trusted
+    assert [c.stability.low > 0 for c in choice.checks[:2]] == [True, True]  # stability alone would pass them
+    assert all("loss drop" in c.reasons[0] for c in choice.checks[:2])
+
+
+def test_without_initial_losses_the_progress_check_is_skipped_and_stability_decides():
+    choice = _choice(_results({1e-6: UNDER_TRAINED, 1e-5: _trained(0.05), 1e-4: _trained(0.04)}, initial_loss=None))
+    assert choice.lr == 1e-5 and all(c.progress is None for c in choice.checks)
+    assert any("ranks unlike lr 1e-05" in r for r in choice.checks[0].reasons)

@@ -68,6 +68,10 @@ def test_trial_learns_and_reports_every_domain_at_each_checkpoint(trial_data, mo
         assert set(evaluation.losses) == {"web", "code", "all"}
         assert evaluation.losses["all"] == pytest.approx((evaluation.losses["web"] + evaluation.losses["code"]) / 2)
     assert result.evaluations[-1].losses["all"] < math.log(257)  # better than uniform over the vocabulary
+    # Before the first step a random model is close to uniform over the vocabulary; training moved it down.
+    assert set(result.initial_losses) == {"web", "code", "all"}
+    assert result.initial_losses["all"] == pytest.approx(math.log(257), abs=0.1)
+    assert result.evaluations[-1].losses["all"] < result.initial_losses["all"]
 
 
 def test_same_spec_gives_the_same_losses_and_another_seed_does_not(trial_data):
@@ -93,6 +97,7 @@ def test_a_run_stopped_after_an_evaluation_resumes_from_its_checkpoint_exactly(t
     assert again.status == "partial" and again.evaluations == first.evaluations  # nothing retrained
     resumed = train(spec(alignment_every=2), trial_data, checkpoint=checkpoint)
     assert resumed.status == "ok" and resumed.evaluations == whole.evaluations
+    assert resumed.initial_losses == whole.initial_losses == first.initial_losses
 
 
 def test_a_checkpoint_of_another_trial_is_refused(trial_data, tmp_path):

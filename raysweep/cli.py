@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "alone. Works on partial runs and says what is missing.")
     report_parser.add_argument("path", help="run directory (<storage>/<sweep name>, e.g. runs/demo), or a results "
                                             "Parquet file, or a folder of them")
-    report_parser.add_argument("--domain", default="all", help="validation domain to rank by (default: all, the aggregate over domains)")
+    report_parser.add_argument("--domain", default="all",
+                               help="validation domain to rank by (default: all, the aggregate over domains)")
     report_parser.add_argument("--metric", choices=("loss", "alignment"), default="loss",
                                help="what ranks the proxies: their validation loss (default), or their accumulated "
                                     "gradient alignment with the validation loss (higher first; needs "

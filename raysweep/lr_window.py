@@ -65,7 +65,8 @@ def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tup
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         optimizer.step()
-    counts = {domain: min(VALIDATION_SEQUENCES_PER_DOMAIN, count) for domain, count in data.validation_sequences.items()}
+    counts = {domain: min(VALIDATION_SEQUENCES_PER_DOMAIN, count)
+              for domain, count in data.validation_sequences.items()}
     validation = torch.cat([torch.from_numpy(read_sequences(path, counts[domain]).astype(np.int64))
                             for domain, path in data.validation_dirs.items()]).to(device)
     statistics = gradient_statistics(model, batches[spec.num_steps:], validation)

@@ -177,8 +177,9 @@ def reliability_table(report: Report) -> TextTable:
         notes.append(f"{report.num_target_configs} target configurations: best, median and worst by Spearman shown "
                      "(the best is itself chosen in hindsight).")
     ranked_by = f"proxies ranked by {terms.proxy_score}; " if report.metric == "alignment" else ""
+    seeds = "paired seeds" if report.seeds_paired else "seeds"
     return TextTable(f"How far each ranking can be trusted against the {terms.target} ranking (validation: "
-                     f"{main.domain}; {ranked_by}95% bootstrap CI over {'paired ' if report.seeds_paired else ''}seeds; regret in {terms.loss_unit}, lower is "
+                     f"{main.domain}; {ranked_by}95% bootstrap CI over {seeds}; regret in {terms.loss_unit}, lower is "
                      "better)", columns, rows, notes)
 
 
@@ -362,7 +363,8 @@ def verdict(report: Report) -> str:
 
 
 def _as_well(standard: Interval, chosen: Interval) -> str:
-    return "better than" if standard.point > chosen.point and standard.low > chosen.high else "as well as (within seed noise)"
+    """How the standard lr's Spearman compares with the chosen lr's, given that it is not clearly below it."""
+    return "better than" if standard.low > chosen.high else "as well as (within seed noise)"
 
 
 def _clearly_below(stat: Interval, best: Interval) -> bool:

@@ -302,8 +302,8 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dic
 
 
 def _loss_drops(final: pd.DataFrame) -> dict[str, dict[str, dict[float, float]]]:
-    """domain → proxy model → lr → median over recipes and seeds of (initial loss − final loss), finite runs only;
-    empty where the table records no initial losses."""
+    """domain → proxy model → lr → median over recipes and seeds of (initial loss − final loss), finite runs
+    only; empty where the table records no initial losses."""
     proxies = final[(final["role"] == "proxy") & np.isfinite(final["loss"]) & np.isfinite(final["initial_loss"])]
     drops = (proxies["initial_loss"] - proxies["loss"]).groupby([proxies["domain"], proxies["model"],
                                                                 proxies["lr"]]).median()

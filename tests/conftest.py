@@ -27,12 +27,13 @@ def local_ray():
 
 
 def micro_sweep(**changes) -> dict:
-    """Two recipes, two proxy learning rates, two target learning rates, two seeds: ~30 s of training."""
+    """Two recipes, two proxy learning rates, two target configurations, two seeds: ~30 s of training."""
     sweep = yaml.safe_load((REPO / "search_spaces" / "demo.yaml").read_text())
     sweep.update(name="micro", recipes=[r for r in sweep["recipes"] if r["name"] in ("balanced", "low_quality")])
     sweep["validation"]["num_tokens"] = 1024
-    sweep["proxy"].update(lrs=[1.0e-4, 4.0e-3], tokens_per_param=1)
-    sweep["target"].update(lrs=[1.0e-3, 1.0e-2], tokens_per_param=0.5)
+    sweep["proxy"].pop("standard_lr", None)  # the largest lr, whatever `lrs` a test sets
+    sweep["proxy"].update(lrs=[1.0e-4, 4.0e-3], seeds=[0, 1], tokens_per_param=1, alignment_every=10)
+    sweep["target"].update(lrs=[1.0e-3, 1.0e-2], weight_decays=[0.1], seeds=[0, 1], tokens_per_param=0.5)
     sweep["training"]["num_evals"] = 2
     sweep.update(changes)
     return sweep

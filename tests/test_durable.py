@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
 from raysweep.cli import main
 from raysweep.config import load_sweep
 from raysweep.status import sweep_status
@@ -69,14 +71,20 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     assert per_trial.eq(1).all()  # no row lost or duplicated
     assert not list(run_dir.glob("checkpoints/*.pt")) and not list(results.glob("running/*"))
     assert {f"trial-{t.key}" for t in planned} >= interrupted and interrupted
-    # Bit for bit what an uninterrupted run of each interrupted trial gives on this machine.
+    # Bit for bit what an uninterrupted run of each interrupted trial gives on this machine, with the one thread a
+    # 1-CPU Ray worker computes with (another thread count sums in another order: last-bit differences).
     specs = {f"trial-{t.key}": t for t in planned}
     data = build_data(load_sweep(sweep), planned, tmp_path / "runs" / "shards")  # the cached shards
-    for name in interrupted:
-        whole = train(specs[name], data[specs[name].recipe])
-        expected = {(e.step, domain): loss for e in whole.evaluations for domain, loss in e.losses.items()}
-        stored = frame[frame["trial_key"] == specs[name].key]
-        assert dict(zip(zip(stored["step"], stored["domain"]), stored["loss"])) == expected
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name in interrupted:
+            whole = train(specs[name], data[specs[name].recipe])
+            expected = {(e.step, domain): loss for e in whole.evaluations for domain, loss in e.losses.items()}
+            stored = frame[frame["trial_key"] == specs[name].key]
+            assert dict(zip(zip(stored["step"], stored["domain"]), stored["loss"])) == expected
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_without_a_failure(local_ray, tmp_path):

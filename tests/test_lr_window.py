@@ -51,7 +51,7 @@ def test_write_replaces_only_the_proxy_lrs_line_and_keeps_the_comments(tmp_path)
     path.write_text(original)
     window = LRWindow("opt-nano", 4e-3, 500, [], floor_lr=6e-8, upper_lr=2e-4, param_dtype="float32")
     lrs = window_lrs(window, standard_lr=4e-3)
-    assert lrs == [2e-7, 2e-6, 2e-5, 2e-4, 4e-3]  # the top three decades of the window, and the baseline
+    assert lrs == [2e-6, 9.3e-6, 4.3e-5, 2e-4, 4e-3]  # two decades below the window's upper end, and the baseline
     write_proxy_lrs(path, lrs, window)
     changed = [(a, b) for a, b in zip(original.splitlines(), path.read_text().splitlines()) if a != b]
     assert len(changed) == 1 and changed[0][1].startswith("  lrs: [")

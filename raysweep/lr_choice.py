@@ -24,12 +24,14 @@ Lower end (did the proxy train, and enough?):
     drop the standard lr makes in the same steps (``MIN_PROGRESS``). Deliberately lenient: Finding I says a
     tiny-lr proxy ends far above its own best loss and still ranks well; a proxy below a quarter has barely left
     its initialisation. Skipped when the table has no initial losses (tables from elsewhere).
-  * **stability**: the lr's ranking agrees with the ranking of the next lr up in the sweep beyond seed noise (the
-    lower end of the 95% bootstrap interval of their Spearman correlation is above 0; seed s is the same
+  * **stability**: the lr's ranking agrees, beyond seed noise, with the ranking of the *anchor*: the largest lr
+    that passes every other check, the top of the window and the part of it farthest from the horizon (the lower
+    end of the 95% bootstrap interval of their Spearman correlation is at least 0.5; seed s is the same
     initialisation and data order at both lrs, so the two are resampled together). Inside the window the
-    ordering is the data's and does not depend on the lr (Theorem 2), so two lrs in it agree; an lr below the
-    horizon ranks by what it learned first, which the lr above it no longer does. The largest lr of a sweep has
-    no lr above it and is not checked for stability.
+    ordering is the data's and does not depend on the lr (Theorem 2), so an lr in it ranks like the anchor; an
+    lr below the horizon ranks by what it learned first. Comparing with the anchor rather than with the next lr
+    up keeps two neighbouring lrs that are under-trained the same way from vouching for each other. The anchor
+    itself is compared with the next lr up (none for the largest lr of a sweep).
 
 The share of neighbouring recipe pairs within paired seed noise is reported beside the checks, not used by them:
 with three seeds a paired t-test has little power, and it flags most neighbours of well-resolved rankings too.
@@ -49,6 +51,8 @@ TINY_FACTOR = 10.0
 """App. C: a tiny lr is at least this many times below the standard lr (one to two orders of magnitude)."""
 MIN_PROGRESS = 0.25
 """Progress check: an lr's loss drop from initialisation must be at least this share of the standard lr's."""
+MIN_STABILITY = 0.5
+"""Stability check: the lower end of the 95% interval of the Spearman correlation with the anchor's ranking."""
 STABILITY_N_BOOT = 2000
 
 
@@ -64,9 +68,15 @@ def choose_lr(settings: list[ProxySetting], matrices: dict[float, np.ndarray], l
     standard = standard_lr if standard_lr is not None else own[-1].lr
     upper = standard / TINY_FACTOR if eta_58 is None else min(standard / TINY_FACTOR, eta_58)
     reference = _reference_drop(loss_drops, standard)
-    checks = [_check(s, matrices, own[i + 1] if i + 1 < len(own) else None, standard, eta_58, precision_floor,
-                     loss_drops.get(s.lr, np.nan) / reference if reference else None, seeds_paired)
-              for i, s in enumerate(own)]
+    progress = {s.lr: loss_drops.get(s.lr, np.nan) / reference if reference else None for s in own}
+    basic = {s.lr: _basic_reasons(s, standard, eta_58, precision_floor, progress[s.lr]) for s in own}
+    anchor = next((s for s in reversed(own) if not basic[s.lr]), None)
+    checks = []
+    for i, setting in enumerate(own):
+        above = own[i + 1] if i + 1 < len(own) else None
+        witness = anchor if anchor is not None and setting.lr < anchor.lr else above
+        checks.append(_check(setting, matrices, witness, basic[setting.lr], progress[setting.lr], standard, eta_58,
+                             seeds_paired))
     passed = [c for c in checks if not c.reasons]
     tiny = [c for c in checks if c.is_tiny and not c.diverged]
     if passed:
@@ -93,12 +103,10 @@ def _reference_drop(loss_drops: dict[float, float], standard: float) -> float | 
     return drop
 
 
-def _check(setting: ProxySetting, matrices: dict[float, np.ndarray], above: ProxySetting | None, standard: float,
-           eta_58: float | None, precision_floor: float | None, progress: float | None,
-           seeds_paired: bool) -> LrCheck:
-    """Every check of one lr; ``reasons`` lists the failed ones (empty: the lr is in the window)."""
+def _basic_reasons(setting: ProxySetting, standard: float, eta_58: float | None, precision_floor: float | None,
+                   progress: float | None) -> list[str]:
+    """Every check of one lr but stability: tiny, above the precision floor, no divergence, enough progress."""
     lr, reasons = setting.lr, []
-    is_tiny = lr <= standard / TINY_FACTOR * (1 + 1e-9) and (eta_58 is None or lr <= eta_58)
     if lr > standard / TINY_FACTOR * (1 + 1e-9):
         reasons.append(f"not tiny: above standard lr / {TINY_FACTOR:g} = {standard / TINY_FACTOR:.3g}")
     if eta_58 is not None and lr > eta_58:
@@ -109,17 +117,27 @@ def _check(setting: ProxySetting, matrices: dict[float, np.ndarray], above: Prox
         reasons.append(f"{setting.num_diverged} of {setting.num_runs} runs diverged")
     if progress is not None and progress < MIN_PROGRESS:  # NaN (no finite drop at this lr) is not a verdict
         reasons.append(f"under-trained: loss drop {progress:.0%} of the standard lr's (< {MIN_PROGRESS:.0%})")
+    return reasons
+
+
+def _check(setting: ProxySetting, matrices: dict[float, np.ndarray], witness: ProxySetting | None,
+           basic: list[str], progress: float | None, standard: float, eta_58: float | None,
+           seeds_paired: bool) -> LrCheck:
+    """Every check of one lr, stability against ``witness``; ``reasons`` lists the failed ones (empty: the lr is in
+    the window)."""
+    lr, reasons = setting.lr, list(basic)
+    is_tiny = lr <= standard / TINY_FACTOR * (1 + 1e-9) and (eta_58 is None or lr <= eta_58)
     stability = None
-    if above is not None and not setting.num_diverged and not above.num_diverged:
-        stability = _stability(matrices[lr], matrices[above.lr], seeds_paired)
-        if not stability.low > 0:  # NaN (a constant ranking) fails too
-            reasons.append(f"under-trained: ranks unlike lr {above.lr:g} (Spearman {stability.point:.2f} "
+    if witness is not None and not setting.num_diverged and not witness.num_diverged:
+        stability = _stability(matrices[lr], matrices[witness.lr], seeds_paired)
+        if not stability.low >= MIN_STABILITY:  # NaN (a constant ranking) fails too
+            reasons.append(f"under-trained: ranks unlike lr {witness.lr:g} (Spearman {stability.point:.2f} "
                            f"[{stability.low:.2f}, {stability.high:.2f}])")
     num_pairs = len(setting.rank) - 1
     share = len(setting.within_noise_of_previous) / num_pairs if num_pairs > 0 and setting.num_seeds > 1 else None
     return LrCheck(lr=lr, is_tiny=is_tiny, diverged=bool(setting.num_diverged), progress=progress,
-                   share_within_noise=share,
-                   next_lr=above.lr if above is not None else None, stability=stability, reasons=reasons)
+                   share_within_noise=share, compared_lr=witness.lr if witness is not None else None,
+                   stability=stability, reasons=reasons)
 
 
 def _stability(losses: np.ndarray, losses_above: np.ndarray, seeds_paired: bool) -> Interval:

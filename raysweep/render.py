@@ -249,14 +249,14 @@ def lr_choice_table(report: Report) -> TextTable:
     """How each proxy model's lr was chosen: every lr's checks and why each one below the chosen was rejected."""
     main = report.main
     columns = [Column("proxy", False), Column("lr"), Column("tiny?", False),
-               Column("loss drop\nvs standard lr's"), Column("ranking vs next lr up\nSpearman"),
+               Column("loss drop\nvs standard lr's"), Column("ranking vs anchor\nSpearman"),
                Column("neighbours within\nseed noise"), Column("decision", False)]
     rows, notes = [], []
     for choice in main.lr_choices:
         for check in choice.checks:
             share = f"{check.share_within_noise:.0%}" if check.share_within_noise is not None else "–"
             progress = f"{check.progress:.0%}" if check.progress is not None and np.isfinite(check.progress) else "–"
-            stability = f"{ci(check.stability)} (lr {check.next_lr:g})" if check.stability else "–"
+            stability = f"{ci(check.stability)} (lr {check.compared_lr:g})" if check.stability else "–"
             if check.lr == choice.lr:
                 decision = "chosen" if choice.trusted else "chosen (fallback: " + "; ".join(check.reasons) + ")"
             elif check.lr < choice.lr:
@@ -271,8 +271,9 @@ def lr_choice_table(report: Report) -> TextTable:
                      f"(standard / 10{bound}){floor}." + (f" {choice.caveat}." if choice.caveat else ""))
     notes.append("Rule: the smallest lr that is tiny (≤ standard / 10 and ≤ the Eq. 58 bound), above the precision "
                  "floor, without divergence, and above the horizon floor: a loss drop from initialisation of at least "
-                 "25% of the standard lr's, and a ranking that agrees with the next lr up beyond seed noise "
-                 "(Spearman CI above 0). Neighbours within seed noise are shown, not checked. No target run is read.")
+                 "25% of the standard lr's, and a ranking that agrees beyond seed noise (Spearman CI lower end ≥ 0.5) with "
+                 "the anchor's, the largest lr passing every other check (the anchor is compared with the next lr "
+                 "up). Neighbours within seed noise are shown, not checked. No target run is read.")
     return TextTable("How the proxy lr was chosen (from the proxies alone)", columns, rows, notes)
 
 

@@ -109,9 +109,11 @@ class LrCheck:
     share_within_noise: float | None
     """Share of neighbouring recipe pairs in this lr's ranking within paired seed noise (shown, not a check); None
     with one seed."""
-    next_lr: float | None
+    compared_lr: float | None
+    """The lr whose ranking this one's is compared with: the anchor (the largest lr passing every other check), or,
+    for the anchor and above it, the next lr up."""
     stability: Interval | None
-    """Spearman of this lr's ranking against ``next_lr``'s, with its 95% bootstrap interval."""
+    """Spearman of this lr's ranking against ``compared_lr``'s, with its 95% bootstrap interval."""
     reasons: list[str]
     """Why the lr is outside the window; empty when it passes every check."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from raysweep.lr_choice import MIN_STABILITY
 from raysweep.render import lr_choice_table
 from raysweep.report import summarize
 
@@ -110,7 +111,7 @@ def test_an_lr_that_barely_moved_is_rejected_even_when_it_ranks_like_the_lr_abov
     choice = _choice(_results({1e-6: BARELY_MOVED, 3e-6: BARELY_MOVED, 1e-5: _trained(0.05), 3e-4: _trained(0.05)}),
                      standard_lr=3e-4)
     assert choice.lr == 1e-5 and choice.trusted
-    assert [c.stability.low > 0 for c in choice.checks[:2]] == [True, True]  # stability alone would pass them
+    assert [c.stability.low >= MIN_STABILITY for c in choice.checks[:2]] == [True, True]  # stability would pass them
     assert all("loss drop" in c.reasons[0] for c in choice.checks[:2])
 
 
@@ -118,3 +119,13 @@ def test_without_initial_losses_the_progress_check_is_skipped_and_stability_deci
     choice = _choice(_results({1e-6: UNDER_TRAINED, 1e-5: _trained(0.05), 1e-4: _trained(0.04)}, initial_loss=None))
     assert choice.lr == 1e-5 and all(c.progress is None for c in choice.checks)
     assert any("ranks unlike lr 1e-05" in r for r in choice.checks[0].reasons)
+
+
+def test_two_neighbouring_under_trained_lrs_do_not_vouch_for_each_other():
+    window = tuple(reversed(RECIPES))  # trained proxies rank the recipes unlike the early dynamics do
+    choice = _choice(_results({1e-6: BARELY_MOVED, 3e-6: BARELY_MOVED, 1e-5: _trained(0.05, order=window),
+                               3e-5: _trained(0.05, order=window), 3e-4: _trained(0.05, order=window)},
+                              initial_loss=None), standard_lr=3e-4)
+    assert choice.lr == 1e-5 and choice.trusted
+    assert [c.compared_lr for c in choice.checks] == [3e-5, 3e-5, 3e-5, 3e-4, None]  # the anchor is 3e-5
+    assert all("ranks unlike lr 3e-05" in c.reasons[0] for c in choice.checks[:2])

@@ -90,7 +90,7 @@ def choose_lr(settings: list[ProxySetting], matrices: dict[float, np.ndarray], l
         finite = [c for c in checks if not c.diverged]
         chosen, trusted = (finite or checks)[0], False
         caveat = (f"no lr in the sweep is tiny (at most {upper:.3g}) and free of divergence; the chosen lr "
-                  f"{(finite or checks)[0].lr:g} is not in the window: add lrs below {upper:.3g}")
+                  f"{chosen.lr:g} is not in the window: add lrs below {upper:.3g}")
     return LrChoice(model=own[0].model, lr=chosen.lr, trusted=trusted, standard_lr=standard, upper_lr=upper,
                     eta_58=eta_58, precision_floor=precision_floor, checks=checks, caveat=caveat)
 
@@ -103,11 +103,16 @@ def _reference_drop(loss_drops: dict[float, float], standard: float) -> float | 
     return drop
 
 
+def _below_tiny_factor(lr: float, standard: float) -> bool:
+    """At most standard / 10, with a relative tolerance so that a grid value written as 4e-4 for 4e-3 / 10 counts."""
+    return lr <= standard / TINY_FACTOR * (1 + 1e-9)
+
+
 def _basic_reasons(setting: ProxySetting, standard: float, eta_58: float | None, precision_floor: float | None,
                    progress: float | None) -> list[str]:
     """Every check of one lr but stability: tiny, above the precision floor, no divergence, enough progress."""
     lr, reasons = setting.lr, []
-    if lr > standard / TINY_FACTOR * (1 + 1e-9):
+    if not _below_tiny_factor(lr, standard):
         reasons.append(f"not tiny: above standard lr / {TINY_FACTOR:g} = {standard / TINY_FACTOR:.3g}")
     if eta_58 is not None and lr > eta_58:
         reasons.append(f"above the Eq. 58 bound {eta_58:.3g}")
@@ -126,7 +131,7 @@ def _check(setting: ProxySetting, matrices: dict[float, np.ndarray], witness: Pr
     """Every check of one lr, stability against ``witness``; ``reasons`` lists the failed ones (empty: the lr is in
     the window)."""
     lr, reasons = setting.lr, list(basic)
-    is_tiny = lr <= standard / TINY_FACTOR * (1 + 1e-9) and (eta_58 is None or lr <= eta_58)
+    is_tiny = _below_tiny_factor(lr, standard) and (eta_58 is None or lr <= eta_58)
     stability = None
     if witness is not None and not setting.num_diverged and not witness.num_diverged:
         stability = _stability(matrices[lr], matrices[witness.lr], seeds_paired)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,10 +11,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from raysweep.config import ConfigError, DataError, SweepConfig, load_cluster, load_sweep
+from raysweep.config import SweepConfig, load_cluster, load_sweep
+from raysweep.errors import ConfigError, ReportError, StatusError, UserError
 
 if TYPE_CHECKING:
-    from raysweep.report import Plan, Report
+    from raysweep.report import Report
 
 EXIT_CONFIG = 2
 EXIT_NO_REPORT = 1
@@ -48,7 +50,7 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]failed:[/red] {error}")
     summary = _summarize(outcome.run_dir, "all", console)
     if summary:
-        from raysweep.render import print_report
+        from raysweep.report.render import print_report
 
         print_report(summary, console)
     if selection:
@@ -97,7 +99,7 @@ def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
 
 
 def _status(args: argparse.Namespace, console: Console) -> int:
-    from raysweep.status import StatusError, print_status, sweep_status
+    from raysweep.status import print_status, sweep_status
 
     try:
         roles, eta_s = sweep_status(Path(args.run_dir))
@@ -114,44 +116,15 @@ def _recipes_show(args: argparse.Namespace, console: Console) -> int:
     return show_recipes(_language_model_sweep(Path(args.sweep)), Path(args.storage) / "shards", console, args.recipe)
 
 
-def _read_plan(run_dir: Path | None, console: Console) -> Plan | None:
-    """What the last launch planned; None for a bare table, a run without a plan, or an unreadable plan."""
-    from raysweep import store
-    from raysweep.report import Plan  # pandas and pyarrow: only when reporting
-
-    try:
-        plan = store.read_plan(run_dir) if run_dir else None
-        return Plan.from_json(plan) if plan else None
-    except (ValueError, TypeError, KeyError) as err:
-        console.print(Text(f"{run_dir / store.PLAN_FILE}: unreadable ({err}); reporting from the results table "
-                           "alone", style="yellow"))
-        return None
-
-
-def _read_eta_58(run_dir: Path | None, console: Console) -> dict[str, float]:
-    """The Eq. 58 bound per proxy model that ``estimate-lr`` stored for the run; empty when none or unreadable."""
-    from raysweep import store
-
-    try:
-        return {model: float(w["eta_58"]) for model, w in store.read_lr_windows(run_dir).items()} if run_dir else {}
-    except (ValueError, TypeError, KeyError, AttributeError) as err:
-        console.print(Text(f"{run_dir / store.LR_WINDOW_FILE}: unreadable ({err}); the chosen lr ignores the Eq. 58 "
-                           "bound", style="yellow"))
-        return {}
-
-
 def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
                seeds_paired: bool = True) -> Report | None:
     """The report of a run directory or Parquet table; None, with the reason on stderr, when there is none."""
     from raysweep import report  # pandas and pyarrow: only when reporting
 
+    warn = functools.partial(console.print, style="yellow", markup=False)  # what the report leaves out
     try:
-        table, run_dir, unreadable = report.load_results(path)
-        plan = _read_plan(run_dir, console)
-        return report.summarize(table, domain=domain, standard_lr=plan.standard_lr if plan else None, plan=plan,
-                                metric=metric, source=str(path), unreadable=unreadable,
-                                eta_58=_read_eta_58(run_dir, console), seeds_paired=seeds_paired)
-    except report.ReportError as err:
+        return report.report_run(path, warn, domain=domain, metric=metric, seeds_paired=seeds_paired)
+    except ReportError as err:
         print(f"raysweep report: {err}", file=sys.stderr)
         return None
 
@@ -160,12 +133,12 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     summary = _summarize(Path(args.path), args.domain, console, args.metric, not args.independent_seeds)
     if summary is None:
         return EXIT_NO_REPORT
-    from raysweep.render import print_report
+    from raysweep.report.render import print_report
 
     print_report(summary, console)
     if args.html or args.figures:
-        from raysweep.figures import draw_figures  # matplotlib: only when drawing
-        from raysweep.html_page import html_page
+        from raysweep.report.figures import draw_figures  # matplotlib: only when drawing
+        from raysweep.report.html import html_page
 
         images = draw_figures(summary)
         html = Path(args.html) if args.html else None
@@ -265,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         # Plain lines, never wrapped: users grep and copy them.
         print(f"raysweep: invalid configuration ({len(err.problems)} problem(s)):\n{err}", file=sys.stderr)
         return EXIT_CONFIG
-    except DataError as err:  # results stored before it stay stored; a relaunch resumes
+    except UserError as err:  # results stored before it stay stored; a relaunch resumes
         print(f"raysweep: {err}", file=sys.stderr)
         return EXIT_CONFIG
 

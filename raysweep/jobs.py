@@ -23,7 +23,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,9 +35,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from ray.exceptions import AuthenticationError
+from ray.job_submission import JobSubmissionClient
 from rich.console import Console
 
-from raysweep.config import ClusterConfig, ConfigError, DataError, load_sweep
+from raysweep.config import ClusterConfig, load_sweep
+from raysweep.errors import ConfigError, DataError
+from raysweep.net import free_port
 
 EXCLUDES = ["/.git", "/.venv", "/venv", "/runs", "__pycache__", "*.egg-info"]
 """Left out of the uploaded working directory: environments and local results have no place on the head, and
@@ -63,7 +66,7 @@ def launch_as_job(cluster: ClusterConfig, profile: Path, sweep: Path | None, con
     if subprocess.run([ray, *up_args(launcher)], stdin=subprocess.DEVNULL).returncode != 0:
         raise ClusterError(f"`{shlex.join(['ray', *up_args(launcher)])}` failed (its output is above): fix {launcher} "
                            "or the hosts it names, then run again")
-    local_port = _free_port()
+    local_port = free_port()
     address = f"http://127.0.0.1:{local_port}"
     token_command = f"ray exec {launcher} 'ray get-auth-token'"
     _say(console, f"Forwarding the head's job API to {address} over SSH")
@@ -154,9 +157,6 @@ def submit_job(address: str, entrypoint: str, runtime_env: dict[str, object], jo
     """Submit through Ray's job API at `address`, with the auth token when there is one; the submission id.
 
     `token_command` prints the cluster's token; a refusal for want of the right token says to run it."""
-    from ray.exceptions import AuthenticationError
-    from ray.job_submission import JobSubmissionClient
-
     overriding = [name for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if os.environ.get(name)]
     if overriding:  # Ray's client would send the job (and the token) there instead of `address`
         raise ClusterError(f"{overriding[0]}={os.environ[overriding[0]]} is set, and Ray's job client would submit "
@@ -241,12 +241,6 @@ def _in_working_dir(path: Path) -> str:
     except ValueError:
         raise ClusterError(f"{path} is outside the working directory {Path.cwd()}, which is all the job gets: "
                            "run from the folder that holds it") from None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _say(console: Console, text: str) -> None:

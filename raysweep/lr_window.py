@@ -10,7 +10,7 @@ the float-precision floor of the weights gives the lower end::
     window.floor_lr, window.upper_lr          # the proxy learning rates worth sweeping lie in between
 
 The training-horizon floor (an lr too small for the step budget under-trains; Theorem 2's c0/T) is not
-estimated here: the proxy sweep's report checks it from the proxies themselves (``raysweep.lr_choice``).
+estimated here: the proxy sweep's report checks it from the proxies themselves (``raysweep.report.lr_choice``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import ray
 import torch
+from rich.table import Table
 
 from raysweep.config import ClusterConfig, SweepConfig
-from raysweep.models import build_model
 from raysweep.recipes.build import read_sequences
+from raysweep.sweep import build_data, plan_trials, start_ray
 from raysweep.tiny_lr import (GradientStatistics, TinyLRReport, causal_lm_loss, gradient_statistics,
                               hessian_max_eigenvalue, recommended_lr_range, tiny_lr_reports, trainable)
-from raysweep.train import TrialData, TrialSpec, lr_at
+from raysweep.train import trained_model
+from raysweep.trials import TrialData, TrialSpec
 
 VALIDATION_SEQUENCES_PER_DOMAIN = 16
 """Sequences per validation domain in the fixed batch that stands in for the full validation gradient."""
@@ -45,31 +48,23 @@ class LRWindow:
 
 
 def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tuple[float, GradientStatistics]:
-    """Warm `spec`'s model up for `spec.num_steps` steps at `spec.lr`, then (λ_max, gradient statistics) there.
+    """Warm `spec`'s model up for `spec.num_steps` steps at `spec.lr`, then (λ_max, gradient statistics) there,
+    on the `num_batches` minibatches that follow the warm-up's sequences.
 
-    Every recipe starts from the same initialisation (seed 0) and is measured on the same validation batch.
+    The warm-up is a trial's own loop (``train.trained_model``: dtype, autocast, data order, clipping), with the
+    schedule's warmup and then a hold at the standard lr, no decay before measuring. Every recipe starts from the
+    same initialisation (the sweep's first seed) and is measured on the same validation batch.
     """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    model = build_model(spec.model_spec, spec.vocab_size, spec.seq_len, spec.eos_id).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=1e-8,
-                                  weight_decay=spec.weight_decay)
-    needed = (spec.num_steps + num_batches) * spec.batch_size
-    sequences = torch.from_numpy(read_sequences(data.train_dir, needed).astype(np.int64)).to(device)
-    batches = sequences.split(spec.batch_size)
-    for step in range(spec.num_steps):
-        for group in optimizer.param_groups:  # warm-up and hold at the standard lr: no decay before measuring
-            group["lr"] = lr_at(step, spec.num_steps, spec.lr, replace(spec.schedule, decay_frac=0.0))
-        loss = causal_lm_loss(model, batches[step])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-        optimizer.step()
+    warm = replace(spec, schedule=replace(spec.schedule, decay_frac=0.0), num_evals=1)
+    _, model = trained_model(warm, data)
+    device = next(model.parameters()).device
+    following = read_sequences(data.train_dir, spec.num_sequences + num_batches * spec.batch_size)[spec.num_sequences:]
+    batches = torch.from_numpy(following.astype(np.int64)).to(device).split(spec.batch_size)
     counts = {domain: min(VALIDATION_SEQUENCES_PER_DOMAIN, count)
               for domain, count in data.validation_sequences.items()}
     validation = torch.cat([torch.from_numpy(read_sequences(path, counts[domain]).astype(np.int64))
                             for domain, path in data.validation_dirs.items()]).to(device)
-    statistics = gradient_statistics(model, batches[spec.num_steps:], validation)
+    statistics = gradient_statistics(model, batches, validation)
     lambda_max = hessian_max_eigenvalue(lambda: causal_lm_loss(model, validation), trainable(model))
     return lambda_max, statistics
 
@@ -77,10 +72,6 @@ def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tup
 def estimate_window(cluster: ClusterConfig, sweep: SweepConfig, model: str, warmup_steps: int, num_batches: int,
                     console) -> LRWindow:
     """One Ray task per recipe (proxy resources), then Eq. 58 over all of them and the weights' precision floor."""
-    import ray
-
-    from raysweep.sweep import build_data, plan_trials, start_ray
-
     warmup_lr = sweep.proxy.standard_lr or max(sweep.proxy.lrs)
     proxies = {t.recipe: t for t in plan_trials(sweep)
                if t.role == "proxy" and t.model == model and t.lr == warmup_lr and t.seed == sweep.proxy.seeds[0]}
@@ -100,8 +91,6 @@ def estimate_window(cluster: ClusterConfig, sweep: SweepConfig, model: str, warm
 
 
 def print_window(window: LRWindow, console) -> None:
-    from rich.table import Table
-
     table = Table(title=f"Eq. 58 per recipe: {window.model} after {window.warmup_steps} steps at lr "
                         f"{window.warmup_lr:g}; Δa = {window.reports[0].alignment_gap:.3g} (closest pair)")
     for name in ("recipe", "λ_max", "alignment a_i", "G²", "σ_g²", "B", "η_tiny ≤"):
@@ -111,7 +100,8 @@ def print_window(window: LRWindow, console) -> None:
                       f"{r.grad_noise_trace:.3g}", str(r.batch_size), f"{r.eta_upper:.3g}")
     console.print(table)
     if window.floor_lr < window.upper_lr:
-        console.print(f"Recommended proxy learning rates: between {window.floor_lr:.2g} ({window.param_dtype} precision floor) and "
+        console.print(f"Recommended proxy learning rates: between {window.floor_lr:.2g} ({window.param_dtype} "
+                      "precision floor) and "
                       f"{window.upper_lr:.2g} (Eq. 58, the smallest bound over recipes). Below that range updates "
                       "round away; above it curvature can reorder recipes. Too small for the step budget also "
                       "under-trains: the proxy sweep's report shows where agreement drops.")

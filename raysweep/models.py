@@ -14,27 +14,9 @@ The ``-nano``/``-micro``/``-mini`` sizes are for CPUs and tests.
 from __future__ import annotations
 
 import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, OPTConfig
 
-from raysweep.config import ModelSpec
-
-MODEL_SIZES: dict[str, ModelSpec] = {
-    # the paper's proxies and targets
-    "gpt2-small": ModelSpec("gpt2", n_layer=12, d_model=768, n_head=12),
-    "gpt2-medium": ModelSpec("gpt2", n_layer=24, d_model=1024, n_head=16),
-    "gpt2-large": ModelSpec("gpt2", n_layer=36, d_model=1280, n_head=20),
-    "pythia-70m": ModelSpec("pythia", n_layer=6, d_model=512, n_head=8),
-    "pythia-160m": ModelSpec("pythia", n_layer=12, d_model=768, n_head=12),
-    "pythia-1b": ModelSpec("pythia", n_layer=16, d_model=2048, n_head=8),
-    "opt-125m": ModelSpec("opt", n_layer=12, d_model=768, n_head=12),
-    # CPU sizes
-    "gpt2-nano": ModelSpec("gpt2", n_layer=2, d_model=32, n_head=2),
-    "gpt2-micro": ModelSpec("gpt2", n_layer=2, d_model=64, n_head=4),
-    "gpt2-mini": ModelSpec("gpt2", n_layer=4, d_model=128, n_head=4),
-    "pythia-nano": ModelSpec("pythia", n_layer=2, d_model=32, n_head=2),
-    "pythia-micro": ModelSpec("pythia", n_layer=2, d_model=64, n_head=4),
-    "opt-nano": ModelSpec("opt", n_layer=2, d_model=32, n_head=2),
-    "opt-micro": ModelSpec("opt", n_layer=2, d_model=64, n_head=4),
-}
+from raysweep.config import MODEL_SIZES, ModelSpec
 
 
 def resolve_model(name: str, custom: dict[str, ModelSpec]) -> ModelSpec:
@@ -44,8 +26,6 @@ def resolve_model(name: str, custom: dict[str, ModelSpec]) -> ModelSpec:
 
 def model_config(spec: ModelSpec, vocab_size: int, seq_len: int, eos_id: int):
     """The transformers config of `spec`; dropout is off, as in modern pretraining."""
-    from transformers import GPT2Config, GPTNeoXConfig, OPTConfig
-
     d_ff = spec.d_ff or 4 * spec.d_model
     special = {"bos_token_id": eos_id, "eos_token_id": eos_id}
     if spec.family == "gpt2":
@@ -64,8 +44,6 @@ def model_config(spec: ModelSpec, vocab_size: int, seq_len: int, eos_id: int):
 
 
 def build_model(spec: ModelSpec, vocab_size: int, seq_len: int, eos_id: int) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
     config = model_config(spec, vocab_size, seq_len, eos_id)
     return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
 

@@ -63,6 +63,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from raysweep.trials import eval_steps
+
 TEACHER_CENTERS = 6
 """Kernel sections in f*: enough for a target with weight on every harmonic the kernel has."""
 CORRUPTION_GAIN = 2.0
@@ -182,7 +184,7 @@ def train_sgd(dist: Distribution, val: Sample, width_m: int, lr: float, batch_si
     """One proxy trial: draw U and the data stream from `seed`, train, score on `val` at `num_evals` checkpoints."""
     rng = np.random.default_rng(seed)
     weights = init_weights(width_m, dist.dim, rng)
-    checkpoints = sorted({max(1, round(num_steps * (i + 1) / num_evals)) for i in range(num_evals)})
+    checkpoints = eval_steps(num_steps, num_evals)
     _, losses = sgd_readout(dist, weights, lr, batch_size, num_steps, rng, val, checkpoints)
     return SGDRun(tuple(checkpoints), tuple(losses))
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raysweep.config import RandomFeatureGrid, RandomFeatureSweep, content_hash
+from raysweep.config import RandomFeatureGrid, RandomFeatureSweep
+from raysweep.identity import content_hash
 from raysweep.random_features import (Distribution, infinite_width_optimum, make_distributions, sample, train_sgd,
                                       validation_distribution)
-from raysweep.train import Evaluation, TrialResult
+from raysweep.trials import Evaluation, TrialResult
 
 VALIDATION_SEED = 1
 KERNEL_MODEL = "infinite-width (kernel)"

@@ -12,15 +12,17 @@ tuned target loss; the bound it comes with is the validation sweep's regret@k fo
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from raysweep import store
-from raysweep.config import ClusterConfig, DataError, SweepConfig
-from raysweep.report import ReportError, load_results, summarize
-from raysweep.report_records import Interval, Plan, Report
+from raysweep.config import ClusterConfig, SweepConfig
+from raysweep.errors import DataError, ReportError
+from raysweep.report import report_run
+from raysweep.report.records import Interval
 from raysweep.sweep import LaunchOutcome, launch, run_dir_of
 
 
@@ -28,7 +30,7 @@ from raysweep.sweep import LaunchOutcome, launch, run_dir_of
 class Selection:
     model: str
     lr: float
-    """The proxy setting whose ranking shortlisted: the model's chosen lr (``raysweep.lr_choice``)."""
+    """The proxy setting whose ranking shortlisted: the model's chosen lr (``raysweep.report.lr_choice``)."""
     shortlist: list[str]
     """Its top k recipes, best first."""
     pick: str | None
@@ -46,7 +48,8 @@ def launch_select(cluster: ClusterConfig, sweep: SweepConfig, console: Console) 
     run_dir = run_dir_of(cluster, sweep)
     proxies = launch(cluster, sweep, console, target_recipes=[])
     # the plan of this launch has no targets: stored ones (an earlier shortlist) are left out of the ranking
-    proxy_report = _summarize_run(run_dir, n_boot=200, n_boot_figures=50)
+    warn = functools.partial(console.print, style="yellow", markup=False)  # what the report leaves out
+    proxy_report = report_run(run_dir, warn, n_boot=200, n_boot_figures=50)
     chosen = next((s for s in proxy_report.main.chosen() if s.model == model), None)
     if chosen is None:
         raise DataError(f"select: proxy {model} has no learning rate with runs on every recipe; nothing to "
@@ -55,23 +58,24 @@ def launch_select(cluster: ClusterConfig, sweep: SweepConfig, console: Console) 
     console.print(f"Select: proxy {model} @ lr {chosen.lr:g} shortlists {', '.join(shortlist)}; tuning targets "
                   "on those only")
     targets = launch(cluster, sweep, console, target_recipes=shortlist)
-    final = _summarize_run(run_dir)
+    final = report_run(run_dir, warn)
     tuned = [t for t in final.main.targets if t.recipe in shortlist]
     complete = len(tuned) == len(shortlist)
-    bound, note = _validated_bound(rule.validated_by, model, chosen.lr, rule.top_k)
+    bound, note = _validated_bound(rule.validated_by, model, chosen.lr, rule.top_k, warn)
     outcome = LaunchOutcome(run_dir, targets.num_planned, proxies.num_trained + targets.num_trained,
                             proxies.errors + targets.errors)
     return outcome, Selection(model, chosen.lr, shortlist, tuned[0].recipe if complete else None,
                               tuned[0].loss if complete else None, bound, note)
 
 
-def _validated_bound(validated_by: str | None, model: str, lr: float, k: int) -> tuple[Interval | None, str]:
+def _validated_bound(validated_by: str | None, model: str, lr: float, k: int,
+                     warn: Callable[[str], None]) -> tuple[Interval | None, str]:
     """regret@k of proxy ``model`` at ``lr`` on a full sweep's run directory, with where it comes from."""
     if validated_by is None:
         return None, ("no validation sweep named (select.validated_by): run the full protocol once, targets on "
                       "every recipe, to know how far a top-k shortlist can be trusted")
     try:
-        report = _summarize_run(Path(validated_by))
+        report = report_run(Path(validated_by), warn)
     except (ReportError, ValueError, KeyError, TypeError) as err:
         return None, f"validation sweep {validated_by}: unreadable ({err})"
     setting = next((s for s in report.main.proxies if s.model == model and abs(s.lr - lr) <= 1e-12 * lr), None)
@@ -79,15 +83,6 @@ def _validated_bound(validated_by: str | None, model: str, lr: float, k: int) ->
         return None, f"validation sweep {validated_by} has no proxy {model} @ lr {lr:g} scored against tuned targets"
     return setting.agreement.regret[k], (f"regret@{k} of proxy {model} @ lr {lr:g} on the validation sweep "
                                          f"{validated_by} ({len(report.main.recipes)} recipes, targets tuned on all)")
-
-
-def _summarize_run(path: Path, **kwargs) -> Report:
-    """A run's report with its plan's standard lr and its stored Eq. 58 bounds, as ``raysweep report`` makes it."""
-    table, run_dir, _ = load_results(path)
-    recorded = store.read_plan(run_dir) if run_dir else None
-    plan = Plan.from_json(recorded) if recorded else None
-    eta_58 = {model: w["eta_58"] for model, w in store.read_lr_windows(run_dir).items()} if run_dir else {}
-    return summarize(table, standard_lr=plan.standard_lr if plan else None, plan=plan, eta_58=eta_58, **kwargs)
 
 
 def print_selection(selection: Selection, console: Console) -> None:

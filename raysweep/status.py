@@ -17,14 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from rich.table import Table
+
 
 from raysweep import store
-
-
-class StatusError(Exception):
-    """The folder is not a launched run: the message says what to pass."""
+from raysweep.errors import StatusError
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
     if plan is None:
         raise StatusError(f"{run_dir}: no {store.PLAN_FILE}; pass the run directory of a launch "
                           "(<storage>/<sweep name>)")
-    if "gpus_per_trial" not in plan:
+    if plan.gpus_per_trial is None:
         raise StatusError(f"{plan_path} was written by an older raysweep; launch again to refresh it (a launch "
                           "trains only what is not stored yet)")
     results = Path(run_dir) / "results"
@@ -64,42 +61,35 @@ def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
     failed = {f["trial_key"] for f in store.read_failures(results)}
     started = {s["trial_key"] for s in store.read_started(results)}
     roles, remaining_s = [], 0.0
-    for role, keys in plan["trial_keys"].items():
+    for role, keys in plan.trial_keys.items():
         planned = set(keys)
         mine = {key: row for key, row in trials.items() if key in planned}
         walls = sorted(row["wall_s"] for row in mine.values())
         median = walls[len(walls) // 2] if walls else None
-        num_planned = plan.get("num_planned", {}).get(role, len(planned))  # a search's targets: its whole budget
+        num_planned = plan.num_planned.get(role, len(planned))  # a search's targets: its whole budget
         status = RoleStatus(
             role, num_planned, len(mine), sum(row["status"] == "diverged" for row in mine.values()),
             len(failed & planned - set(mine)), len(started & planned - set(mine) - failed),
-            sum(walls) * plan["gpus_per_trial"][role] / 3600, sum(walls) / 3600, median)
+            sum(walls) * plan.gpus_per_trial[role] / 3600, sum(walls) / 3600, median)
         roles.append(status)
         left = status.pending + status.started
         if left and median is None:
             remaining_s = None
         elif remaining_s is not None:
             remaining_s += left * (median or 0.0)
-    eta = remaining_s / (plan.get("max_concurrent_trials") or 1) if remaining_s is not None else None
+    eta = remaining_s / (plan.max_concurrent_trials or 1) if remaining_s is not None else None
     return roles, eta
 
 
 def _finished_trials(results: Path) -> dict[str, dict]:
     """trial_key → its status and wall time, reading only those two columns of each stored trial."""
-    out = {}
-    for path in sorted(results.glob("trial-*.parquet")):
-        try:
-            table = pq.read_table(path, columns=["trial_key", "status", "wall_s"]).slice(0, 1).to_pylist()
-        except (pa.ArrowException, OSError):
-            continue  # a corrupt file: the next launch moves it aside and retrains its trial
-        if table:
-            out[table[0]["trial_key"]] = table[0]
-    return out
+    # A corrupt file is left out: the next launch moves it aside and retrains its trial.
+    table, _ = store.read_tables(store.result_files(results), columns=["trial_key", "status", "wall_s"])
+    rows = [] if table is None else table.to_pylist()
+    return {row["trial_key"]: row for row in reversed(rows)}  # each trial's first row
 
 
 def print_status(roles: list[RoleStatus], eta_s: float | None, console) -> None:
-    from rich.table import Table
-
     table = Table(title="Sweep status")
     columns = ("role", "planned", "finished", "diverged", "failed", "started, not finished", "pending",
                "GPU-hours", "trial-hours")

@@ -23,15 +23,14 @@ import math
 import os
 import socket
 import time
-import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-if TYPE_CHECKING:
-    from raysweep.train import TrialResult, TrialSpec
+from raysweep.files import write_atomically, write_json
+from raysweep.trials import Evaluation, TrialResult, TrialSpec
 
 SCHEMA = pa.schema([
     ("trial_key", pa.string()),
@@ -72,11 +71,8 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
              "initial_loss": result.initial_losses.get(domain, math.nan),
              "status": result.status, "num_steps": spec.num_steps, "wall_s": result.wall_s}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
-    path = _path(results_dir, spec.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging)
-    os.replace(staging, path)
+    path = write_atomically(_path(results_dir, spec.key),
+                            lambda staging: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging))
     for stale in ("failed", "running", "partial"):  # it may have failed before; it is no longer in flight
         (path.parent / stale / f"trial-{spec.key}.json").unlink(missing_ok=True)
     return path
@@ -88,7 +84,7 @@ def mark_started(results_dir: Path, spec: TrialSpec) -> None:
     A marker left behind by a killed launch means "interrupted": a relaunch starts that trial again. Its node and
     process id say where to look for a trial that seems stuck.
     """
-    _write_json(Path(results_dir) / "running" / f"trial-{spec.key}.json",
+    write_json(Path(results_dir) / "running" / f"trial-{spec.key}.json",
                 {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
                  "node": socket.gethostname(), "pid": os.getpid()})
 
@@ -106,7 +102,7 @@ def checkpoint_path(results_dir: Path, trial_key: str) -> Path:
 def write_partial(results_dir: Path, result: TrialResult) -> None:
     """``partial/trial-<key>.json``: the evaluations of a trial paused between early-stopping rounds (its
     weights are in its checkpoint); the round's settle check reads them, ``write_trial`` removes them."""
-    _write_json(Path(results_dir) / "partial" / f"trial-{result.spec.key}.json",
+    write_json(Path(results_dir) / "partial" / f"trial-{result.spec.key}.json",
                 {"trial_key": result.spec.key, "evaluations": [dataclasses.asdict(e) for e in result.evaluations],
                  "wall_s": result.wall_s, "initial_losses": result.initial_losses})
 
@@ -116,8 +112,6 @@ def read_partial(results_dir: Path, spec: TrialSpec) -> TrialResult | None:
     path = Path(results_dir) / "partial" / f"trial-{spec.key}.json"
     if not path.is_file():
         return None
-    from raysweep.train import Evaluation, TrialResult  # imports torch, which whoever trains has loaded already
-
     record = json.loads(path.read_text())
     return TrialResult(spec, "partial", [Evaluation(**e) for e in record["evaluations"]], record["wall_s"],
                        record.get("initial_losses", {}))
@@ -126,25 +120,50 @@ def read_partial(results_dir: Path, spec: TrialSpec) -> TrialResult | None:
 def read_trial_losses(results_dir: Path, trial_key: str, domain: str = "all") -> list[float]:
     """A stored trial's losses on ``domain`` at each of its evaluations, in step order; [] if it is not stored."""
     path = _path(results_dir, trial_key)
-    if not path.is_file():
-        return []
-    table = pq.read_table(path, columns=["step", "domain", "loss"]).to_pylist()
-    return [row["loss"] for row in sorted(table, key=lambda row: row["step"]) if row["domain"] == domain]
+    table, _ = read_tables([path] if path.is_file() else [], columns=["step", "domain", "loss"])
+    rows = [] if table is None else table.to_pylist()
+    return [row["loss"] for row in sorted(rows, key=lambda row: row["step"]) if row["domain"] == domain]
 
 
 PLAN_FILE = "plan.json"
-"""Written beside results/ by every launch: the recipes, the trial keys per role, the standard proxy lr and the
-resources a trial holds; the report and ``raysweep status`` read it."""
+"""Written beside results/ by every launch (``Plan``); the report and ``raysweep status`` read it."""
 
 
-def write_plan(run_dir: Path, plan: dict) -> None:
-    _write_json(Path(run_dir) / PLAN_FILE, plan)
+@dataclass(frozen=True)
+class Plan:
+    """What the last launch asked for, so that a partial run can say what is missing and how long the rest takes."""
+
+    recipes: list[str]
+    trial_keys: dict[str, list[str]]
+    """role → keys of the trials the sweep file expands to; stored trials outside them are from an older plan."""
+    standard_lr: float
+    """``proxy.standard_lr``, else the largest of ``proxy.lrs``."""
+    family: str | None = None
+    """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``; None for a plan written before it was recorded: the table tells."""
+    precision_floor_lr: float | None = None
+    """The lr below which the proxies' weights round their AdamW updates away (``tiny_lr.precision_floor_lr``)."""
+    num_planned: dict[str, int] = field(default_factory=dict)
+    """role → trials planned; a target search proposes its trials as it goes: the keys so far, out of this many."""
+    gpus_per_trial: dict[str, float] | None = None
+    """role → GPUs a trial holds (None in a plan written before it was recorded)."""
+    max_concurrent_trials: int | None = None
 
 
-def read_plan(run_dir: Path) -> dict | None:
-    """The last launch's plan; None when there is none. Raises ValueError when the file is not JSON."""
+def write_plan(run_dir: Path, plan: Plan) -> None:
+    write_json(Path(run_dir) / PLAN_FILE, dataclasses.asdict(plan))
+
+
+def read_plan(run_dir: Path) -> Plan | None:
+    """The last launch's plan; None when there is none. Raises ValueError when the file is not a plan."""
     path = Path(run_dir) / PLAN_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(Plan)}
+    try:
+        return Plan(**{key: value for key, value in record.items() if key in names})
+    except (TypeError, AttributeError) as err:
+        raise ValueError(f"not a plan ({err})") from None
 
 
 LR_WINDOW_FILE = "lr_window.json"
@@ -156,7 +175,7 @@ def write_lr_window(run_dir: Path, model: str, eta_58: float, precision_floor: f
     """Record one model's measured window, keeping the other models' entries."""
     windows = read_lr_windows(run_dir)
     windows[model] = {"eta_58": eta_58, "precision_floor": precision_floor}
-    _write_json(Path(run_dir) / LR_WINDOW_FILE, windows)
+    write_json(Path(run_dir) / LR_WINDOW_FILE, windows)
 
 
 def read_lr_windows(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -165,20 +184,13 @@ def read_lr_windows(run_dir: Path) -> dict[str, dict[str, float]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _write_json(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    staging.write_text(json.dumps(record))
-    os.replace(staging, path)
-
-
 def write_failure(results_dir: Path, spec: TrialSpec, cause: str) -> Path:
     """Record a trial that raised after its retries: ``failed/trial-<key>.json`` with its cause.
 
     Failed trials are not finished: a relaunch retries them, and their record goes when one succeeds.
     """
     path = Path(results_dir) / "failed" / f"trial-{spec.key}.json"
-    _write_json(path, {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
+    write_json(path, {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
                        "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
     (Path(results_dir) / "running" / path.name).unlink(missing_ok=True)
     return path
@@ -209,8 +221,30 @@ def finished_keys(results_dir: Path) -> tuple[set[str], list[str]]:
     return keys, problems
 
 
+def result_files(results_dir: Path) -> list[Path]:
+    """The stored trials' files, in key order."""
+    return sorted(Path(results_dir).glob("trial-*.parquet"))
+
+
+def read_tables(files: list[Path], columns: list[str] | None = None) -> tuple[pa.Table | None, list[str]]:
+    """The one reader of results files: their rows concatenated (None when no file could be read), and one line per
+    file that could not be (truncated or foreign: reported and left out, never dropped silently).
+
+    Files with and without the optional columns combine, the missing values null. Raises ``pa.ArrowInvalid`` when
+    two files' columns cannot be combined.
+    """
+    tables, unreadable = [], []
+    for file in files:
+        try:
+            tables.append(pq.read_table(file, columns=columns))
+        except (pa.ArrowException, OSError) as err:
+            unreadable.append(f"{file}: unreadable, left out ({err}); a launch moves it aside and retrains its trial")
+    if not tables:
+        return None, unreadable
+    return pa.concat_tables(tables, promote_options="default"), unreadable
+
+
 def read_results(results_dir: Path) -> pa.Table:
-    files = sorted(Path(results_dir).glob("trial-*.parquet"))
-    if not files:
-        return SCHEMA.empty_table()
-    return pa.concat_tables(pq.read_table(f, schema=SCHEMA) for f in files)
+    """Every stored trial's rows (the schema above; empty when none is stored)."""
+    table, _ = read_tables(result_files(results_dir))
+    return SCHEMA.empty_table() if table is None else table

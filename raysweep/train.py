@@ -20,107 +20,22 @@ which rank last.
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from raysweep.config import ModelSpec, WSDSchedule, content_hash
+from raysweep.config import WSDSchedule
+from raysweep.files import write_atomically
 from raysweep.models import build_model
 from raysweep.recipes.build import read_sequences
+from raysweep.trials import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps
 
 EVAL_BATCH_SIZE = 64
 AGGREGATES = ("mean", "token_weighted")
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything that changes a trial's result, and nothing else (no paths): its key is a hash of it."""
-
-    role: str
-    """"proxy" or "target"."""
-    recipe: str
-    recipe_key: str
-    """Content hash of the recipe's shards: a changed recipe is a different trial."""
-    validation_key: str
-    model: str
-    model_spec: ModelSpec
-    num_params: int
-    lr: float
-    batch_size: int
-    weight_decay: float
-    seed: int
-    num_steps: int
-    seq_len: int
-    vocab_size: int
-    eos_id: int
-    schedule: WSDSchedule
-    grad_clip: float
-    num_evals: int
-    param_dtype: str = "float32"
-    autocast: str = "none"
-    """"bfloat16": forward passes under bf16 autocast over ``param_dtype`` master weights."""
-    alignment_every: int = 0
-    """Measure the gradient alignment every this many steps (0: off)."""
-    aggregate: str = "mean"
-    """How the "all" loss combines the validation domains: "mean" or "token_weighted" (``Validation.aggregate``)."""
-
-    @property
-    def key(self) -> str:
-        """Fields at their default stay out of the hash, so a new option keeps every stored trial's key (the
-        defaults here must therefore never change); inside nested configs (model, schedule) the same holds for
-        the fields they declare as added later (``config.hashable``)."""
-        return content_hash({f.name: getattr(self, f.name) for f in fields(self)
-                             if f.default is MISSING or getattr(self, f.name) != f.default})
-
-    @property
-    def num_sequences(self) -> int:
-        return self.num_steps * self.batch_size
-
-    @property
-    def name(self) -> str:
-        """Readable trial name for the Ray dashboard."""
-        return f"{self.role}-{self.recipe}-{self.model}-lr{self.lr:g}-bs{self.batch_size}-wd{self.weight_decay:g}-s{self.seed}"
-
-
-@dataclass(frozen=True)
-class TrialData:
-    train_dir: Path
-    validation_dirs: dict[str, Path]
-    validation_sequences: dict[str, int]
-    """Sequences scored per validation domain (``Validation.sequences_per_domain``)."""
-    validation_bytes_per_token: dict[str, float]
-    """UTF-8 bytes of text per token of each validation set: converts nats per token to bits per byte."""
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    step: int
-    tokens: int
-    losses: dict[str, float]
-    """Mean loss per validation domain, plus "all": their mean, or their token-weighted mean (``spec.aggregate``)."""
-    bits_per_byte: dict[str, float]
-    """The same losses in bits per byte of text, comparable across tokenizers."""
-    alignment: float = math.nan
-    """Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t) up to this step (paper D.2.4), estimated every ``alignment_every`` steps on
-    one fixed validation batch; larger means training moved further down the validation loss. NaN when off."""
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    spec: TrialSpec
-    status: str
-    """"ok", "diverged", "partial" (stopped after the evaluations asked for; resumable from its checkpoint) or
-    "stopped" (its proxy setting's ranking settled, so the rest of the run was not needed)."""
-    evaluations: list[Evaluation] = field(default_factory=list)
-    wall_s: float = 0.0
-    initial_losses: dict[str, float] = field(default_factory=dict)
-    """Loss per validation domain (and "all") of the model at initialisation, before the first step: the report's
-    chosen-lr rule measures how far each proxy trained from it. Empty when unknown."""
 
 
 def lr_at(step: int, num_steps: int, peak_lr: float, schedule: WSDSchedule) -> float:
@@ -143,11 +58,6 @@ def lr_at(step: int, num_steps: int, peak_lr: float, schedule: WSDSchedule) -> f
     return decay
 
 
-def eval_steps(num_steps: int, num_evals: int) -> list[int]:
-    """Steps after which the trial evaluates: evenly spaced, the last one at the end."""
-    return sorted({max(1, round(num_steps * (i + 1) / num_evals)) for i in range(num_evals)})
-
-
 def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None] | None = None,
           checkpoint: Path | None = None, stop_after_evals: int | None = None,
           compile_model: bool = False) -> TrialResult:
@@ -157,6 +67,17 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
     resumes from it: a trial killed with its worker loses at most one evaluation interval, and a resumed run
     continues exactly as the uninterrupted one would (same batches in the same order, no dropout).
     """
+    return _train(spec, data, report, checkpoint, stop_after_evals, compile_model)[0]
+
+
+def trained_model(spec: TrialSpec, data: TrialData) -> tuple[TrialResult, torch.nn.Module]:
+    """``train(spec, data)`` and the model it leaves: what ``estimate-lr`` measures after its warm-up, trained by
+    the same loop (dtype, autocast, data order, clipping) as every trial."""
+    return _train(spec, data, None, None, None, False)
+
+
+def _train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None] | None, checkpoint: Path | None,
+           stop_after_evals: int | None, compile_model: bool) -> tuple[TrialResult, torch.nn.Module]:
     if spec.aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {spec.aggregate!r}; expected one of {AGGREGATES}")
     start = time.perf_counter()
@@ -171,7 +92,7 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
     # Forward passes may go through the compiled module; state and parameters stay the plain module's.
     forward = torch.compile(model) if compile_model else model
     if stop_after_evals is not None and len(evaluations) >= stop_after_evals:
-        return TrialResult(spec, "partial", evaluations, wall_before, initial)
+        return TrialResult(spec, "partial", evaluations, wall_before, initial), model
     sequences = torch.from_numpy(read_sequences(data.train_dir, spec.num_sequences).astype(np.int64))
     order = torch.randperm(spec.num_sequences, generator=torch.Generator().manual_seed(spec.seed))
     validation = {domain: torch.from_numpy(read_sequences(path, data.validation_sequences[domain]).astype(np.int64))
@@ -198,7 +119,7 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
         with autocast:
             loss = forward(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):
-            return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial)
+            return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial), model
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if validation_gradient is not None:  # the step's own minibatch gradient, before clipping
@@ -209,7 +130,7 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
             with autocast:
                 losses = evaluate(forward, validation, device, weights)
             if not all(math.isfinite(v) for v in losses.values()):
-                return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial)
+                return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial), model
             evaluations.append(Evaluation(step + 1, (step + 1) * tokens_per_step, losses,
                                           bits_per_byte(losses, data.validation_bytes_per_token, weights),
                                           alignment if spec.alignment_every else math.nan))
@@ -219,8 +140,8 @@ def train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None]
                 _save_checkpoint(checkpoint, spec, model, optimizer, evaluations, alignment, step + 1, elapsed(),
                                  initial)
             if stop_after_evals is not None and len(evaluations) >= stop_after_evals and step + 1 < spec.num_steps:
-                return TrialResult(spec, "partial", evaluations, elapsed(), initial)
-    return TrialResult(spec, "ok", evaluations, elapsed(), initial)
+                return TrialResult(spec, "partial", evaluations, elapsed(), initial), model
+    return TrialResult(spec, "ok", evaluations, elapsed(), initial), model
 
 
 def _alignment_batch(validation: dict[str, torch.Tensor], size: int) -> torch.Tensor:
@@ -250,13 +171,11 @@ def _gradient(model: torch.nn.Module, batch: torch.Tensor, autocast: torch.autoc
 def _save_checkpoint(path: Path, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      evaluations: list[Evaluation], alignment: float, step: int, wall_s: float,
                      initial_losses: dict[str, float]) -> None:
-    """Written aside, then renamed: a kill during the write leaves the previous checkpoint whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}")
-    torch.save({"trial_key": spec.key, "step": step, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "evaluations": [asdict(e) for e in evaluations],
-                "alignment": alignment, "wall_s": wall_s, "initial_losses": initial_losses}, staging)
-    os.replace(staging, path)
+    """Written atomically: a kill during the write leaves the previous checkpoint whole."""
+    state = {"trial_key": spec.key, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "evaluations": [asdict(e) for e in evaluations], "alignment": alignment, "wall_s": wall_s,
+             "initial_losses": initial_losses}
+    write_atomically(path, lambda staging: torch.save(state, staging))
 
 
 def _load_checkpoint(path: Path | None, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

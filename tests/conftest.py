@@ -7,6 +7,9 @@ import os
 # Small matrices (random features, kernels) run far slower with BLAS threads fighting over 2 cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest
@@ -37,6 +40,19 @@ def micro_sweep(**changes) -> dict:
     sweep["training"]["num_evals"] = 2
     sweep.update(changes)
     return sweep
+
+
+def wait_for(condition: Callable[[], object], what: str, process: subprocess.Popen | None = None,
+             timeout_s: float = 240.0) -> object:
+    """``condition()``'s first true value; fails naming ``what`` when ``timeout_s`` pass or ``process`` ends first."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{timeout_s:.0f} s passed without {what}")
+        time.sleep(0.02)
+    return value
 
 
 def write_yaml(path: Path, data: dict) -> Path:

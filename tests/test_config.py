@@ -4,7 +4,9 @@ import pytest
 import yaml
 
 from raysweep.cli import main
-from raysweep.config import ConfigError, ModelSpec, WSDSchedule, content_hash, hashable, load_cluster, load_sweep
+from raysweep.config import ModelSpec, WSDSchedule, load_cluster, load_sweep
+from raysweep.errors import ConfigError
+from raysweep.identity import content_hash, hashable
 
 from conftest import REPO, micro_sweep, write_yaml
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from raysweep.store import read_results
 from raysweep.sweep import build_data, plan_trials
 from raysweep.train import train
 
-from conftest import REPO, micro_sweep, write_yaml
+from conftest import REPO, micro_sweep, wait_for, write_yaml
 
 
 def launch(cluster) -> tuple[int, str]:
@@ -48,10 +47,8 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, "killed", ray={"num_cpus": 2}, max_concurrent_trials=1)
     driver = subprocess.Popen([sys.executable, "-m", "raysweep.cli", "launch", str(cluster)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while not list(run_dir.glob("results/trial-*.parquet")) or not list(run_dir.glob("checkpoints/*.pt")):
-        assert driver.poll() is None and time.monotonic() < deadline, "the launch ended before it could be killed"
-        time.sleep(0.2)
+    wait_for(lambda: list(run_dir.glob("results/trial-*.parquet")) and list(run_dir.glob("checkpoints/*.pt")),
+             "a stored trial and a checkpoint of another", process=driver)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, as when a machine goes away
     driver.wait()
     stored_before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("results/trial-*.parquet")}
@@ -91,16 +88,18 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_witho
     sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, "lost")
     killed: list[str] = []
 
+    def kill_one_worker() -> bool:
+        """Kill the worker of a trial that has a checkpoint, as the OOM killer does; whether one was found."""
+        for checkpoint in run_dir.glob("checkpoints/*.pt"):
+            marker = run_dir / "results" / "running" / checkpoint.with_suffix(".json").name
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)
+                killed.append(checkpoint.stem.removeprefix("trial-"))
+                return True
+        return False
+
     def kill_the_first_worker_with_a_checkpoint() -> None:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            for checkpoint in run_dir.glob("checkpoints/*.pt"):
-                marker = run_dir / "results" / "running" / checkpoint.with_suffix(".json").name
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)  # as the OOM killer does
-                    killed.append(checkpoint.stem.removeprefix("trial-"))
-                    return
-            time.sleep(0.02)
+        wait_for(kill_one_worker, "a running trial with a checkpoint to kill")
 
     killer = threading.Thread(target=kill_the_first_worker_with_a_checkpoint)
     killer.start()
@@ -144,7 +143,7 @@ def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(l
 
 def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes_its_studies(local_ray, tmp_path,
                                                                                             monkeypatch):
-    monkeypatch.setattr("raysweep.sweep.TRIALS_PER_EXPERIMENT", 5)  # 14 trials: successive Tune experiments
+    monkeypatch.setattr("raysweep.sweep.trainable.TRIALS_PER_EXPERIMENT", 5)  # 14 trials: successive Tune experiments
     sweep_data = micro_sweep(name="searched")
     sweep_data["proxy"].update(lrs=[4.0e-3], seeds=[0])
     sweep_data["target"].update(lrs=[1.0e-3, 3.0e-2], search={"type": "tpe", "trials_per_recipe": 3, "seed": 0},

@@ -1,4 +1,4 @@
-"""Contracts of raysweep.figures: PNGs for every figure the data supports, none for what it cannot."""
+"""Contracts of raysweep.report.figures: PNGs for every figure the data supports, none for what it cannot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from test_report import RF_WINDOW, alignment_sweep, rf_groups, rows, sweep, table
 
-from raysweep.figures import draw_figures, loss_vs_lr, regret_vs_k
+from raysweep.report.figures import draw_figures, loss_vs_lr, regret_vs_k
 from raysweep.report import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,9 @@ import yaml
 from rich.console import Console
 
 from raysweep import jobs
-from raysweep.config import ConfigError, load_cluster
+from raysweep.config import load_cluster
+from raysweep.errors import ConfigError
+from raysweep.net import free_port
 
 from conftest import REPO
 
@@ -161,7 +163,7 @@ def test_no_auth_token_anywhere_is_none_and_a_dangling_token_path_is_refused(tmp
 
 
 def test_background_process_is_up_inside_the_block_and_gone_after():
-    port = jobs._free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with jobs.background([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], url, ""):
         urllib.request.urlopen(url, timeout=5).close()
@@ -172,7 +174,7 @@ def test_background_process_is_up_inside_the_block_and_gone_after():
 def test_background_process_that_stops_early_is_a_one_line_error():
     command = [sys.executable, "-c", "print('ssh: connect to host h100: No route to host'); raise SystemExit(255)"]
     with pytest.raises(jobs.ClusterError) as err:
-        with jobs.background(command, f"http://127.0.0.1:{jobs._free_port()}", ""):
+        with jobs.background(command, f"http://127.0.0.1:{free_port()}", ""):
             pytest.fail("entered the block of a process that stopped")
     assert "exit 255" in str(err.value) and "No route to host" in str(err.value)
     assert "\n" not in str(err.value)
@@ -183,7 +185,7 @@ def test_background_process_whose_url_never_answers_is_stopped_with_the_given_ad
     command = [sys.executable, "-c", "import time; time.sleep(60)"]  # an SSH forward to a head without Ray
     started = time.monotonic()
     with pytest.raises(jobs.ClusterError) as err:
-        with jobs.background(command, f"http://127.0.0.1:{jobs._free_port()}", "Start Ray on the head."):
+        with jobs.background(command, f"http://127.0.0.1:{free_port()}", "Start Ray on the head."):
             pytest.fail("entered the block of a process whose URL never answered")
     assert str(err.value).endswith("did not answer within 1 s of `" + shlex.join(command) + "`. Start Ray on the head.")
     assert time.monotonic() - started < 30  # stopped, not waited for
@@ -204,14 +206,14 @@ def job_server():
     """(address, token) of a local head whose dashboard answers only with its token."""
     token = secrets.token_hex(16)
     temp_dir = Path(tempfile.mkdtemp(prefix="rsj", dir="/tmp"))  # Ray's socket paths stay under 107 characters
-    port = jobs._free_port()
+    port = free_port()
     env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0",
                         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # stop at once when the test ends
                         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = ["env", *(f"{k}={v}" for k, v in env.items() if k.startswith("RAY_") or k == "PATH"),
                RAY, "start", "--head", "--block", f"--temp-dir={temp_dir}", "--num-cpus=1", "--num-gpus=0",
-               f"--port={jobs._free_port()}", f"--dashboard-port={port}", "--dashboard-host=127.0.0.1",
-               f"--dashboard-agent-listen-port={jobs._free_port()}", f"--ray-client-server-port={jobs._free_port()}"]
+               f"--port={free_port()}", f"--dashboard-port={port}", "--dashboard-host=127.0.0.1",
+               f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
     try:
         with jobs.background(command, f"http://127.0.0.1:{port}", "ray start failed"):
             yield f"http://127.0.0.1:{port}", token

@@ -1,12 +1,12 @@
-"""The chosen proxy lr: tiny, inside the window, decided from the proxies alone (raysweep.lr_choice)."""
+"""The chosen proxy lr: tiny, inside the window, decided from the proxies alone (raysweep.report.lr_choice)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from raysweep.lr_choice import MIN_STABILITY
-from raysweep.render import lr_choice_table
+from raysweep.report.lr_choice import MIN_STABILITY
+from raysweep.report.render import lr_choice_table
 from raysweep.report import summarize
 
 RECIPES = ("a", "b", "c", "d", "e", "f")

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from raysweep.config import ConfigError, FileSource, FilteredSource, PerplexityFilter, RepetitionFilter, load_sweep
+from raysweep.config import FileSource, FilteredSource, PerplexityFilter, RepetitionFilter, load_sweep
+from raysweep.errors import ConfigError
 from raysweep.config import SyntheticSource, TokenizerConfig
 from raysweep.recipes.build import BuildError, Component, build_shards, read_manifest, read_sequences, shard_key
 from raysweep.recipes.streams import resolve_stream

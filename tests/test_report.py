@@ -19,11 +19,14 @@ from rich.console import Console
 
 from raysweep.analysis import seed_mean_interval
 from raysweep.cli import main
-from raysweep.figures import draw_figures
-from raysweep.html_page import html_page
-from raysweep.render import print_report, tables, verdict
-from raysweep.report import Plan, ReportError, load_results, summarize
-from raysweep.report_records import LANGUAGE_MODEL, RANDOM_FEATURES
+from raysweep.report.figures import draw_figures
+from raysweep.report.html import html_page
+from raysweep.report.render import print_report, tables
+from raysweep.report.verdict import verdict
+from raysweep.errors import ReportError
+from raysweep.report import load_results, summarize
+from raysweep.store import Plan
+from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES
 from raysweep.rf_trials import KERNEL_MODEL
 
 FIELDS = [("trial_key", pa.string()), ("role", pa.string()), ("recipe", pa.string()), ("model", pa.string()),

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raysweep.config import ConfigError, RayConfig, load_cluster, load_sweep
+from raysweep.config import RayConfig, load_cluster, load_sweep
+from raysweep.errors import ConfigError
 
 from conftest import REPO
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import shutil
 
 import pytest
 
 from raysweep.cli import main
 from raysweep.config import load_sweep
+from raysweep.report import report_run
+from raysweep.status import sweep_status
 from raysweep.store import SCHEMA, read_results
 from raysweep.sweep import plan_trials
 
@@ -30,10 +33,18 @@ def launched(local_ray, tmp_path_factory):
     cluster = write_yaml(root / "cluster.yaml", {"sweep": str(sweep), "storage": str(root / "runs")})
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), pytest.MonkeyPatch.context() as patch:
-        patch.setattr("raysweep.sweep.LOG_EVERY_S", 0.0)  # a progress line after every trial
+        patch.setattr("raysweep.sweep.progress.LOG_EVERY_S", 0.0)  # a progress line after every trial
         status = main(["launch", str(cluster)])
     return {"status": status, "output": buffer.getvalue(), "cluster": cluster, "sweep": sweep,
             "run_dir": root / "runs" / "micro"}
+
+
+@pytest.fixture
+def own_copy(launched, tmp_path):
+    """The launched run copied for a test that damages it, so that no other test sees the damage."""
+    shutil.copytree(launched["run_dir"].parent, tmp_path / "runs")
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(launched["sweep"]), "storage": str(tmp_path / "runs")})
+    return {"cluster": cluster, "run_dir": tmp_path / "runs" / "micro"}
 
 
 def test_launch_trains_every_planned_trial_and_prints_the_ranking(launched):
@@ -106,40 +117,33 @@ def test_select_mode_tunes_targets_only_on_the_proxy_shortlist_and_bounds_the_pi
     assert f"regret@1 of proxy opt-nano @ lr 0.0001 on the validation sweep {launched['run_dir']}" in out
 
 
-def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained(launched, capsys):
-    results = launched["run_dir"] / "results"
+def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained(own_copy, capsys):
+    results = own_copy["run_dir"] / "results"
     victim = sorted(results.glob("trial-*.parquet"))[0]
     victim.write_bytes(victim.read_bytes()[:100])
-    assert main(["launch", str(launched["cluster"])]) == 0
+    assert main(["launch", str(own_copy["cluster"])]) == 0
     out = capsys.readouterr().out
     assert f"corrupt result: {victim.name} is unreadable" in out and "Trained 1 of" in out
     assert (results / "corrupt" / victim.name).is_file() and victim.is_file()
 
 
-def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(launched, capsys):
-    results = launched["run_dir"] / "results"
+def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(own_copy, capsys):
+    results = own_copy["run_dir"] / "results"
     frame = read_results(results).to_pandas()
     doomed = set(frame.loc[(frame["recipe"] == "low_quality") & (frame["role"] == "target"), "trial_key"])
     for key in doomed:
         (results / f"trial-{key}.parquet").unlink()
-    (shards,) = (launched["run_dir"].parent / "shards").glob("low_quality-*")
+    (shards,) = (own_copy["run_dir"].parent / "shards").glob("low_quality-*")
     for part in (shards / "data").rglob("*.parquet"):
         part.write_bytes(b"not parquet")  # storage gone bad under a finished build
-    assert main(["launch", str(launched["cluster"])]) == 1
+    assert main(["launch", str(own_copy["cluster"])]) == 1
     out = capsys.readouterr().out
     assert "Trained 0 of 20 planned trials" in out and out.count("failed:") == len(doomed)
     failures = {f.name for f in (results / "failed").iterdir()}
     assert failures == {f"trial-{key}.json" for key in doomed}
-    assert main(["report", str(launched["run_dir"])]) == 0
-    assert capsys.readouterr().out.count("failed after its retries: target-low_quality") == len(doomed)
-
-
-def test_status_counts_each_roles_trials_from_the_files_alone(launched, capsys):
-    # after the previous test: the 4 low_quality targets failed, every other trial is stored
-    assert main(["status", str(launched["run_dir"])]) == 0
-    out = capsys.readouterr().out
-    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
-            for line in out.splitlines() if line.startswith(("│ proxy", "│ target"))}
-    assert rows["proxy"][:6] == ["12", "12", "4", "0", "0", "0"]   # planned finished diverged failed started pending
-    assert rows["target"][:6] == ["8", "4", "0", "4", "0", "0"]
-    assert "Every planned trial is stored or failed (a relaunch retries the failed ones)." in out
+    report = report_run(own_copy["run_dir"], print)
+    assert sum(line.startswith("failed after its retries: target-low_quality") for line in report.missing) \
+        == len(doomed)
+    roles, _ = sweep_status(own_copy["run_dir"])  # counted from the files alone
+    counts = {r.role: (r.planned, r.finished, r.diverged, r.failed, r.started, r.pending) for r in roles}
+    assert counts == {"proxy": (12, 12, 4, 0, 0, 0), "target": (8, 4, 0, 4, 0, 0)}

@@ -24,8 +24,8 @@ from ray import tune
 
 from raysweep import store
 from raysweep.config import ASHA, ModelSpec, TargetGrid, TPESearch, WSDSchedule
-from raysweep.target_search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
-from raysweep.train import Evaluation, TrialResult, TrialSpec, eval_steps
+from raysweep.sweep.search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
+from raysweep.trials import Evaluation, TrialResult, TrialSpec, eval_steps
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test module
 

@@ -10,8 +10,8 @@ from raysweep.config import ModelSpec, SyntheticSource, TokenizerConfig, WSDSche
 from raysweep.models import MODEL_SIZES, build_model, count_parameters
 from raysweep.recipes.build import Component, build_shards, read_manifest
 from raysweep.recipes.streams import Stream
-from raysweep.train import (TrialData, TrialSpec, aggregate, bits_per_byte, eval_steps, evaluate, lr_at,
-                            predicted_tokens, train)
+from raysweep.train import aggregate, bits_per_byte, evaluate, lr_at, predicted_tokens, train
+from raysweep.trials import TrialData, TrialSpec, eval_steps
 
 WEB = SyntheticSource(type="synthetic", domain="web")
 CODE = SyntheticSource(type="synthetic", domain="code")

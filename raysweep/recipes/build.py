@@ -43,8 +43,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray
 
-from raysweep.config import DataError, Recipe, SweepConfig, SyntheticSource, TokenizerConfig, content_hash
+from raysweep.config import Recipe, SweepConfig, SyntheticSource, TokenizerConfig
+from raysweep.errors import DataError
+from raysweep.files import write_json
+from raysweep.identity import content_hash
 from raysweep.recipes.streams import Dedup, Marker, Stream, describe, parts, prepare_models, read_part, resolve_stream
 from raysweep.recipes.tokenizer import load_tokenizer
 
@@ -140,7 +144,7 @@ def build_shards(name: str, components: list[Component], tokenizer: TokenizerCon
                 "num_tokens": num_sequences * seq_len, "epochs": epochs, "tokenizer": asdict(tokenizer),
                 "bytes_per_token": bytes_kept / max(1, tokens_kept), "build_s": time.perf_counter() - start,
                 "components": built}
-    _write_json(path / "manifest.json", manifest)
+    write_json(path / "manifest.json", manifest)
     return ShardSet(path, key, num_sequences)
 
 
@@ -150,18 +154,9 @@ def read_manifest(path: Path) -> dict | None:
     return json.loads(manifest.read_text()) if manifest.is_file() else None
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2))
-    os.replace(staging, path)
-
-
 def _build_component(recipe: str, index: int, component: Component, weight: float, count: int,
                      tokenizer: TokenizerConfig, seq_len: int, epochs: int, out_dir: Path) -> dict:
     """Write `count` sequences of one component to `out_dir` (reusing a finished one); return its stats."""
-    import ray
-
     if count == 0:  # a small budget can leave a light component without a single sequence
         return {"num_sequences": 0, "documents_read": 0, "documents_kept": 0, "bytes_kept": 0, "tokens_kept": 0,
                 "removed": {}}
@@ -228,8 +223,6 @@ def _ordered_actor():
 
     With two tasks in flight an actor may start the second before the first, which reorders the stream.
     """
-    import ray
-
     return ray.data.ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=1)
 
 
@@ -332,7 +325,7 @@ class _Pack:
         ids, self.buffer = stream[:usable * self.seq_len], stream[usable * self.seq_len:]
         made += usable
         self.stats["num_sequences"] = made
-        _write_json(self.stats_path, self.stats)
+        write_json(self.stats_path, self.stats)
         ranks = np.arange(first, made)
         return pa.table({
             "component": pa.array(np.full(len(ranks), self.component, dtype=np.int32)),

@@ -38,7 +38,10 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Literal
 
-from raysweep.config import DataError
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raysweep.errors import DataError
 
 FileFormat = Literal["jsonl", "parquet", "text"]
 
@@ -108,9 +111,6 @@ def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
 
 
 def _read_parquet(path: Path, text_field: str) -> Iterator[str]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     with pq.ParquetFile(path) as parquet:
         schema = parquet.schema_arrow
         if text_field not in schema.names:

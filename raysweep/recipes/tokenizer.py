@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from transformers import AutoTokenizer
 
-from raysweep.config import DataError, TokenizerConfig
+from raysweep.config import TokenizerConfig
+from raysweep.errors import DataError
 
 
 class _Encoder:
@@ -78,8 +80,6 @@ class HFTokenizer(_Encoder):
 
 
 def _load_hf_tokenizer(name_or_path: str):
-    from transformers import AutoTokenizer
-
     path = Path(name_or_path)
     if (path.is_absolute() or name_or_path.startswith(".")) and not path.is_dir():
         raise TokenizerError(f"tokenizer folder {name_or_path!r} does not exist")

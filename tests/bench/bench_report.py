@@ -15,9 +15,10 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from raysweep.figures import draw_figures
-from raysweep.html_page import html_page
-from raysweep.render import tables, verdict
+from raysweep.report.figures import draw_figures
+from raysweep.report.html import html_page
+from raysweep.report.render import tables
+from raysweep.report.verdict import verdict
 from raysweep.report import summarize
 
 N_RECIPES, SEEDS, STEPS = 23, (0, 1, 2), (200, 400, 600, 800, 1000)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from raysweep.analysis import rank_transfer
-from raysweep.report_records import Interval, LrCheck, LrChoice, ProxySetting
+from raysweep.report.records import Interval, LrCheck, LrChoice, ProxySetting
 
 TINY_FACTOR = 10.0
 """App. C: a tiny lr is at least this many times below the standard lr (one to two orders of magnitude)."""

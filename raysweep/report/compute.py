@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from raysweep.analysis import rank_transfer, training_flops
-from raysweep.report_records import CheckpointPoint, ComputeRow, Interval, ProxySetting
+from raysweep.report.records import CheckpointPoint, ComputeRow, Interval, ProxySetting
 
 
 def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarray,

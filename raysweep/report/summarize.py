@@ -1,8 +1,9 @@
 """From the results table to the answer: which recipe to ship, and how far the proxy ranking can be trusted.
 
 ``summarize`` turns a results table (the schema of ``raysweep.store``; ``bits_per_byte`` and ``alignment``
-may be absent) into a ``Report`` of typed records. ``raysweep.render`` prints it, ``raysweep.figures`` draws it and
-``raysweep.html_page`` writes it as one page; every statistic comes from ``raysweep.analysis``.
+may be absent) into a ``Report`` of typed records (``records``); ``report_run`` does it for a run directory with
+its plan. ``render`` prints it, ``figures`` draws it and ``html`` writes it as one page; every statistic comes from
+``raysweep.analysis``.
 
 The rules, in the order a reader meets them:
 
@@ -13,7 +14,7 @@ The rules, in the order a reader meets them:
   ignores the luck of picking the configuration. Each domain is tuned on its own loss.
 - Every proxy setting (model, lr) ranks recipes by seed-mean loss and is scored against the tuned targets:
   Spearman, Kendall tau, pairs ordered right, top-k regret, with 95% bootstrap CIs over seeds.
-- The *chosen* proxy lr, per model, is the smallest lr inside the tiny-lr window (``raysweep.lr_choice``: at
+- The *chosen* proxy lr, per model, is the smallest lr inside the tiny-lr window (``raysweep.report.lr_choice``: at
   most standard / 10 and the Eq. 58 bound, above the precision and horizon floors, no divergence), decided
   from the proxies alone, before looking at targets. The setting with the best Spearman is only labelled, as
   hindsight.
@@ -24,7 +25,7 @@ The rules, in the order a reader meets them:
   (``analysis.within_noise_of_previous``: a recipe the test cannot separate from the one ranked just above it),
   for the tuned targets and for each proxy ranking. ``seeds_paired=False`` resamples each recipe's seeds on its
   own, for tables whose seeds are not known to be paired.
-- Compute (``raysweep.compute``): 6 · num_params · tokens per trial; each intermediate proxy checkpoint is
+- Compute (``raysweep.report.compute``): 6 · num_params · tokens per trial; each intermediate proxy checkpoint is
   scored against the final tuned targets, beside the proxy FLOPs spent up to it.
 - Comparisons list recipes alphabetically, so a tie in a ranking never breaks in favour of the tuned best.
 - ``metric="alignment"`` ranks proxies by the accumulated gradient alignment Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t)
@@ -48,99 +49,52 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raysweep.analysis import rank_transfer, seed_mean_interval, seed_std, spearman, within_noise_of_previous
-from raysweep.compute import checkpoint_curve, compute_by_role
-from raysweep.lr_choice import choose_lr
-from raysweep.report_records import (LANGUAGE_MODEL, METRICS, RANDOM_FEATURES, Agreement, DomainSummary,
-                                     FixedConfigBaseline, Interval, LossCurve, LrChoice, Plan, ProxySetting,
-                                     RankHeatmap, RegretCurve, Report, TargetConfig, TunedTarget)
-from raysweep.store import read_failures
+from raysweep.errors import ReportError
+from raysweep.report.compute import checkpoint_curve, compute_by_role
+from raysweep.report.curves import Losses, loss_curves, rank_heatmaps, regret_curves
+from raysweep.report.lr_choice import choose_lr
+from raysweep.report.records import (METRICS, Agreement, DomainSummary, FixedConfigBaseline, Interval, LrChoice,
+                                     ProxySetting, Report, TargetConfig, TunedTarget)
+from raysweep.report.table import as_frame, family_of, in_plan, load_results, plan_gaps
+from raysweep.store import LR_WINDOW_FILE, PLAN_FILE, Plan, read_lr_windows, read_plan
+from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES
 
 KS = (1, 2, 3)
 CONFIG = ["lr", "batch_size", "weight_decay"]
 FIXED_CONFIGS_SHOWN_ALL = 4
 """Up to this many target configurations, every one is shown as a baseline; beyond, best, median, worst."""
-COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
-           "step", "tokens", "domain", "loss", "status", "wall_s")
-"""Columns the report needs; ``bits_per_byte``, ``alignment``, ``initial_loss`` and ``num_steps`` are optional (null
-when absent)."""
-OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "initial_loss", "num_steps")
 ALIGNMENT_FIX = "launch with proxy.alignment_every: K in the sweep file"
 
 
-class ReportError(Exception):
-    """The input cannot be reported on; the message says why and what would work."""
+def report_run(path: str | Path, warn: Callable[[str], None], **options) -> Report:
+    """``summarize`` of a run directory or Parquet table (``load_results``), with the run's plan (its standard lr)
+    and the Eq. 58 bounds ``estimate-lr`` stored for it; ``options`` go to ``summarize``.
 
-
-def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
-    """Read a run directory (its ``results/``), one Parquet file, or a folder of Parquet files.
-
-    Returns the table, the run directory (where ``plan.json`` lives; None for bare Parquet input) and one line
-    per file that could not be read (a truncated or foreign file is reported, never silently dropped, and the
-    rest is still reported) and per trial that failed after its retries. Files with and without the optional
-    columns (``bits_per_byte``, ``alignment``) combine; the missing values are null.
+    An unreadable ``plan.json`` or ``lr_window.json`` is passed to ``warn`` and left out: the table alone still
+    gives a report.
     """
-    path = Path(path)
-    run_dir = path if (path / "results").is_dir() else None
-    folder = path / "results" if run_dir else path
-    if folder.is_dir():
-        files = sorted(folder.glob("*.parquet"))
-        if not files:
-            raise ReportError(f"{folder}: no finished trials yet (no .parquet files); nothing to report")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise ReportError(f"{path}: no such file or folder; pass a run directory (<storage>/<sweep name>), "
-                          "a results Parquet file, or a folder of them")
-    tables, unreadable = [], []
-    for file in files:
+    table, run_dir, unreadable = load_results(path)
+    plan, eta_58 = None, {}
+    if run_dir is not None:
         try:
-            tables.append(pq.read_table(file))
-        except (pa.ArrowException, OSError) as err:
-            unreadable.append(f"{file}: unreadable, left out ({err}); a launch moves it aside and retrains its trial")
-    if not tables:
-        raise ReportError(f"{path}: not a readable results table ({unreadable[0]})")
-    unreadable += [f"failed after its retries: {f['name']}: {f['cause']}" for f in read_failures(folder)]
-    try:
-        return pa.concat_tables(tables, promote_options="default"), run_dir, unreadable
-    except pa.ArrowException as err:
-        raise ReportError(f"{path}: files with incompatible columns ({err})") from None
-
-
-def _frame(table: pa.Table) -> pd.DataFrame:
-    """The table as pandas with the documented columns; optional ones NaN when absent; a non-finite loss → +inf."""
-    absent = [c for c in COLUMNS if c not in table.column_names]
-    if absent:
-        raise ReportError(f"the results table lacks column(s) {', '.join(absent)}; the report needs "
-                          f"{', '.join(COLUMNS)} (and optionally {', '.join(OPTIONAL_COLUMNS)}), as written by "
-                          "raysweep.store")
-    extra = [c for c in OPTIONAL_COLUMNS if c in table.column_names]
-    frame = table.select([*COLUMNS, *extra]).to_pandas()
-    for column in OPTIONAL_COLUMNS:
-        if column not in extra:
-            frame[column] = np.nan
-    for column in ("loss", *OPTIONAL_COLUMNS, "lr", "weight_decay", "wall_s"):
-        frame[column] = frame[column].astype(float)
-    frame.loc[~np.isfinite(frame["loss"]), ["loss", "bits_per_byte"]] = np.inf
-    return frame
-
-
-def _family(frame: pd.DataFrame, plan: Plan | None) -> str:
-    """The plan's family; without one, random features when a target row is a dataset's kernel optimum."""
-    if plan is not None and plan.family:
-        return plan.family
-    from raysweep.rf_trials import KERNEL_MODEL  # imports torch: only for a table whose family is not recorded
-
-    targets = frame.loc[frame["role"] == "target", "model"]
-    return RANDOM_FEATURES if (targets == KERNEL_MODEL).any() else LANGUAGE_MODEL
+            plan = read_plan(run_dir)
+        except ValueError as err:
+            warn(f"{run_dir / PLAN_FILE}: unreadable ({err}); reporting from the results table alone")
+        try:
+            eta_58 = {model: float(w["eta_58"]) for model, w in read_lr_windows(run_dir).items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            warn(f"{run_dir / LR_WINDOW_FILE}: unreadable ({err}); the chosen lr ignores the Eq. 58 bound")
+    return summarize(table, standard_lr=plan.standard_lr if plan else None, plan=plan, eta_58=eta_58,
+                     source=str(path), unreadable=unreadable, **options)
 
 
 def _ranked_by_alignment(frame: pd.DataFrame, last_step: pd.Series) -> tuple[pd.DataFrame, list[str]]:
@@ -185,14 +139,14 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     if metric == "alignment" and domain != "all":
         raise ReportError(f"--metric alignment ranks by the domain \"all\" only, not {domain!r}: the gradient "
                           "alignment is measured on one validation batch mixing every domain")
-    frame = _frame(table)
-    frame, stale = _in_plan(frame, plan)
+    frame = as_frame(table)
+    frame, stale = in_plan(frame, plan)
     if frame.empty:
         raise ReportError(f"{source}: the results table is empty; nothing to report yet")
     domains = sorted(frame["domain"].unique(), key=lambda d: (d != "all", d))
     if domain not in domains:
         raise ReportError(f"no rows for validation domain {domain!r}; the table has: {', '.join(domains)}")
-    family = _family(frame, plan)
+    family = family_of(frame, plan)
     last_step = frame.groupby("trial_key")["step"].transform("max")
     trial_keys = frame[frame["step"] == last_step].drop_duplicates("trial_key")  # compute and divergence, by loss
     drops = _loss_drops(frame[frame["step"] == last_step])  # how far each proxy trained, whatever ranks them
@@ -221,11 +175,11 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     return Report(
         source=source, main=main, domains=list(summaries.values()), fixed_configs=fixed_configs,
         num_target_configs=num_configs,
-        regret_curves=_regret_curves(main, main_losses, n_boot_figures, seeds_paired),
-        heatmaps=[] if rf else _heatmaps(main, main_losses),
-        loss_curves=[c for c in _loss_curves(main, main_losses) if not (rf and c.role == "target")],
+        regret_curves=regret_curves(main, main_losses, n_boot_figures, seeds_paired),
+        heatmaps=[] if rf else rank_heatmaps(main, main_losses),
+        loss_curves=[c for c in loss_curves(main, main_losses) if not (rf and c.role == "target")],
         checkpoints=checkpoints, compute=compute_by_role(trial_keys),
-        missing=(unreadable or []) + stale + _plan_gaps(trial_keys, plan) + unmeasured + notes,
+        missing=(unreadable or []) + stale + plan_gaps(trial_keys, plan) + unmeasured + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None,
         family=family, metric=metric, seeds_paired=seeds_paired)
@@ -241,25 +195,8 @@ class _Window:
     seeds_paired: bool
 
 
-@dataclass(frozen=True)
-class _Losses:
-    """One domain's losses in the shapes the statistics take; internal to ``summarize``."""
-
-    tuned: pd.DataFrame | None
-    """recipe × seed losses at each recipe's best target configuration, on the seeds every recipe has; None
-    without targets."""
-    proxies: dict[tuple[str, float], np.ndarray]
-    """(model, lr) → [recipes × seeds], for the settings compared."""
-    target_by_lr: pd.DataFrame
-    """recipe × target lr: the best seed-mean loss over the other hyperparameters at that lr."""
-    proxy_by_lr: pd.DataFrame
-    """(model, recipe) × proxy lr: seed-mean loss."""
-    target_runs: pd.Series
-    """Target loss by (recipe, lr, batch_size, weight_decay, seed)."""
-
-
 def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dict[float, float]], window: _Window,
-                      n_boot: int, family: str) -> tuple[DomainSummary, _Losses, list[str]]:
+                      n_boot: int, family: str) -> tuple[DomainSummary, Losses, list[str]]:
     """One domain's tuned targets and proxy settings; the notes say what is missing."""
     notes: list[str] = []
     runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
@@ -297,7 +234,7 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dic
         lr_choices=lr_choices)
     proxy_by_lr = proxy_runs["loss"].groupby(level=["model", "recipe", "lr"]).mean().unstack("lr")
     target_by_lr = config_loss.groupby(level=["recipe", "lr"]).min().unstack("lr")
-    return summary, _Losses(tuned_block if tuned is not None else None, matrices, target_by_lr, proxy_by_lr,
+    return summary, Losses(tuned_block if tuned is not None else None, matrices, target_by_lr, proxy_by_lr,
                             target_runs["loss"]), notes
 
 
@@ -450,71 +387,3 @@ def _fixed_configs(runs: pd.Series, recipes: list[str], tuned_block: pd.DataFram
     return [FixedConfigBaseline(config, label, _agreement(rank_transfer(fixed, tuned, ks=KS, n_boot=n_boot,
                                                                         seeds_paired=seeds_paired, same_runs=True)))
             for (_, config, fixed, tuned), label in shown], num_configs
-
-
-def _regret_curves(main: DomainSummary, losses: _Losses, n_boot: int, seeds_paired: bool) -> list[RegretCurve]:
-    """Top-k regret for every k, per compared proxy setting (figure b)."""
-    if losses.tuned is None or len(main.recipes) < 2:
-        return []
-    ks = tuple(range(1, len(main.recipes) + 1))
-    curves = []
-    for (model, lr), matrix in losses.proxies.items():
-        stats = rank_transfer(matrix, losses.tuned.to_numpy(float), ks=ks, n_boot=n_boot, seeds_paired=seeds_paired)
-        curves.append(RegretCurve(model, lr, [Interval(*stats[f"regret@{k}"]) for k in ks]))
-    return curves
-
-
-def _heatmaps(main: DomainSummary, losses: _Losses) -> list[RankHeatmap]:
-    """Spearman of each proxy lr's ranking against each target lr's (best over the other hyperparameters)."""
-    if losses.tuned is None or len(main.recipes) < 2:
-        return []
-    target = losses.target_by_lr.reindex(main.recipes)
-    heatmaps = []
-    for model in sorted({s.model for s in main.proxies}):
-        settings = sorted((s for s in main.proxies if s.model == model), key=lambda s: s.lr)
-        values = np.full((len(settings), target.shape[1]), np.nan)
-        for i, setting in enumerate(settings):
-            proxy = np.array([setting.mean_loss[r] for r in main.recipes])
-            for j, lr in enumerate(target.columns):
-                if target[lr].notna().all():
-                    values[i, j] = spearman(proxy, target[lr].to_numpy(float))
-        heatmaps.append(RankHeatmap(model, [s.lr for s in settings], [float(lr) for lr in target.columns], values))
-    return heatmaps
-
-
-def _loss_curves(main: DomainSummary, losses: _Losses) -> list[LossCurve]:
-    """Each recipe's loss against lr, for targets and for each proxy model (figure d)."""
-    curves = []
-    for recipe, row in losses.target_by_lr.reindex(main.recipes).dropna(how="all").iterrows():
-        row = row.dropna()
-        curves.append(LossCurve("target", "", str(recipe), row.index.tolist(), row.tolist()))
-    for model in losses.proxy_by_lr.index.unique("model"):
-        by_recipe = losses.proxy_by_lr.xs(model, level="model")
-        for recipe in (r for r in main.recipes if r in by_recipe.index):
-            row = by_recipe.loc[recipe].dropna()
-            curves.append(LossCurve("proxy", str(model), recipe, row.index.tolist(), row.tolist()))
-    return curves
-
-
-def _in_plan(frame: pd.DataFrame, plan: Plan | None) -> tuple[pd.DataFrame, list[str]]:
-    """Only the trials of the current plan: results of an edited sweep file's older recipes stay stored, unused."""
-    if plan is None:
-        return frame, []
-    planned = {key for keys in plan.trial_keys.values() for key in keys}
-    stale = frame.loc[~frame["trial_key"].isin(planned), "trial_key"].nunique()
-    note = [f"{stale} stored trial(s) belong to an earlier version of the sweep file; left out"] if stale else []
-    return frame[frame["trial_key"].isin(planned)], note
-
-
-def _plan_gaps(frame: pd.DataFrame, plan: Plan | None) -> list[str]:
-    """What the sweep file planned that the table lacks."""
-    if plan is None:
-        return []
-    finished = frame.drop_duplicates("trial_key")["role"].value_counts()
-    gaps = [f"{role}: {int(finished.get(role, 0))} of {len(keys)} planned trials finished"
-            for role, keys in plan.trial_keys.items() if finished.get(role, 0) < len(keys)]
-    present = set(frame["recipe"].unique())
-    absent = [r for r in plan.recipes if r not in present]
-    if absent:
-        gaps.append(f"no finished trial yet for recipe(s) {', '.join(absent)}")
-    return gaps

@@ -26,7 +26,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from raysweep.report_records import Report
+from raysweep.report.records import Report
 
 DPI = 110
 PANEL_IN = (5.2, 4.0)

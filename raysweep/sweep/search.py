@@ -32,7 +32,7 @@ from ray.tune.search import Searcher
 from raysweep import store
 from raysweep.config import ASHA, TargetGrid, TPESearch
 from raysweep.rf_trials import RFTrialSpec
-from raysweep.train import TrialSpec, eval_steps
+from raysweep.trials import TrialSpec, eval_steps
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController

@@ -17,9 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-LANGUAGE_MODEL = "language_model"
-RANDOM_FEATURES = "random_features"
-"""The sweep families (``plan.json``'s "family"): recipes of text, or the synthetic datasets of App. B."""
+from raysweep.trials import RANDOM_FEATURES
+
 METRICS = ("loss", "alignment")
 """What ranks the proxies: validation loss, or the accumulated gradient alignment (App. D.2.4)."""
 
@@ -90,7 +89,7 @@ class ProxySetting:
     agreement: Agreement | None
     """None without tuned targets to compare with."""
     is_chosen: bool
-    """The model's lr chosen inside the tiny-lr window (``raysweep.lr_choice``): the setting the decision table
+    """The model's lr chosen inside the tiny-lr window (``raysweep.report.lr_choice``): the setting the decision table
     uses."""
     is_standard: bool
     """The sweep's standard lr: the fixed-configuration proxy baseline."""
@@ -98,7 +97,7 @@ class ProxySetting:
 
 @dataclass(frozen=True)
 class LrCheck:
-    """One proxy lr against the window's checks (``raysweep.lr_choice``)."""
+    """One proxy lr against the window's checks (``raysweep.report.lr_choice``)."""
 
     lr: float
     is_tiny: bool
@@ -247,27 +246,6 @@ class ComputeRow:
     """Proxies stopped early because their setting's ranking had settled (``proxy.early_stop``)."""
     saved_flops: float = 0.0
     """6 · num_params · tokens the stopped trials were planned for but did not train."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the sweep file asked for, so that a partial run can say what is missing."""
-
-    recipes: list[str]
-    trial_keys: dict[str, list[str]]
-    """role → keys of the trials the sweep file expands to; stored trials outside them are from an older plan."""
-    standard_lr: float
-    """``proxy.standard_lr``, else the largest of ``proxy.lrs``."""
-    family: str | None = None
-    """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``; None for a plan written before it was recorded: the table tells."""
-    precision_floor_lr: float | None = None
-    """The lr below which the proxies' weights round their AdamW updates away (``tiny_lr.precision_floor_lr``)."""
-
-    @classmethod
-    def from_json(cls, plan: dict) -> Plan:
-        """From the ``plan.json`` a launch writes (``store.read_plan``); KeyError/TypeError when it is not one."""
-        return cls(plan["recipes"], plan["trial_keys"], plan["standard_lr"], plan.get("family"),
-                   plan.get("precision_floor_lr"))
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,17 @@ or above ``EarlyStop.min_spearman``. The steps the runs had left are the compute
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from raysweep.analysis import rank_transfer, training_flops
+from raysweep import store
 from raysweep.config import EarlyStop
+from raysweep.trials import TrialSpec
 
 N_BOOT = 2000
 
@@ -62,3 +66,11 @@ def losses_at(curves: list[list[list[float]]], index: int) -> np.ndarray | None:
 def saved_flops(num_params: int, steps_left: int, tokens_per_step: int) -> float:
     """6·N·D of the steps an early-stopped run did not train."""
     return float(training_flops(num_params, steps_left * tokens_per_step))
+
+
+def store_stopped(results_dir: Path, spec: TrialSpec) -> float:
+    """Store a paused proxy as "stopped" with its evaluations so far; drop its checkpoint; the FLOPs it saved."""
+    partial = store.read_partial(results_dir, spec)
+    store.write_trial(results_dir, dataclasses.replace(partial, status="stopped"))
+    store.checkpoint_path(results_dir, spec.key).unlink(missing_ok=True)
+    return saved_flops(spec.num_params, spec.num_steps - partial.evaluations[-1].step, spec.batch_size * spec.seq_len)

@@ -1,7 +1,7 @@
 """The report as one self-contained HTML page: inline CSS, tables as HTML, figures as base64 PNG data URIs.
 
 Nothing is fetched when the page opens (no external CSS, JS, fonts or images), so it can be mailed,
-attached to a ticket or opened offline. The tables are ``raysweep.render``'s, with the detail columns
+attached to a ticket or opened offline. The tables are ``raysweep.report.render``'s, with the detail columns
 the terminal leaves out::
 
     page = html_page(report, draw_figures(report))
@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from raysweep.figures import FigureImage
-from raysweep.render import TextTable, finding_one, tables, verdict
-from raysweep.report_records import RANDOM_FEATURES, Report
+from raysweep.report.figures import FigureImage
+from raysweep.report.records import Report
+from raysweep.report.render import TextTable, tables
+from raysweep.report.verdict import finding_one, verdict
+from raysweep.trials import RANDOM_FEATURES
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2430; max-width: 1200px;

@@ -1,0 +1,419 @@
+"""The configuration schema: a cluster profile and a sweep file as frozen dataclasses.
+
+Two files describe a launch. The *cluster profile* (``cluster/local.yaml``) says where to run and with
+what resources; the *sweep file* (``search_spaces/demo.yaml``) says which recipes to compare and which
+proxy and target runs to train. Both become frozen dataclasses. Loading never stops at the first
+mistake: every problem is collected with its YAML key path, so a user fixes a file in one pass::
+
+    search_spaces/bad.yaml: recipes[2].mix[0].weight: must be > 0 (got -1)
+    search_spaces/bad.yaml: proxy.lrs: must not be empty
+
+The loader (``raysweep.config.loading``) is generic over the dataclasses below (their type hints are the schema);
+value rules (``positive``, ``non_empty``...) sit in field metadata, and rules that span fields live in
+``raysweep.config.checks``.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# ---------------------------------------------------------------------------------------------
+# Value rules, attached to fields as metadata: each returns an error message or None.
+
+
+def _positive(value: Any) -> str | None:
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if not (v > 0 and math.isfinite(v))]
+    return f"must be > 0 (got {bad[0]!r})" if bad else None
+
+
+def _non_negative(value: Any) -> str | None:
+    return f"must be >= 0 (got {value!r})" if value < 0 else None
+
+
+def _non_empty(value: Any) -> str | None:
+    return "must not be empty" if len(value) == 0 else None
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else f"must be within [0, 1] (got {value!r})"
+
+
+def _at_least_two(value: int) -> str | None:
+    return None if value >= 2 else f"must be >= 2 (got {value!r})"
+
+
+def _confidence(value: float) -> str | None:
+    return None if 0.5 < value < 1.0 else f"must be within (0.5, 1) (got {value!r})"
+
+
+def _rules(*checks: typing.Callable[[Any], str | None], **kwargs: Any) -> Any:
+    return field(metadata={"checks": checks}, **kwargs)
+
+
+def _added(*checks: typing.Callable[[Any], str | None], default: Any = None) -> Any:
+    """A field added after content hashes (trial keys, shard keys) were first stored: at its default it is left
+    out of them (see ``hashable``), so every key computed before it existed stays the same."""
+    return field(default=default, metadata={"checks": checks, "hashed_when_set": True})
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster profile
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None
+    """None starts an embedded Ray on this machine; "auto" joins the cluster this node belongs to."""
+    num_cpus: int | None = _rules(_positive, default=None)
+    """Embedded Ray only: CPUs Ray may schedule on (set it explicitly on small machines)."""
+    num_gpus: int | None = None
+    dashboard_host: str = "127.0.0.1"
+    """Anyone who reaches the dashboard can run code on the cluster: keep it on loopback."""
+    dashboard_port: int = 8265
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    cpu: float = _rules(_positive, default=1.0)
+    gpu: float = 0.0
+    """Fractions pack several trials on one GPU (0.25 = four proxies per GPU)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    proxy: TrialResources = TrialResources()
+    target: TrialResources = TrialResources()
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    sweep: str
+    """Sweep file run by default (relative paths are taken from the working directory)."""
+    storage: str = "runs"
+    """Where shards and results live; must be shared by every node of a multi-node cluster."""
+    ray: RayConfig = RayConfig()
+    resources: Resources = Resources()
+    trial_retries: int = _rules(_non_negative, default=1)
+    """A trial that raises (or loses its worker) is retried this often, then recorded as failed with its cause;
+    the sweep goes on, and a relaunch tries it again."""
+    max_concurrent_trials: int | None = _rules(_positive, default=None)
+    """Leave a CPU free for Ray Data on small machines; None lets Ray fill the cluster."""
+    compile: bool = False
+    """``torch.compile`` each trial's model: worth it on GPUs for long runs; compiling costs minutes on a CPU."""
+    launcher: str | None = None
+    """Ray cluster-launcher file that ``raysweep launch --up`` starts (``ray up``) before submitting the sweep
+    as a Ray Job (relative paths are taken from the working directory)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep file
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """The built-in offline corpus (see ``raysweep.recipes.synthetic``)."""
+
+    type: Literal["synthetic"]
+    domain: str
+    seed: int = 0
+    low_quality_frac: float = _rules(_fraction, default=0.0)
+    duplicate_frac: float = _rules(_fraction, default=0.0)
+    repetition_frac: float = _rules(_fraction, default=0.0)
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Local files: JSON lines (``.jsonl``, ``.jsonl.gz``), Parquet, or plain text (one document per file)."""
+
+    type: Literal["jsonl", "parquet", "text"]
+    path: str
+    """A glob, relative to the sweep file's folder: ``data/c4/*.jsonl.gz``."""
+    text_field: str = "text"
+    """The JSON field or Parquet column that holds the document text."""
+
+
+@dataclass(frozen=True)
+class HFSource:
+    """A Hugging Face dataset, read from the local cache (or `path`); raysweep never downloads it."""
+
+    type: Literal["hf"]
+    name: str
+    config: str | None = None
+    split: str = "train"
+    text_field: str = "text"
+    path: str | None = None
+    """A local copy (``save_to_disk`` folder or data files), relative to the sweep file's folder."""
+
+
+@dataclass(frozen=True)
+class RepetitionFilter:
+    """Gopher "MassiveWeb" repetition rules (``raysweep.recipes.filters``): drop a document over any threshold."""
+
+    preset: str = "default"
+    """default (Gopher's thresholds, the paper's Table 2) or one of the paper's dedup recipes: dedup-L, dedup-LS
+    (stricter line/paragraph tests, Tables 3-4), dedup-G (top 2-4-gram tests, Table 5), dedup-GS (duplicate
+    5-10-gram tests, Table 6)."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Overrides of single measurements, e.g. ``{dup_line_frac: 0.1}``."""
+
+
+@dataclass(frozen=True)
+class PerplexityFilter:
+    """Perplexity buckets (RedPajama-V2): keep the documents whose n-gram perplexity falls in `keep`."""
+
+    reference: str
+    """Source whose text trains the Kneser-Ney model (clean text: the "head" is what resembles it)."""
+    keep: list[Literal["head", "middle", "tail"]] = _rules(_non_empty)
+    """Terciles by perplexity: head = lowest third, tail = highest third."""
+    order: int = _rules(_positive, default=3)
+    reference_bytes: int = _rules(_positive, default=4_000_000)
+    """Reference text the model is trained on."""
+    calibration_documents: int = _rules(_positive, default=2000)
+    """Leading documents of the filtered source scored to place the tercile cutoffs."""
+    kenlm_model: str | None = None
+    """A KenLM ``.arpa``/``.bin`` model to use instead of training one (needs ``pip install kenlm``)."""
+
+
+@dataclass(frozen=True)
+class FilteredSource:
+    """Another source after curation operators, applied in this order: dedup, repetition, perplexity."""
+
+    type: Literal["filtered"]
+    source: str
+    dedup: Literal["exact", "minhash"] | None = None
+    """exact: identical texts; minhash: near-duplicates (MinHash LSH, Jaccard >= 0.8 over word 5-grams)."""
+    repetition: RepetitionFilter | None = None
+    perplexity: PerplexityFilter | None = None
+
+
+Source = SyntheticSource | FileSource | HFSource | FilteredSource
+
+
+@dataclass(frozen=True)
+class MixComponent:
+    source: str
+    weight: float = _rules(_positive, default=1.0)
+    """Share of the recipe's *tokens*; weights are normalised to sum to one."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    mix: list[MixComponent] = field(default_factory=list)
+    base: str | None = None
+    """Start from another recipe's mix, then apply `drop` and `weights`: ablations in one line."""
+    drop: list[str] = field(default_factory=list)
+    """Sources removed from the base mix (domain ablation: every source but these)."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """Token shares to set, e.g. ``{web: 0.7}``; the other sources keep their proportions in the rest."""
+    epochs: int = _rules(_positive, default=1)
+    """Passes allowed over finite sources; a recipe short of tokens is an error unless this says so."""
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    type: Literal["byte", "hf"] = "byte"
+    """byte: built-in, 257 ids; hf: ``transformers.AutoTokenizer`` from a local folder or the hub cache."""
+    name: str | None = None
+    """hf only: hub name (e.g. gpt2) already in the local cache, or a local folder; never downloaded."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    domains: dict[str, Source] = _rules(_non_empty)
+    """Held-out sets, one per validation domain; each is scored separately and together as "all"."""
+    num_tokens: int = _rules(_positive, default=32768)
+    """Tokens per validation domain (with `token_shares`: of the domain with the largest share)."""
+    aggregate: Literal["mean", "token_weighted"] = "mean"
+    """How "all" combines the domains. mean: the plain mean of their losses. token_weighted: the loss of every
+    evaluated token pooled, Σ_d n_d·loss_d / Σ_d n_d over the n_d tokens scored in domain d (and bits per byte
+    as total bits / total bytes): with domains sized by `token_shares`, the loss on the whole validation split,
+    which is what the paper ranks by (the Pile's aggregate validation loss)."""
+    token_shares: dict[str, float] = field(default_factory=dict)
+    """Relative sizes of the domains' validation sets, e.g. the Pile's own domain shares: the largest share gets
+    `num_tokens` and the others proportionally fewer (whole sequences, at least one). Empty: `num_tokens` each.
+    Only with ``aggregate: token_weighted``, the one rule the sizes change."""
+
+    def sequences_per_domain(self, seq_len: int) -> dict[str, int]:
+        """Validation sequences of each domain: its tokens (`num_tokens`, scaled by its share) in whole sequences."""
+        largest = max(self.token_shares.values(), default=None)
+        out = {}
+        for domain in self.domains:
+            share = self.token_shares.get(domain, largest)
+            num_tokens = self.num_tokens if share == largest else self.num_tokens * share / largest
+            out[domain] = max(1, math.ceil(num_tokens / seq_len))
+        return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: Literal["gpt2", "pythia", "opt"]
+    n_layer: int = _rules(_positive)
+    d_model: int = _rules(_positive)
+    n_head: int = _rules(_positive)
+    d_ff: int | None = _rules(_positive, default=None)
+    """Feed-forward width; None means 4 × d_model as in all three families."""
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """Stop a proxy setting (model × lr) once its ranking of the recipes has settled (paper D.2.5): the proxies
+    train in rounds of one evaluation interval, and after each round the Spearman correlation between the
+    ranking at this checkpoint and at the previous one is bootstrapped over seeds; when its lower bound at
+    ``confidence`` reaches ``min_spearman``, the setting's runs stop there and the steps left are saved."""
+
+    min_spearman: float = _rules(_fraction, default=0.95)
+    confidence: float = _rules(_confidence, default=0.9)
+
+
+@dataclass(frozen=True)
+class ProxyGrid:
+    models: list[str] = _rules(_non_empty)
+    lrs: list[float] = _rules(_non_empty, _positive)
+    seeds: list[int] = _rules(_non_empty)
+    batch_size: int = _rules(_positive, default=16)
+    weight_decay: float = 0.0
+    tokens_per_param: float = _rules(_positive, default=20.0)
+    standard_lr: float | None = _rules(_positive, default=None)
+    """The learning rate a fixed-configuration proxy would use: the report's baseline (default: max lrs)."""
+    autocast: Literal["none", "bfloat16"] = "none"
+    """Proxies train in full fp32 by default: at tiny learning rates every bit of the update matters."""
+    alignment_every: int = _rules(_non_negative, default=0)
+    """Also record the gradient alignment with the validation loss every this many steps (0: off), a proxy
+    metric the report can rank by (``raysweep report --metric alignment``); it costs one extra forward and
+    backward pass per measurement."""
+    early_stop: EarlyStop | None = None
+    """Stop each proxy setting once its ranking has settled (None: every proxy trains to the end)."""
+
+
+@dataclass(frozen=True)
+class GridSearch:
+    """Every configuration of the target grid, for every recipe (the paper's protocol)."""
+
+    type: Literal["grid"] = "grid"
+
+
+@dataclass(frozen=True)
+class TPESearch:
+    """Optuna TPE over the target grid's ranges: one seeded study per recipe, ``trials_per_recipe``
+    configurations each (every one trained with every target seed), so each recipe gets the same budget. The
+    learning rate is searched log-uniformly between the smallest and largest of ``lrs``; batch size and weight
+    decay take the listed values. Studies are kept in the run directory, so a relaunch continues them."""
+
+    type: Literal["tpe"]
+    trials_per_recipe: int = _rules(_positive)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ASHA:
+    """Asynchronous successive halving of the target configurations, within each recipe and seed: at each rung
+    (after ``grace_evals`` evaluations, then ``reduction_factor`` times as many) a configuration whose loss is not
+    in the best 1/``reduction_factor`` of its recipe's with the same seed so far stops (all its seeds), stored
+    with status "stopped"."""
+
+    grace_evals: int = _rules(_positive, default=1)
+    reduction_factor: int = _rules(_at_least_two, default=3)
+
+
+@dataclass(frozen=True)
+class TargetGrid:
+    model: str
+    lrs: list[float] = _rules(_non_empty, _positive)
+    batch_sizes: list[int] = _rules(_non_empty, _positive)
+    weight_decays: list[float] = _rules(_non_empty)
+    seeds: list[int] = _rules(_non_empty)
+    tokens_per_param: float = _rules(_positive, default=20.0)
+    autocast: Literal["none", "bfloat16"] = "bfloat16"
+    """Forward passes under bf16 autocast over fp32 master weights, as large runs train (paper §3)."""
+    search: GridSearch | TPESearch = GridSearch()
+    asha: ASHA | None = None
+    """Early stopping of poor target configurations (None: every configuration trains to the end)."""
+
+
+@dataclass(frozen=True)
+class WSDSchedule:
+    """Warmup-stable-decay: linear warmup, constant, then linear decay to zero (paper §3)."""
+
+    type: Literal["wsd"] = "wsd"
+    warmup_frac: float = _rules(_fraction, default=0.05)
+    """Warmup as a share of each trial's steps; ignored when `warmup_steps` is set."""
+    decay_frac: float = _rules(_fraction, default=0.34)
+    """Share of the steps, at the end, over which the lr decays: the paper holds the peak until 66% of training
+    and decays over the rest (D.1.2)."""
+    warmup_steps: int | None = _added(_positive)
+    """Warmup as a number of steps, the same for every trial whatever its length (capped at its steps): the paper
+    warms up for 2,000 steps (D.1.2; 200 in the pilot of D.2.5). Takes precedence over `warmup_frac`, and a sweep
+    file may give only one of the two."""
+
+    _EXCLUSIVE_KEYS = (("warmup_frac", "warmup_steps"),)  # no annotation: a class constant, not a field
+
+
+@dataclass(frozen=True)
+class Training:
+    schedule: WSDSchedule = WSDSchedule()
+    grad_clip: float = _rules(_positive, default=1.0)
+    num_evals: int = _rules(_positive, default=4)
+    """Evaluations at evenly spaced steps, the last at the end of training."""
+    param_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype of the weights the optimizer updates. bfloat16 weights round away any update below ~4e-3 of a
+    weight of size 1, so tiny learning rates are refused with them (see ``raysweep.tiny_lr``)."""
+
+
+@dataclass(frozen=True)
+class Select:
+    """Select mode: proxies on every recipe, targets tuned only on the ``top_k`` recipes of the proxy ranking,
+    and the pick is the best of those by tuned target loss, at a fraction of the full protocol's target cost."""
+
+    top_k: int = _rules(_positive)
+    model: str | None = None
+    """Proxy model whose ranking selects, at its chosen (tiny-lr rule) learning rate (default: the first)."""
+    validated_by: str | None = None
+    """Run directory of a full sweep (targets on every recipe) with the same proxy setting: its top-k regret,
+    with CI, is the bound the pick comes with (relative paths are taken from the working directory)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    seq_len: int = _rules(_positive)
+    sources: dict[str, Source] = _rules(_non_empty)
+    recipes: list[Recipe] = _rules(_non_empty)
+    validation: Validation
+    proxy: ProxyGrid
+    target: TargetGrid
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    training: Training = Training()
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    """Extra named model sizes, or overrides of the built-in ones (``raysweep.models.MODEL_SIZES``)."""
+    select: Select | None = None
+
+
+@dataclass(frozen=True)
+class RandomFeatureGrid:
+    """The random-feature check of App. B (``raysweep.random_features``): synthetic datasets whose
+    infinite-width optimum is known, trained by one-pass SGD at every width × learning rate × seed."""
+
+    widths: list[int] = _rules(_non_empty, _positive)
+    lrs: list[float] = _rules(_non_empty, _positive)
+    seeds: list[int] = _rules(_non_empty)
+    num_distributions: int = _rules(_positive, default=8)
+    dim: int = _rules(_positive, default=4)
+    distribution_seed: int = 0
+    batch_size: int = _rules(_positive, default=8)
+    num_steps: int = _rules(_positive, default=1000)
+    num_evals: int = _rules(_positive, default=4)
+    validation_samples: int = _rules(_positive, default=2000)
+    kernel_samples: int = _rules(_positive, default=2000)
+    """Samples per dataset for the kernel-regression estimate of its infinite-width optimum (the targets)."""
+    ridge: float = _rules(_positive, default=1e-5)
+
+
+@dataclass(frozen=True)
+class RandomFeatureSweep:
+    name: str
+    random_features: RandomFeatureGrid

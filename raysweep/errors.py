@@ -1,0 +1,33 @@
+"""The errors a user can meet: each carries one clear message that the command line prints without a traceback
+(``raysweep.cli``); results stored before it stay stored. ``UserError`` (bad input) exits with status 2,
+``ReportError`` and ``StatusError`` (nothing to report on) with 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """The user's input is wrong or cannot be used: the message says what, where, and what would work."""
+
+
+class DataError(UserError):
+    """Data cannot be read or built as the sweep asks (a missing corpus, too few tokens): the message says
+    which recipe or source, what is wrong and what would fix it."""
+
+
+class ConfigError(UserError):
+    """Every problem found in one file, each as (key path, message)."""
+
+    def __init__(self, file: str | Path, problems: list[tuple[str, str]]):
+        self.file = str(file)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.file}: {p}: {m}" if p else f"{self.file}: {m}" for p, m in problems))
+
+
+class ReportError(Exception):
+    """The input cannot be reported on (exit status 1: nothing to report); the message says why and what would work."""
+
+
+class StatusError(Exception):
+    """The folder is not a launched run (exit status 1); the message says what to pass."""

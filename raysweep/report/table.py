@@ -1,0 +1,101 @@
+"""The report's input: a results table (a run directory, one Parquet file or a folder of them) as a pandas frame,
+and what the run's plan says about it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from raysweep.errors import ReportError
+from raysweep.rf_trials import KERNEL_MODEL
+from raysweep.store import Plan, read_failures, read_tables
+from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES
+
+COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
+           "step", "tokens", "domain", "loss", "status", "wall_s")
+"""Columns the report needs; ``bits_per_byte``, ``alignment``, ``initial_loss`` and ``num_steps`` are optional (null
+when absent)."""
+OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "initial_loss", "num_steps")
+
+
+def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
+    """Read a run directory (its ``results/``), one Parquet file, or a folder of Parquet files.
+
+    Returns the table, the run directory (where ``plan.json`` lives; None for bare Parquet input) and one line
+    per file that could not be read (a truncated or foreign file is reported, never silently dropped, and the
+    rest is still reported) and per trial that failed after its retries. Files with and without the optional
+    columns (``bits_per_byte``, ``alignment``) combine; the missing values are null.
+    """
+    path = Path(path)
+    run_dir = path if (path / "results").is_dir() else None
+    folder = path / "results" if run_dir else path
+    if folder.is_dir():
+        files = sorted(folder.glob("*.parquet"))
+        if not files:
+            raise ReportError(f"{folder}: no finished trials yet (no .parquet files); nothing to report")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise ReportError(f"{path}: no such file or folder; pass a run directory (<storage>/<sweep name>), "
+                          "a results Parquet file, or a folder of them")
+    try:
+        table, unreadable = read_tables(files)
+    except pa.ArrowException as err:
+        raise ReportError(f"{path}: files with incompatible columns ({err})") from None
+    if table is None:
+        raise ReportError(f"{path}: not a readable results table ({unreadable[0]})")
+    unreadable += [f"failed after its retries: {f['name']}: {f['cause']}" for f in read_failures(folder)]
+    return table, run_dir, unreadable
+
+
+def as_frame(table: pa.Table) -> pd.DataFrame:
+    """The table as pandas with the documented columns; optional ones NaN when absent; a non-finite loss → +inf."""
+    absent = [c for c in COLUMNS if c not in table.column_names]
+    if absent:
+        raise ReportError(f"the results table lacks column(s) {', '.join(absent)}; the report needs "
+                          f"{', '.join(COLUMNS)} (and optionally {', '.join(OPTIONAL_COLUMNS)}), as written by "
+                          "raysweep.store")
+    extra = [c for c in OPTIONAL_COLUMNS if c in table.column_names]
+    frame = table.select([*COLUMNS, *extra]).to_pandas()
+    for column in OPTIONAL_COLUMNS:
+        if column not in extra:
+            frame[column] = np.nan
+    for column in ("loss", *OPTIONAL_COLUMNS, "lr", "weight_decay", "wall_s"):
+        frame[column] = frame[column].astype(float)
+    frame.loc[~np.isfinite(frame["loss"]), ["loss", "bits_per_byte"]] = np.inf
+    return frame
+
+
+def family_of(frame: pd.DataFrame, plan: Plan | None) -> str:
+    """The plan's family; without one, random features when a target row is a dataset's kernel optimum."""
+    if plan is not None and plan.family:
+        return plan.family
+    targets = frame.loc[frame["role"] == "target", "model"]
+    return RANDOM_FEATURES if (targets == KERNEL_MODEL).any() else LANGUAGE_MODEL
+
+
+def in_plan(frame: pd.DataFrame, plan: Plan | None) -> tuple[pd.DataFrame, list[str]]:
+    """Only the trials of the current plan: results of an edited sweep file's older recipes stay stored, unused."""
+    if plan is None:
+        return frame, []
+    planned = {key for keys in plan.trial_keys.values() for key in keys}
+    stale = frame.loc[~frame["trial_key"].isin(planned), "trial_key"].nunique()
+    note = [f"{stale} stored trial(s) belong to an earlier version of the sweep file; left out"] if stale else []
+    return frame[frame["trial_key"].isin(planned)], note
+
+
+def plan_gaps(frame: pd.DataFrame, plan: Plan | None) -> list[str]:
+    """What the sweep file planned that the table lacks."""
+    if plan is None:
+        return []
+    finished = frame.drop_duplicates("trial_key")["role"].value_counts()
+    gaps = [f"{role}: {int(finished.get(role, 0))} of {len(keys)} planned trials finished"
+            for role, keys in plan.trial_keys.items() if finished.get(role, 0) < len(keys)]
+    present = set(frame["recipe"].unique())
+    absent = [r for r in plan.recipes if r not in present]
+    if absent:
+        gaps.append(f"no finished trial yet for recipe(s) {', '.join(absent)}")
+    return gaps

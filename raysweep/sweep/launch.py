@@ -1,0 +1,179 @@
+"""``launch``: train what is not stored yet, in one Tune run or in early-stopping rounds, and write ``plan.json``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import torch
+from rich.console import Console
+
+
+from raysweep import store
+from raysweep.config import ClusterConfig, RandomFeatureSweep, RayConfig, SweepConfig, TPESearch
+from raysweep.net import free_port
+from raysweep.rf_trials import plan_rf_trials
+from raysweep.sweep.early_stop import losses_at, saved_flops, settle_check, store_stopped
+from raysweep.sweep.plan import build_data, largest_targets, plan_trials, run_dir_of, trial_factory
+from raysweep.sweep.search import RecipeTPESearcher
+from raysweep.sweep.trainable import run_trials, trial_entry
+from raysweep.tiny_lr import precision_floor_lr
+from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES, TrialData, TrialSpec
+
+@dataclass(frozen=True)
+class LaunchOutcome:
+    run_dir: Path
+    num_planned: int
+    num_trained: int
+    errors: list[str]
+    """One line per trial that raised after its retries: its name, cause and traceback file."""
+
+
+def start_ray(config: RayConfig, console: Console) -> None:
+    """Embedded Ray with explicit resources, or join an existing cluster; print where its dashboard is."""
+    if ray.is_initialized():
+        return
+    if config.address is None:
+        port = free_port(config.dashboard_host, config.dashboard_port)
+        if port != config.dashboard_port:
+            console.print(f"[yellow]port {config.dashboard_port} is taken (another Ray on this machine?); the "
+                          f"dashboard uses {port}[/yellow]")
+        # "local": a new Ray of our own, even when `ray start` left a cluster running on this machine
+        context = ray.init(address="local", num_cpus=config.num_cpus, num_gpus=config.num_gpus,
+                           include_dashboard=True, dashboard_host=config.dashboard_host, dashboard_port=port,
+                           logging_level="warning", log_to_driver=False)
+    else:
+        context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if context.dashboard_url:
+        console.print(f"Ray dashboard: [bold]http://{context.dashboard_url}[/bold]  "
+                      "(token authentication: `ray get-auth-token` prints the token it asks for)")
+
+
+def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, console: Console,
+           target_recipes: list[str] | None = None) -> LaunchOutcome:
+    """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
+    run_dir = run_dir_of(cluster, sweep)
+    results_dir = run_dir / "results"
+    done, corrupt = store.finished_keys(results_dir)
+    for line in corrupt:
+        console.print(f"[yellow]corrupt result:[/yellow] {line}")
+    searcher, sizing = None, []
+    if isinstance(sweep, RandomFeatureSweep):
+        trials = plan_rf_trials(sweep)
+    else:
+        factory = trial_factory(sweep)
+        shortlist = [r.name for r in sweep.recipes if target_recipes is None or r.name in target_recipes]
+        trials = [t for t in plan_trials(sweep, factory) if t.role == "proxy" or t.recipe in shortlist]
+        if isinstance(sweep.target.search, TPESearch) and shortlist:
+            proxies = [t for t in trials if t.key not in done]
+            searcher = RecipeTPESearcher(sweep.target.search, sweep.target, shortlist, factory.target, results_dir,
+                                         run_dir / "studies", proxies, trial_entry(cluster))
+            sizing = largest_targets(sweep, factory, shortlist)
+    # a report or status of a partial run says what is missing
+    planned_keys = _write_plan(run_dir, cluster, sweep, trials, searcher)
+    todo = [t for t in trials if t.key not in done]
+    num_planned = len(trials) + (searcher.num_trials if searcher else 0)
+    stored = sum(len(done.intersection(keys)) for keys in planned_keys.values())
+    console.print(f"[bold]{sweep.name}[/bold]: {num_planned} trials planned, {stored} already stored in "
+                  f"{results_dir}")
+    if not todo and (searcher is None or searcher.finished):
+        return LaunchOutcome(run_dir, num_planned, 0, [])
+    start_ray(cluster.ray, console)
+    data = {}
+    if isinstance(sweep, SweepConfig):
+        with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
+            data = build_data(sweep, todo + sizing, Path(cluster.storage).absolute() / "shards")
+    asha = sweep.target.asha if isinstance(sweep, SweepConfig) else None
+    if isinstance(sweep, SweepConfig) and sweep.proxy.early_stop and any(t.role == "proxy" for t in todo):
+        errors = _run_in_rounds(cluster, sweep, trials, todo, data, results_dir, console, searcher)
+    else:
+        errors = run_trials(cluster, todo, data, results_dir, console, searcher=searcher, asha=asha,
+                            num_searched=num_planned - stored - len(todo))
+    if searcher:
+        _write_plan(run_dir, cluster, sweep, trials, searcher)  # now with the targets the search proposed
+    return LaunchOutcome(run_dir, num_planned, len(store.finished_keys(results_dir)[0] - done), errors)
+
+
+def _write_plan(run_dir: Path, cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep,
+                trials: list[TrialSpec], searcher: RecipeTPESearcher | None) -> dict[str, list[str]]:
+    """Write ``plan.json``; the trial keys it plans per role (a search's targets: those proposed so far)."""
+    rf = isinstance(sweep, RandomFeatureSweep)
+    keys = {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")}
+    if searcher:
+        keys["target"] = searcher.target_keys()
+    store.write_plan(run_dir, store.Plan(
+        family=RANDOM_FEATURES if rf else LANGUAGE_MODEL,
+        recipes=list(dict.fromkeys(t.recipe for t in trials)) if rf else [r.name for r in sweep.recipes],
+        trial_keys=keys,
+        num_planned={role: searcher.num_trials if searcher and role == "target" else len(role_keys)
+                     for role, role_keys in keys.items()},
+        standard_lr=max(sweep.random_features.lrs) if rf else sweep.proxy.standard_lr or max(sweep.proxy.lrs),
+        precision_floor_lr=None if rf else precision_floor_lr(getattr(torch, sweep.training.param_dtype)),
+        gpus_per_trial=({"proxy": 0.0, "target": 0.0} if rf else
+                        {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}),
+        max_concurrent_trials=cluster.max_concurrent_trials))
+    return keys
+
+
+def _run_in_rounds(cluster: ClusterConfig, sweep: SweepConfig, trials: list[TrialSpec], todo: list[TrialSpec],
+                   data: dict[str, TrialData], results_dir: Path, console: Console,
+                   searcher: RecipeTPESearcher | None) -> list[str]:
+    """Proxies train one evaluation interval per round (targets all in the first); after each round, every proxy
+    setting whose ranking has settled stops there, its runs stored as "stopped" (``raysweep.sweep.early_stop``)."""
+    rule, num_rounds = sweep.proxy.early_stop, sweep.training.num_evals
+    recipes, seeds = [r.name for r in sweep.recipes], sweep.proxy.seeds
+    settings: dict[tuple[str, float], list[list[TrialSpec]]] = {}
+    for t in trials:
+        if t.role == "proxy":
+            grid = settings.setdefault((t.model, t.lr), [[None] * len(seeds) for _ in recipes])
+            grid[recipes.index(t.recipe)][seeds.index(t.seed)] = t
+    waiting = {t.key for t in todo if t.role == "proxy"}
+    errors: list[str] = []
+    saved = 0.0
+    for round_index in range(1, num_rounds + 1):
+        batch = [t for t in todo if t.key in waiting or (round_index == 1 and t.role == "target")]
+        last = round_index == num_rounds
+        first = round_index == 1
+        errors += run_trials(cluster, batch, data, results_dir, console, stop_after_evals=None if last else round_index,
+                             label=f"round {round_index}/{num_rounds}", searcher=searcher if first else None,
+                             asha=sweep.target.asha if first else None,
+                             num_searched=searcher.num_trials if searcher and first else 0)
+        waiting = {t.key for t in batch if t.key in waiting and store.read_partial(results_dir, t)}  # paused
+        for (model, lr), grid in settings.items():
+            pending = [t for row in grid for t in row if t.key in waiting]
+            if not pending or round_index < 2:
+                continue
+            curves = [[_loss_curve(results_dir, t) for t in row] for row in grid]
+            previous, current = losses_at(curves, round_index - 2), losses_at(curves, round_index - 1)
+            if previous is None or current is None:
+                continue
+            check = settle_check(model, lr, round_index, previous, current, rule)
+            point, low, high = check.spearman
+            console.print(f"  {model} @ lr {lr:g}: ranking at checkpoint {round_index} vs {round_index - 1}: "
+                          f"Spearman {point:.2f} [{low:.2f}, {high:.2f}]"
+                          + (f" ≥ {rule.min_spearman:g}: settled, {len(pending)} run(s) stop here" if check.settled
+                             else ""))
+            if check.settled:
+                for spec in pending:
+                    saved += store_stopped(results_dir, spec)
+                    waiting.discard(spec.key)
+        if not waiting:
+            break
+    planned = sum(saved_flops(t.num_params, t.num_steps, t.batch_size * t.seq_len)
+                  for t in todo if t.role == "proxy")
+    if saved:
+        console.print(f"Early stop saved {saved:.3g} FLOPs: {saved / planned:.0%} of the proxy compute planned "
+                      "for this launch.")
+    return errors
+
+
+def _loss_curve(results_dir: Path, spec: TrialSpec) -> list[float]:
+    """The "all" loss at each evaluation a proxy has reached: stored whole, paused, or nothing yet."""
+    partial = store.read_partial(results_dir, spec)
+    if partial:
+        return [e.losses["all"] for e in partial.evaluations]
+    return store.read_trial_losses(results_dir, spec.key)

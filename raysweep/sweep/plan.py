@@ -1,0 +1,126 @@
+"""A sweep file expanded into trial specs, and the recipe shards those trials read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+from raysweep.config import ClusterConfig, SweepConfig, TPESearch
+from raysweep.errors import ConfigError
+from raysweep.identity import content_hash
+from raysweep.models import count_parameters, resolve_model
+from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
+from raysweep.recipes.streams import describe
+from raysweep.recipes.tokenizer import load_tokenizer
+from raysweep.tiny_lr import check_precision
+from raysweep.trials import TrialData, TrialSpec
+
+
+def run_dir_of(cluster: ClusterConfig, sweep: SweepConfig) -> Path:
+    return Path(cluster.storage).absolute() / sweep.name
+
+
+def _validation_key(sweep: SweepConfig) -> str:
+    streams = {domain: describe(c[0].stream) for domain, c in validation_components(sweep).items()}
+    shares = [sweep.validation.token_shares] if sweep.validation.token_shares else []  # none: the keys as before
+    return content_hash(streams, sweep.tokenizer, sweep.seq_len, *shares)
+
+
+@dataclass(frozen=True)
+class TrialFactory:
+    """Builds one sweep's trial specs; what they share (content keys, parameter counts) is computed once. Plain
+    data, so a searcher holding it pickles into Tune's experiment state."""
+
+    sweep: SweepConfig
+    recipe_keys: dict[str, str]
+    validation_key: str
+    num_params: dict[str, int]
+    vocab_size: int
+    eos_id: int
+
+    def spec(self, role: str, recipe: str, model: str, lr: float, batch_size: int, weight_decay: float,
+             seed: int) -> TrialSpec:
+        sweep = self.sweep
+        grid = sweep.proxy if role == "proxy" else sweep.target
+        num_steps = math.floor(grid.tokens_per_param * self.num_params[model] / (batch_size * sweep.seq_len))
+        if num_steps < 1:
+            raise ConfigError(sweep.name, [(f"{role}.tokens_per_param", f"{model} at batch size {batch_size} "
+                                                                         "trains for 0 steps; raise tokens_per_param")])
+        return TrialSpec(
+            role=role, recipe=recipe, recipe_key=self.recipe_keys[recipe], validation_key=self.validation_key,
+            model=model, model_spec=resolve_model(model, sweep.models), num_params=self.num_params[model], lr=lr,
+            batch_size=batch_size, weight_decay=weight_decay, seed=seed, num_steps=num_steps, seq_len=sweep.seq_len,
+            vocab_size=self.vocab_size, eos_id=self.eos_id, schedule=sweep.training.schedule,
+            grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals,
+            param_dtype=sweep.training.param_dtype, autocast=grid.autocast,
+            alignment_every=sweep.proxy.alignment_every if role == "proxy" else 0,
+            aggregate=sweep.validation.aggregate)
+
+    def target(self, recipe: str, lr: float, batch_size: int, weight_decay: float, seed: int) -> TrialSpec:
+        """A target trial of ``recipe``: what a target searcher builds from the configurations it proposes."""
+        return self.spec("target", recipe, self.sweep.target.model, lr, batch_size, weight_decay, seed)
+
+
+def trial_factory(sweep: SweepConfig) -> TrialFactory:
+    """Refuses learning rates below the precision floor of the weights before anything is built or trained."""
+    proxy, target = sweep.proxy, sweep.target
+    refused = [(f"{role}.lrs[{i}]", message) for role, lrs in (("proxy", proxy.lrs), ("target", target.lrs))
+               for i, lr in enumerate(lrs)
+               if (message := check_precision(lr, getattr(torch, sweep.training.param_dtype)))]
+    if refused:
+        raise ConfigError(sweep.name, refused)
+    tokenizer = load_tokenizer(sweep.tokenizer)
+    recipe_keys = {recipe.name: shard_key(recipe_components(recipe, sweep), sweep.tokenizer, sweep.seq_len,
+                                          recipe.epochs)
+                   for recipe in sweep.recipes}  # fingerprints file sources once per recipe
+    num_params = {model: count_parameters(resolve_model(model, sweep.models), tokenizer.vocab_size, sweep.seq_len,
+                                          tokenizer.eos_id)
+                  for model in {*proxy.models, target.model}}
+    return TrialFactory(sweep, recipe_keys, _validation_key(sweep), num_params, tokenizer.vocab_size,
+                        tokenizer.eos_id)
+
+
+def plan_trials(sweep: SweepConfig, factory: TrialFactory | None = None) -> list[TrialSpec]:
+    """Every trial the sweep asks for, in a stable order: proxies first, then targets. With a TPE target search
+    the targets are proposed during the run: only the proxies are planned."""
+    factory = factory or trial_factory(sweep)
+    proxy, target = sweep.proxy, sweep.target
+    proxies = [factory.spec("proxy", recipe.name, model, lr, proxy.batch_size, proxy.weight_decay, seed)
+               for recipe in sweep.recipes for model in proxy.models for lr in proxy.lrs for seed in proxy.seeds]
+    if isinstance(target.search, TPESearch):
+        return proxies
+    targets = [factory.target(recipe.name, lr, batch_size, weight_decay, seed)
+               for recipe in sweep.recipes for lr in target.lrs for batch_size in target.batch_sizes
+               for weight_decay in target.weight_decays for seed in target.seeds]
+    return proxies + targets
+
+
+def largest_targets(sweep: SweepConfig, factory: TrialFactory, recipes: list[str]) -> list[TrialSpec]:
+    """One target per recipe and batch size, whatever its lr: what a searcher's targets need from the shards
+    (a 0-step budget is refused here, before the run)."""
+    target = sweep.target
+    return [factory.target(recipe, max(target.lrs), batch_size, target.weight_decays[0], target.seeds[0])
+            for recipe in recipes for batch_size in target.batch_sizes]
+
+
+def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -> dict[str, TrialData]:
+    """Shards for every recipe the trials use (sized for the largest of them) and for validation."""
+    validation_sequences = sweep.validation.sequences_per_domain(sweep.seq_len)
+    validation = {domain: build_shards(f"validation-{domain}", components, sweep.tokenizer, sweep.seq_len,
+                                       validation_sequences[domain], shards_root)
+                  for domain, components in validation_components(sweep).items()}
+    validation_dirs = {domain: shards.path for domain, shards in validation.items()}
+    bytes_per_token = {domain: read_manifest(shards.path)["bytes_per_token"] for domain, shards in validation.items()}
+    data = {}
+    for recipe in sweep.recipes:
+        needed = [t for t in trials if t.recipe == recipe.name]
+        if needed:
+            shards = build_shards(recipe.name, recipe_components(recipe, sweep), sweep.tokenizer, sweep.seq_len,
+                                  max(t.num_sequences for t in needed), shards_root, epochs=recipe.epochs,
+                                  key=needed[0].recipe_key)
+            data[recipe.name] = TrialData(shards.path, validation_dirs, validation_sequences, bytes_per_token)
+    return data

@@ -1,0 +1,195 @@
+"""The Tune side: the trainable each trial runs in, its resources, and experiments of at most
+``TRIALS_PER_EXPERIMENT`` trials."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import transformers
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ray import tune
+
+from raysweep import store
+from raysweep.config import ASHA, ClusterConfig
+from raysweep.rf_trials import RFTrialSpec, run_rf_trial
+from raysweep.sweep.early_stop import store_stopped
+from raysweep.sweep.progress import TrialProgress
+from raysweep.sweep.search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
+from raysweep.train import train
+from raysweep.trials import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps
+
+
+def _spec_of(config: dict, specs: dict[str, TrialSpec]) -> TrialSpec:
+    """A trial's spec: planned ones by their key; a searcher's targets carry theirs, since they do not exist
+    when the experiment starts."""
+    return config["spec"] if "spec" in config else specs[config["trial"]["key"]]
+
+
+def trial_entry(cluster: ClusterConfig) -> TrialEntry:
+    resources = cluster.resources
+    return TrialEntry((resources.proxy.cpu, resources.proxy.gpu), (resources.target.cpu, resources.target.gpu))
+
+
+class TrialRecorder(tune.Callback):
+    """Stores what a trial's own run cannot: the evaluations of a target that ASHA stopped, as its rows, and the
+    cause of a trial that still fails after its retries, so that the sweep goes on without it."""
+
+    def __init__(self, specs: dict[str, TrialSpec], results_dir: Path):
+        self.specs, self.results_dir = specs, results_dir
+        self.errors: list[str] = []
+        """One line per failed trial: its name, cause and traceback file."""
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; raysweep's state is the store.
+        return {}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        spec = _spec_of(trial.config, self.specs)
+        stopped = (spec.role == "target" and store.read_partial(self.results_dir, spec)
+                   and not store.read_trial_losses(self.results_dir, spec.key))
+        if stopped:  # ASHA stopped it: its evaluations so far become its rows (proxies pause between rounds)
+            store_stopped(self.results_dir, spec)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        spec = _spec_of(trial.config, self.specs)
+        error_file = Path(trial.error_file) if trial.error_file else None
+        lines = error_file.read_text().strip().splitlines() if error_file and error_file.is_file() else []
+        cause = lines[-1] if lines else "no error recorded"
+        store.write_failure(self.results_dir, spec, cause)
+        self.errors.append(f"{spec.name}: {cause} (traceback: {error_file or 'none'})")
+
+
+def _trial_name(trial) -> str:
+    """Module-level, like ``_trial_resources``: Tune pickles both into every trial's state, so a closure over
+    the specs would copy all of them per trial."""
+    return trial.config["trial"]["name"]
+
+
+def _trial_resources(config: dict) -> tune.PlacementGroupFactory:
+    entry = config["trial"]
+    return tune.PlacementGroupFactory([{"CPU": entry["cpu"], **({"GPU": entry["gpu"]} if entry["gpu"] else {})}])
+
+
+def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, TrialData], results_dir: str,
+                stop_after_evals: int | None, compile_model: bool, stoppable_targets: bool) -> None:
+    """The Tune function trainable: train the trial's spec (from its checkpoint, if a killed run left one),
+    report each evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its
+    evaluations so far instead. A target that ASHA may stop (``stoppable_targets``) records its evaluations
+    before each report, since a stopped trial never returns from it."""
+    transformers.logging.set_verbosity_error()
+    spec = _spec_of(config, specs)
+    store.mark_started(Path(results_dir), spec)
+    if isinstance(spec, RFTrialSpec):
+        result = run_rf_trial(spec)  # milliseconds: report once, at the end
+        _report_to_tune(spec, result.evaluations[-1])
+        store.write_trial(Path(results_dir), result)
+        return
+    gpu_share = config["trial"]["gpu"]  # what the trial's placement group holds
+    if torch.cuda.is_available() and 0 < gpu_share < 1:
+        # Trials packed on one GPU each keep to their share, so one cannot starve the others of memory.
+        torch.cuda.set_per_process_memory_fraction(gpu_share)
+    checkpoint = store.checkpoint_path(Path(results_dir), spec.key)
+    report = (_recording_report(spec, Path(results_dir)) if stoppable_targets and spec.role == "target"
+              else lambda evaluation: _report_to_tune(spec, evaluation))
+    result = train(spec, data[spec.recipe], report=report, checkpoint=checkpoint,
+                   stop_after_evals=stop_after_evals if spec.role == "proxy" else None, compile_model=compile_model)
+    if result.status == "partial":
+        store.write_partial(Path(results_dir), result)
+    else:
+        store.write_trial(Path(results_dir), result)
+        checkpoint.unlink(missing_ok=True)
+
+
+def _recording_report(spec: TrialSpec, results_dir: Path) -> Callable[[Evaluation], None]:
+    """Report to Tune after storing the evaluations so far as a partial record (a resumed run starts from the
+    record its earlier attempt left), so that a trial ASHA stops inside the report keeps its rows."""
+    earlier = store.read_partial(results_dir, spec) or TrialResult(spec, "partial")
+    evaluations = list(earlier.evaluations)
+    start = time.perf_counter()
+
+    def report(evaluation: Evaluation) -> None:
+        if math.isfinite(evaluation.losses["all"]):
+            evaluations.append(evaluation)
+            store.write_partial(results_dir, TrialResult(spec, "partial", list(evaluations),
+                                                         earlier.wall_s + time.perf_counter() - start))
+        _report_to_tune(spec, evaluation)
+
+    return report
+
+
+def _report_to_tune(spec: TrialSpec | RFTrialSpec, evaluation: Evaluation) -> None:
+    """Progress for Tune, its schedulers and its dashboard: ``evaluation`` counts the evaluations reached (ASHA's
+    time axis); a diverged run's infinite loss is left out (the store keeps it)."""
+    loss = evaluation.losses["all"]
+    finite = {"loss": loss} if math.isfinite(loss) else {}
+    reached = sum(step <= evaluation.step for step in eval_steps(spec.num_steps, spec.num_evals))
+    tune.report({"evaluation": reached, "step": evaluation.step, "tokens": evaluation.tokens, **finite})
+
+
+TRIALS_PER_EXPERIMENT = 1000
+"""Tune keeps every finished trial of an experiment in the driver (~50 KB each), so a long grid or search runs as
+successive experiments of at most this many trials: driver memory stays bounded at any sweep size."""
+
+
+def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, TrialData], results_dir: Path,
+               console: Console, stop_after_evals: int | None = None, label: str = "trials",
+               searcher: RecipeTPESearcher | None = None, asha: ASHA | None = None, num_searched: int = 0) -> list[str]:
+    """Run `trials` on Tune, largest first so the long runs do not straggle at the end.
+
+    ``stop_after_evals`` pauses every proxy after that many evaluations (an early-stopping round); targets
+    train to the end unless ``asha`` stops them. A ``searcher`` hands out the proxies and then proposes targets
+    (``num_searched`` more trials, for the progress bar).
+    """
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, Tune prints nothing over our progress bar
+    # Tune's JSON/CSV/TensorBoard loggers keep state for every finished trial in the driver; the store already
+    # keeps one file per trial, so thousands of trials run in flat driver memory without them.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # ...and the result grid Tune builds at the end then finds no metrics files: raysweep reads the store instead.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    specs = {t.key: t for t in trials}
+    ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
+
+    trainable = tune.with_resources(
+        tune.with_parameters(_tune_trial, specs=specs, data=data, results_dir=str(results_dir),
+                             stop_after_evals=stop_after_evals,
+                             compile_model=cluster.compile, stoppable_targets=asha is not None), _trial_resources)
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    entry = trial_entry(cluster)
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(label, total=len(trials) + num_searched)
+        recorder = TrialRecorder(specs, results_dir)
+        callbacks = [recorder, TrialProgress(progress, task)]  # stored before the progress line counts it
+        if searcher:
+            while searcher.next_experiment(TRIALS_PER_EXPERIMENT):
+                _fit(trainable, {}, searcher, asha, callbacks, cluster, results_dir)
+        else:
+            for start in range(0, len(ordered), TRIALS_PER_EXPERIMENT):
+                chunk = ordered[start:start + TRIALS_PER_EXPERIMENT]
+                _fit(trainable, {"trial": tune.grid_search([entry(t) for t in chunk])}, None, asha, callbacks,
+                     cluster, results_dir)
+    return recorder.errors
+
+
+def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha: ASHA | None,
+         callbacks: list[tune.Callback], cluster: ClusterConfig, results_dir: Path) -> None:
+    """One Tune experiment: the grid of ``param_space``, or the trials ``searcher`` hands out."""
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        # no metric/mode: Tune would reject the results of diverged runs, which carry no loss
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1 if searcher else 1,
+                                    scheduler=PerRecipeASHA(asha) if asha else None,
+                                    max_concurrent_trials=cluster.max_concurrent_trials, reuse_actors=True,
+                                    trial_name_creator=_trial_name, trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(name="tune", storage_path=str(results_dir.parent), verbose=0, callbacks=callbacks,
+                                  failure_config=tune.FailureConfig(max_failures=cluster.trial_retries)),
+    )
+    tuner.fit()

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from rich.table import Table
 
-
 from raysweep import store
 from raysweep.errors import StatusError
 

@@ -85,8 +85,8 @@ def mark_started(results_dir: Path, spec: TrialSpec) -> None:
     process id say where to look for a trial that seems stuck.
     """
     write_json(Path(results_dir) / "running" / f"trial-{spec.key}.json",
-                {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
-                 "node": socket.gethostname(), "pid": os.getpid()})
+               {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
+                "node": socket.gethostname(), "pid": os.getpid()})
 
 
 def read_started(results_dir: Path) -> list[dict]:
@@ -103,8 +103,8 @@ def write_partial(results_dir: Path, result: TrialResult) -> None:
     """``partial/trial-<key>.json``: the evaluations of a trial paused between early-stopping rounds (its
     weights are in its checkpoint); the round's settle check reads them, ``write_trial`` removes them."""
     write_json(Path(results_dir) / "partial" / f"trial-{result.spec.key}.json",
-                {"trial_key": result.spec.key, "evaluations": [dataclasses.asdict(e) for e in result.evaluations],
-                 "wall_s": result.wall_s, "initial_losses": result.initial_losses})
+               {"trial_key": result.spec.key, "evaluations": [dataclasses.asdict(e) for e in result.evaluations],
+                "wall_s": result.wall_s, "initial_losses": result.initial_losses})
 
 
 def read_partial(results_dir: Path, spec: TrialSpec) -> TrialResult | None:

@@ -29,6 +29,21 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def shared_shards(tmp_path_factory) -> Path:
+    """One shard cache for the launches of the whole session: builds are keyed by their content, so a recipe built by
+    one test is reused by the next (a test that damages shards works on a copy)."""
+    return tmp_path_factory.mktemp("shards")
+
+
+def storage_with(shards: Path, root: Path) -> Path:
+    """``root/runs``, a storage folder whose ``shards/`` is the session's shared cache."""
+    storage = root / "runs"
+    storage.mkdir(parents=True, exist_ok=True)
+    (storage / "shards").symlink_to(shards, target_is_directory=True)
+    return storage
+
+
 def micro_sweep(**changes) -> dict:
     """Two recipes, two proxy learning rates, two target configurations, two seeds: ~30 s of training."""
     sweep = yaml.safe_load((REPO / "search_spaces" / "demo.yaml").read_text())

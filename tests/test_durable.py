@@ -21,7 +21,7 @@ from raysweep.store import read_results
 from raysweep.sweep import build_data, plan_trials
 from raysweep.train import train
 
-from conftest import REPO, micro_sweep, wait_for, write_yaml
+from conftest import REPO, micro_sweep, storage_with, wait_for, write_yaml
 
 
 def launch(cluster) -> tuple[int, str]:
@@ -31,20 +31,22 @@ def launch(cluster) -> tuple[int, str]:
     return status, buffer.getvalue()
 
 
-def eight_evaluation_sweep(tmp_path, name: str, **cluster_fields) -> tuple[Path, Path, Path]:
+def eight_evaluation_sweep(tmp_path, shards: Path, name: str, **cluster_fields) -> tuple[Path, Path, Path]:
     """(sweep file, cluster profile, run dir) of a few trials that checkpoint 8 times each, to interrupt."""
     sweep_data = micro_sweep(name=name)
     sweep_data["proxy"].update(lrs=[1.0e-3], tokens_per_param=4)
     sweep_data["target"].update(lrs=[1.0e-3])
     sweep_data["training"]["num_evals"] = 8
     sweep = write_yaml(tmp_path / f"{name}.yaml", sweep_data)
-    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs"),
-                                                     **cluster_fields})
+    storage = storage_with(shards, tmp_path)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage), **cluster_fields})
     return sweep, cluster, tmp_path / "runs" / name
 
 
-def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_repeating_a_row(local_ray, tmp_path):
-    sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, "killed", ray={"num_cpus": 2}, max_concurrent_trials=1)
+def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_repeating_a_row(local_ray, tmp_path,
+                                                                                            shared_shards):
+    sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, shared_shards, "killed", ray={"num_cpus": 2},
+                                                     max_concurrent_trials=1)
     driver = subprocess.Popen([sys.executable, "-m", "raysweep.cli", "launch", str(cluster)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(lambda: list(run_dir.glob("results/trial-*.parquet")) and list(run_dir.glob("checkpoints/*.pt")),
@@ -84,8 +86,9 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
         torch.set_num_threads(threads)
 
 
-def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_without_a_failure(local_ray, tmp_path):
-    sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, "lost")
+def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_without_a_failure(local_ray, tmp_path,
+                                                                                           shared_shards):
+    sweep, cluster, run_dir = eight_evaluation_sweep(tmp_path, shared_shards, "lost")
     killed: list[str] = []
 
     def kill_one_worker() -> bool:
@@ -116,12 +119,13 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_witho
     assert not list(run_dir.glob("results/failed/*")) and not list(run_dir.glob("checkpoints/*"))
 
 
-def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(local_ray, tmp_path):
+def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(local_ray, tmp_path, shared_shards):
     sweep_data = micro_sweep(name="settling")
     sweep_data["training"]["num_evals"] = 3
     sweep_data["proxy"]["early_stop"] = {"min_spearman": 0.0, "confidence": 0.6}
     sweep = write_yaml(tmp_path / "settling.yaml", sweep_data)
-    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+    storage = storage_with(shared_shards, tmp_path)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
 
     status, output = launch(cluster)
 
@@ -142,14 +146,15 @@ def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(l
 
 
 def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes_its_studies(local_ray, tmp_path,
-                                                                                            monkeypatch):
+                                                                                            shared_shards, monkeypatch):
     monkeypatch.setattr("raysweep.sweep.trainable.TRIALS_PER_EXPERIMENT", 5)  # 14 trials: successive Tune experiments
     sweep_data = micro_sweep(name="searched")
     sweep_data["proxy"].update(lrs=[4.0e-3], seeds=[0])
     sweep_data["target"].update(lrs=[1.0e-3, 3.0e-2], search={"type": "tpe", "trials_per_recipe": 3, "seed": 0},
                                 asha={"grace_evals": 1, "reduction_factor": 2})
     sweep = write_yaml(tmp_path / "searched.yaml", sweep_data)
-    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+    storage = storage_with(shared_shards, tmp_path)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
 
     status, output = launch(cluster)
 

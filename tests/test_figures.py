@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from test_report import RF_WINDOW, alignment_sweep, rf_groups, rows, sweep, table
+from result_tables import RF_WINDOW, alignment_sweep, rf_groups, rows, sweep, table
 
 from raysweep.report.figures import draw_figures, loss_vs_lr, regret_vs_k
 from raysweep.report import summarize

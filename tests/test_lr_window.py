@@ -8,12 +8,13 @@ import math
 
 from raysweep.cli import main
 
-from conftest import micro_sweep, write_yaml
+from conftest import micro_sweep, storage_with, write_yaml
 
 
-def test_estimate_lr_prints_eq58_per_recipe_and_a_window_above_the_precision_floor(local_ray, tmp_path):
+def test_estimate_lr_prints_eq58_per_recipe_and_a_window_above_the_precision_floor(local_ray, tmp_path, shared_shards):
     sweep = write_yaml(tmp_path / "micro.yaml", micro_sweep())
-    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+    storage = storage_with(shared_shards, tmp_path)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         status = main(["estimate-lr", str(cluster), "--warmup-steps", "20", "--batches", "4"])

@@ -16,7 +16,7 @@ from raysweep.status import sweep_status
 from raysweep.store import SCHEMA, read_results
 from raysweep.sweep import plan_trials
 
-from conftest import micro_sweep, write_yaml
+from conftest import micro_sweep, storage_with, write_yaml
 
 
 def summary_part(output: str) -> str:
@@ -24,13 +24,14 @@ def summary_part(output: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def launched(local_ray, tmp_path_factory):
+def launched(local_ray, tmp_path_factory, shared_shards):
     """Launch the micro sweep with one proxy learning rate so large that its runs diverge."""
     root = tmp_path_factory.mktemp("launch")
     sweep_data = micro_sweep()
     sweep_data["proxy"]["lrs"].append(1.0e30)
     sweep = write_yaml(root / "micro.yaml", sweep_data)
-    cluster = write_yaml(root / "cluster.yaml", {"sweep": str(sweep), "storage": str(root / "runs")})
+    storage = storage_with(shared_shards, root)
+    cluster = write_yaml(root / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), pytest.MonkeyPatch.context() as patch:
         patch.setattr("raysweep.sweep.progress.LOG_EVERY_S", 0.0)  # a progress line after every trial
@@ -43,7 +44,8 @@ def launched(local_ray, tmp_path_factory):
 def own_copy(launched, tmp_path):
     """The launched run copied for a test that damages it, so that no other test sees the damage."""
     shutil.copytree(launched["run_dir"].parent, tmp_path / "runs")
-    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(launched["sweep"]), "storage": str(tmp_path / "runs")})
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(launched["sweep"]),
+                                                     "storage": str(tmp_path / "runs")})
     return {"cluster": cluster, "run_dir": tmp_path / "runs" / "micro"}
 
 
@@ -103,10 +105,12 @@ def test_report_prints_the_summary_from_the_stored_table_alone(launched, capsys)
     assert summary_part(capsys.readouterr().out) == summary_part(launched["output"])
 
 
-def test_select_mode_tunes_targets_only_on_the_proxy_shortlist_and_bounds_the_pick(launched, tmp_path, capsys):
+def test_select_mode_tunes_targets_only_on_the_proxy_shortlist_and_bounds_the_pick(launched, tmp_path, shared_shards,
+                                                                                    capsys):
     sweep_data = micro_sweep(name="pick", select={"top_k": 1, "validated_by": str(launched["run_dir"])})
     sweep = write_yaml(tmp_path / "pick.yaml", sweep_data)
-    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
+    storage = storage_with(shared_shards, tmp_path)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
     assert main(["launch", str(cluster)]) == 0
     out = capsys.readouterr().out
     frame = read_results(tmp_path / "runs" / "pick" / "results").to_pandas()

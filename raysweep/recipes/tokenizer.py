@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import AutoTokenizer
 
 from raysweep.config import TokenizerConfig
 from raysweep.errors import DataError
@@ -80,6 +79,10 @@ class HFTokenizer(_Encoder):
 
 
 def _load_hf_tokenizer(name_or_path: str):
+    # Deferred on purpose: transformers pulls in torch, seconds in every Ray Data worker that reads a byte-level
+    # recipe; only a Hugging Face tokenizer needs it.
+    from transformers import AutoTokenizer
+
     path = Path(name_or_path)
     if (path.is_absolute() or name_or_path.startswith(".")) and not path.is_dir():
         raise TokenizerError(f"tokenizer folder {name_or_path!r} does not exist")

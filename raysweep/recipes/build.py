@@ -116,6 +116,11 @@ def _stride_order(weights: np.ndarray, num_sequences: int) -> np.ndarray:
     return components[order]
 
 
+def shard_dir(root: Path, name: str, key: str) -> Path:
+    """Where recipe ``name``'s shard set with content key ``key`` lives under ``root``."""
+    return Path(root).absolute() / f"{name}-{key}"
+
+
 def build_shards(name: str, components: list[Component], tokenizer: TokenizerConfig, seq_len: int,
                  num_sequences: int, root: Path, epochs: int = 1, key: str | None = None) -> ShardSet:
     """Build (or reuse, or extend) at least `num_sequences` packed sequences of the mixture under `root`.
@@ -123,7 +128,7 @@ def build_shards(name: str, components: list[Component], tokenizer: TokenizerCon
     `key` is ``shard_key(...)`` when the caller already has it (computing it fingerprints file sources).
     """
     key = key or shard_key(components, tokenizer, seq_len, epochs)
-    path = Path(root).absolute() / f"{name}-{key}"
+    path = shard_dir(root, name, key)
     manifest = read_manifest(path)
     if manifest and manifest["num_sequences"] >= num_sequences:
         return ShardSet(path, key, manifest["num_sequences"])

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raysweep.config import Recipe, SweepConfig
-from raysweep.recipes.build import read_manifest, recipe_components, shard_key
+from raysweep.recipes.build import read_manifest, recipe_components, shard_dir, shard_key
 from raysweep.recipes.sources import SourceError
 
 
@@ -31,7 +31,7 @@ def show_recipes(sweep: SweepConfig, shards_root: Path, console: Console, only: 
         except SourceError as err:
             console.print(_mix_table(recipe, sweep, f"cannot read its sources: {err}"))
             continue
-        manifest = read_manifest(Path(shards_root).absolute() / f"{recipe.name}-{key}")
+        manifest = read_manifest(shard_dir(shards_root, recipe.name, key))
         if manifest is None:
             console.print(_mix_table(recipe, sweep, "not built yet with these inputs (a launch builds it)"))
         else:

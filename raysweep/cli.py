@@ -42,8 +42,9 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
             outcome = sweeps.launch(cluster, sweep, console)
     except ConfigError as err:  # found while planning (a budget too small to train): name the sweep file
         raise ConfigError(sweep_path, err.problems) from None
-    outcome.run_dir.mkdir(parents=True, exist_ok=True)
-    (outcome.run_dir / "sweep.yaml").write_text(sweep_path.read_text())  # what produced these results
+    from raysweep import store
+
+    store.write_sweep_file(outcome.run_dir, sweep_path.read_text())
     console.print(f"Trained {outcome.num_trained} of {outcome.num_planned} planned trials; "
                   f"results in {outcome.run_dir / 'results'}")
     for error in outcome.errors:

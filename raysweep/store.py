@@ -166,6 +166,14 @@ def read_plan(run_dir: Path) -> Plan | None:
         raise ValueError(f"not a plan ({err})") from None
 
 
+SWEEP_FILE = "sweep.yaml"
+"""The sweep file of the last launch, copied beside results/: what produced these results."""
+
+
+def write_sweep_file(run_dir: Path, text: str) -> None:
+    write_atomically(Path(run_dir) / SWEEP_FILE, lambda staging: staging.write_text(text))
+
+
 LR_WINDOW_FILE = "lr_window.json"
 """Written beside results/ by ``raysweep estimate-lr``: per proxy model, the Eq. 58 bound and the precision floor;
 the report keeps the chosen proxy lr below the bound."""

@@ -199,7 +199,7 @@ def write_failure(results_dir: Path, spec: TrialSpec, cause: str) -> Path:
     """
     path = Path(results_dir) / "failed" / f"trial-{spec.key}.json"
     write_json(path, {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
-                       "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
+                      "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
     (Path(results_dir) / "running" / path.name).unlink(missing_ok=True)
     return path
 

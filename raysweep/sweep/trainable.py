@@ -1,5 +1,6 @@
 """The Tune side: the trainable each trial runs in, its resources, and experiments of at most
 ``TRIALS_PER_EXPERIMENT`` trials."""
+
 from __future__ import annotations
 
 import logging

@@ -25,7 +25,8 @@ from rich.table import Table
 
 from raysweep.config import ClusterConfig, SweepConfig
 from raysweep.recipes.build import read_sequences
-from raysweep.sweep import build_data, plan_trials, start_ray
+from raysweep.families.language_model import build_data, plan_trials
+from raysweep.sweep import start_ray
 from raysweep.tiny_lr import (GradientStatistics, TinyLRReport, causal_lm_loss, gradient_statistics,
                               hessian_max_eigenvalue, recommended_lr_range, tiny_lr_reports, trainable)
 from raysweep.train import trained_model

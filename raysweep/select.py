@@ -19,11 +19,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from raysweep import store
 from raysweep.config import ClusterConfig, SweepConfig
 from raysweep.errors import DataError, ReportError
 from raysweep.report import report_run
 from raysweep.report.records import Interval
-from raysweep.sweep import LaunchOutcome, launch, run_dir_of
+from raysweep.sweep import LaunchOutcome, launch
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Selection:
 def launch_select(cluster: ClusterConfig, sweep: SweepConfig, console: Console) -> tuple[LaunchOutcome, Selection]:
     rule = sweep.select
     model = rule.model or sweep.proxy.models[0]
-    run_dir = run_dir_of(cluster, sweep)
+    run_dir = store.RunDir.of(cluster.storage, sweep.name).path
     proxies = launch(cluster, sweep, console, target_recipes=[])
     # the plan of this launch has no targets: stored ones (an earlier shortlist) are left out of the ranking
     warn = functools.partial(console.print, style="yellow", markup=False)  # what the report leaves out

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from raysweep import store
 from raysweep.errors import StatusError
+from raysweep.trials import Status
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
         median = walls[len(walls) // 2] if walls else None
         num_planned = plan.num_planned.get(role, len(planned))  # a search's targets: its whole budget
         status = RoleStatus(
-            role, num_planned, len(mine), sum(row["status"] == "diverged" for row in mine.values()),
+            role, num_planned, len(mine), sum(row["status"] == Status.DIVERGED for row in mine.values()),
             len(failed & planned - set(mine)), len(started & planned - set(mine) - failed),
             sum(walls) * plan.gpus_per_trial[role] / 3600, sum(walls) / 3600, median)
         roles.append(status)

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysweep.files import write_atomically, write_json
-from raysweep.trials import Evaluation, TrialResult, TrialSpec
+from raysweep.trials import AnySpec, Evaluation, Status, TrialResult
 
 SCHEMA = pa.schema([
     ("trial_key", pa.string()),
@@ -55,21 +55,39 @@ SCHEMA = pa.schema([
 ])
 
 
+@dataclass(frozen=True)
+class RunDir:
+    """One sweep's folder, ``<storage>/<sweep name>/``, and every path in it."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, storage: str | Path, sweep_name: str) -> RunDir:
+        return cls(Path(storage).absolute() / sweep_name)
+
+    @property
+    def results(self) -> Path:
+        """The results table: one Parquet file per stored trial (and, for now, the in-flight records)."""
+        return self.path / "results"
+
+    @property
+    def studies(self) -> Path:
+        """One Optuna journal per recipe of a target search."""
+        return self.path / "studies"
+
+
 def _path(results_dir: Path, trial_key: str) -> Path:
     return Path(results_dir) / f"trial-{trial_key}.parquet"
 
 
 def write_trial(results_dir: Path, result: TrialResult) -> Path:
-    if result.status == "partial":
+    if result.status == Status.PARTIAL:
         raise ValueError(f"trial {result.spec.name} is partial: store it when it finishes or stops")
     spec = result.spec
-    rows = [{"trial_key": spec.key, "role": spec.role, "recipe": spec.recipe, "model": spec.model,
-             "num_params": spec.num_params, "lr": spec.lr, "batch_size": spec.batch_size,
-             "weight_decay": spec.weight_decay, "seed": spec.seed, "step": evaluation.step,
-             "tokens": evaluation.tokens, "domain": domain, "loss": loss,
+    identity = {"trial_key": spec.key, **spec.columns(), "status": result.status, "wall_s": result.wall_s}
+    rows = [{**identity, "step": evaluation.step, "tokens": evaluation.tokens, "domain": domain, "loss": loss,
              "bits_per_byte": evaluation.bits_per_byte[domain], "alignment": evaluation.alignment,
-             "initial_loss": result.initial_losses.get(domain, math.nan),
-             "status": result.status, "num_steps": spec.num_steps, "wall_s": result.wall_s}
+             "initial_loss": result.initial_losses.get(domain, math.nan)}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
     path = write_atomically(_path(results_dir, spec.key),
                             lambda staging: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging))
@@ -78,7 +96,7 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
     return path
 
 
-def mark_started(results_dir: Path, spec: TrialSpec) -> None:
+def mark_started(results_dir: Path, spec: AnySpec) -> None:
     """``running/trial-<key>.json``: the trial has started; removed when it is stored or recorded as failed.
 
     A marker left behind by a killed launch means "interrupted": a relaunch starts that trial again. Its node and
@@ -107,13 +125,13 @@ def write_partial(results_dir: Path, result: TrialResult) -> None:
                 "wall_s": result.wall_s, "initial_losses": result.initial_losses})
 
 
-def read_partial(results_dir: Path, spec: TrialSpec) -> TrialResult | None:
+def read_partial(results_dir: Path, spec: AnySpec) -> TrialResult | None:
     """What ``write_partial`` left for ``spec``, as the "partial" result it wrote, or None."""
     path = Path(results_dir) / "partial" / f"trial-{spec.key}.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    return TrialResult(spec, "partial", [Evaluation(**e) for e in record["evaluations"]], record["wall_s"],
+    return TrialResult(spec, Status.PARTIAL, [Evaluation(**e) for e in record["evaluations"]], record["wall_s"],
                        record.get("initial_losses", {}))
 
 
@@ -139,7 +157,7 @@ class Plan:
     standard_lr: float
     """``proxy.standard_lr``, else the largest of ``proxy.lrs``."""
     family: str | None = None
-    """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``; None for a plan written before it was recorded: the table tells."""
+    """``Family.name``; None for a plan written before it was recorded: the table tells."""
     precision_floor_lr: float | None = None
     """The lr below which the proxies' weights round their AdamW updates away (``tiny_lr.precision_floor_lr``)."""
     num_planned: dict[str, int] = field(default_factory=dict)
@@ -192,7 +210,7 @@ def read_lr_windows(run_dir: Path) -> dict[str, dict[str, float]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_failure(results_dir: Path, spec: TrialSpec, cause: str) -> Path:
+def write_failure(results_dir: Path, spec: AnySpec, cause: str) -> Path:
     """Record a trial that raised after its retries: ``failed/trial-<key>.json`` with its cause.
 
     Failed trials are not finished: a relaunch retries them, and their record goes when one succeeds.

@@ -8,22 +8,94 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from raysweep.config import ModelSpec, WSDSchedule
 from raysweep.identity import content_hash
 
-LANGUAGE_MODEL = "language_model"
-RANDOM_FEATURES = "random_features"
-"""The sweep families (``plan.json``'s "family"): recipes of text, or the synthetic datasets of App. B."""
+class Role(StrEnum):
+    """A proxy ranks recipes cheaply; a target is the tuned run whose ranking the proxies should predict."""
+
+    PROXY = "proxy"
+    TARGET = "target"
+
+
+class Status(StrEnum):
+    """How a trial ended (the results table's ``status``)."""
+
+    OK = "ok"
+    DIVERGED = "diverged"
+    """Its loss became NaN or infinite: stored with infinite losses, so that it ranks last."""
+    PARTIAL = "partial"
+    """Stopped after the evaluations asked for; resumable from its checkpoint, never stored as rows."""
+    STOPPED = "stopped"
+    """Its proxy setting's ranking settled (or ASHA stopped the target), so the rest of the run was not needed."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the store, status and report need to know of a sweep family (its trials: ``raysweep.families``)."""
+
+    name: str
+    """``plan.json``'s "family"."""
+    question: str
+    """What its report answers (the HTML page's heading)."""
+    recipe_word: str
+    target_word: str
+    loss_unit: str
+    """Unit of validation losses, and of regret (a target loss gap)."""
+    tuned_targets: bool
+    """Targets are trained per configuration and seed, then tuned; else each recipe's target is one computed
+    optimum, with no configuration and no seed spread."""
+    target_model: str | None = None
+    """The model name of every target row when it is one computed optimum: how a results table written without
+    a plan says which family it holds."""
+
+
+LANGUAGE_MODEL = Family("language_model", "Which data recipe, and can the proxies be trusted?", "recipe",
+                        "tuned target", "nats/token", tuned_targets=True)
+RANDOM_FEATURES = Family("random_features", "Do proxy learning rates rank the datasets in their infinite-width order?",
+                         "dataset", "infinite-width optimum", "MSE", tuned_targets=False,
+                         target_model="infinite-width (kernel)")
+"""Recipes of text, or the synthetic datasets of App. B (each one's target is its kernel-regression optimum)."""
+FAMILIES = {family.name: family for family in (LANGUAGE_MODEL, RANDOM_FEATURES)}
+
+
+class AnySpec(Protocol):
+    """What the sweep, Tune and the store read of any family's trial spec."""
+
+    role: Role
+    lr: float
+    seed: int
+    num_steps: int
+    num_evals: int
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def recipe(self) -> str: ...
+
+    @property
+    def num_params(self) -> int: ...
+
+    @property
+    def num_sequences(self) -> int: ...
+
+    def columns(self) -> dict[str, object]:
+        """The trial's identity columns in the results table (``raysweep.store.SCHEMA``)."""
 
 
 @dataclass(frozen=True)
 class TrialSpec:
     """Everything that changes a trial's result, and nothing else (no paths): its key is a hash of it."""
 
-    role: str
-    """"proxy" or "target"."""
+    role: Role
     recipe: str
     recipe_key: str
     """Content hash of the recipe's shards: a changed recipe is a different trial."""
@@ -68,6 +140,11 @@ class TrialSpec:
         return (f"{self.role}-{self.recipe}-{self.model}-lr{self.lr:g}-bs{self.batch_size}-wd{self.weight_decay:g}"
                 f"-s{self.seed}")
 
+    def columns(self) -> dict[str, object]:
+        return {"role": self.role, "recipe": self.recipe, "model": self.model, "num_params": self.num_params,
+                "lr": self.lr, "batch_size": self.batch_size, "weight_decay": self.weight_decay, "seed": self.seed,
+                "num_steps": self.num_steps}
+
 
 @dataclass(frozen=True)
 class TrialData:
@@ -94,10 +171,8 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class TrialResult:
-    spec: TrialSpec
-    status: str
-    """"ok", "diverged", "partial" (stopped after the evaluations asked for; resumable from its checkpoint) or
-    "stopped" (its proxy setting's ranking settled, so the rest of the run was not needed)."""
+    spec: AnySpec
+    status: Status
     evaluations: list[Evaluation] = field(default_factory=list)
     wall_s: float = 0.0
     initial_losses: dict[str, float] = field(default_factory=dict)

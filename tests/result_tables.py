@@ -6,7 +6,7 @@ import math
 
 import pyarrow as pa
 
-from raysweep.rf_trials import KERNEL_MODEL
+from raysweep.trials import RANDOM_FEATURES
 
 FIELDS = [("trial_key", pa.string()), ("role", pa.string()), ("recipe", pa.string()), ("model", pa.string()),
           ("num_params", pa.int64()), ("lr", pa.float64()), ("batch_size", pa.int64()),
@@ -70,7 +70,7 @@ def rf_groups(proxies, optimum=None):
     """Datasets d1 … d4 whose infinite-width optimum is 0.1 … 0.4, one kernel "target" row each, and proxies
     rf-m64: lr → per-dataset final MSE (seed 1 adds 0.01; inf diverges seed 0)."""
     optimum = optimum or {"d1": 0.1, "d2": 0.2, "d3": 0.3, "d4": 0.4}
-    groups = [rows("target", d, 0.0, 0, loss, model=KERNEL_MODEL, batch_size=0, steps=(1,))
+    groups = [rows("target", d, 0.0, 0, loss, model=RANDOM_FEATURES.target_model, batch_size=0, steps=(1,))
               for d, loss in optimum.items()]
     for lr, losses in proxies.items():
         for d, loss in zip(optimum, losses):

@@ -18,7 +18,7 @@ from raysweep.cli import main
 from raysweep.config import load_sweep
 from raysweep.status import sweep_status
 from raysweep.store import read_results
-from raysweep.sweep import build_data, plan_trials
+from raysweep.families.language_model import build_data, plan_trials
 from raysweep.train import train
 
 from conftest import REPO, micro_sweep, storage_with, wait_for, write_yaml

@@ -20,7 +20,7 @@ from rich.console import Console
 from raysweep.analysis import seed_mean_interval
 from raysweep.cli import main
 from raysweep.errors import ReportError
-from raysweep.report import load_results, summarize
+from raysweep.report import load_results, report_run, summarize
 from raysweep.report.figures import draw_figures
 from raysweep.report.html import html_page
 from raysweep.report.render import print_report, tables
@@ -390,18 +390,16 @@ def test_the_random_feature_verdict_follows_the_numbers_when_every_lr_matches():
     assert "no lr above 10 was swept, so no scrambling shows" in line and "under-train:" not in line
 
 
-def test_the_plan_names_the_family_and_an_older_plan_leaves_it_to_the_table(tmp_path, capsys):
+def test_the_plan_names_the_family_and_an_older_plan_leaves_it_to_the_table(tmp_path):
     (tmp_path / "results").mkdir()
     groups = rf_groups(RF_WINDOW)
     pq.write_table(table(*groups), tmp_path / "results" / "trial-x.parquet")
     keys = {role: sorted({g[0]["trial_key"] for g in groups if g[0]["role"] == role}) for role in ("proxy", "target")}
     plan = {"recipes": ["d1", "d2", "d3", "d4"], "standard_lr": 10.0, "trial_keys": keys}
     (tmp_path / "plan.json").write_text(json.dumps(plan))  # written before plans named their family
-    assert main(["report", str(tmp_path)]) == 0
-    assert "infinite-width optimum loss" in capsys.readouterr().out
-    (tmp_path / "plan.json").write_text(json.dumps({**plan, "family": LANGUAGE_MODEL}))
-    assert main(["report", str(tmp_path)]) == 0
-    assert "tuned target loss" in capsys.readouterr().out
+    assert report_run(tmp_path, warn=pytest.fail).family == RANDOM_FEATURES
+    (tmp_path / "plan.json").write_text(json.dumps({**plan, "family": LANGUAGE_MODEL.name}))
+    assert report_run(tmp_path, warn=pytest.fail).family == LANGUAGE_MODEL
 
 
 # --- command line --------------------------------------------------------------------------------

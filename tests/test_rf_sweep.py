@@ -13,7 +13,7 @@ from conftest import REPO, write_yaml
 
 
 def test_shipped_random_feature_sweep_plans_over_a_thousand_trials():
-    from raysweep.rf_trials import plan_rf_trials
+    from raysweep.families.random_features import plan_rf_trials
 
     trials = plan_rf_trials(load_sweep(REPO / "search_spaces" / "random_features.yaml"))
     assert len(trials) == 8 * 3 * 10 * 5 + 8 and len({t.key for t in trials}) == len(trials)

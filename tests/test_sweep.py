@@ -14,7 +14,7 @@ from raysweep.config import load_sweep
 from raysweep.report import report_run
 from raysweep.status import sweep_status
 from raysweep.store import SCHEMA, read_results
-from raysweep.sweep import plan_trials
+from raysweep.families.language_model import plan_trials
 
 from conftest import micro_sweep, storage_with, write_yaml
 

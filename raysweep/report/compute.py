@@ -16,6 +16,7 @@ import pandas as pd
 
 from raysweep.analysis import rank_transfer, training_flops
 from raysweep.report.records import CheckpointPoint, ComputeRow, Interval, ProxySetting
+from raysweep.trials import Status
 
 
 def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarray,
@@ -58,7 +59,7 @@ def compute_by_role(trials: pd.DataFrame) -> list[ComputeRow]:
     early-stopped trials, also the FLOPs of the steps they were planned for and did not train."""
     rows = []
     for role, group in trials.groupby("role"):
-        stopped = group[group["status"] == "stopped"]
+        stopped = group[group["status"] == Status.STOPPED]
         tokens_left = (stopped["num_steps"] - stopped["step"]) * stopped["tokens"] / stopped["step"]
         rows.append(ComputeRow(str(role), len(group), int(np.isinf(group["loss"]).sum()),
                                float(training_flops(group["num_params"], group["tokens"]).sum()),

@@ -17,7 +17,6 @@ from raysweep.report.figures import FigureImage
 from raysweep.report.records import Report
 from raysweep.report.render import TextTable, tables
 from raysweep.report.verdict import finding_one, verdict
-from raysweep.trials import RANDOM_FEATURES
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2430; max-width: 1200px;
@@ -56,8 +55,7 @@ def html_page(report: Report, figures: list[FigureImage]) -> str:
     units = f"losses in {terms.loss_unit}" + (" (bits/byte where recorded)" if report.main.bits_per_nat else "")
     if terms.proxy_sign < 0:
         units += f" · proxies ranked by {terms.proxy_score} (dimensionless, higher first)"
-    question = ("Do proxy learning rates rank the datasets in their infinite-width order?"
-                if report.family == RANDOM_FEATURES else "Which data recipe, and can the proxies be trusted?")
+    question = report.family.question
     missing = "".join(f'<li class="missing">{escape(line)}</li>' for line in report.missing)
     diverged = (f"<p>{report.num_diverged} run(s) diverged; their loss counts as +inf.</p>"
                 if report.num_diverged else "")

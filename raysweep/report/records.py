@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from raysweep.trials import RANDOM_FEATURES
+from raysweep.trials import Family
 
 METRICS = ("loss", "alignment")
 """What ranks the proxies: validation loss, or the accumulated gradient alignment (App. D.2.4)."""
@@ -285,17 +285,16 @@ class Report:
     """One line per gap: runs absent, seeds uneven, settings not compared."""
     num_diverged: int
     target_model: str | None
-    family: str
-    """``LANGUAGE_MODEL`` or ``RANDOM_FEATURES``."""
+    family: Family
     metric: str
     """One of ``METRICS``: what ranks the proxies (targets are always scored by their loss)."""
     seeds_paired: bool
     """Whether seed s was taken as the same initialisation and data order for every recipe (resampled jointly)."""
 
     def terms(self) -> Terms:
-        rf = self.family == RANDOM_FEATURES
-        loss_unit = "MSE" if rf else "nats/token"
+        family = self.family
+        loss_unit = family.loss_unit
         alignment = self.metric == "alignment"
-        return Terms(recipe="dataset" if rf else "recipe", target="infinite-width optimum" if rf else "tuned target",
-                     loss_unit=loss_unit, proxy_score="gradient alignment" if alignment else "loss",
+        return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=loss_unit,
+                     proxy_score="gradient alignment" if alignment else "loss",
                      proxy_unit="" if alignment else loss_unit, proxy_sign=-1.0 if alignment else 1.0)

@@ -25,7 +25,6 @@ from rich.text import Text
 
 from raysweep.report.records import Agreement, Interval, ProxySetting, Report, Terms
 from raysweep.report.verdict import ci, finding_one, setting_name, verdict
-from raysweep.trials import RANDOM_FEATURES
 
 class Column(NamedTuple):
     header: str
@@ -76,7 +75,7 @@ def _score(value: float, terms: Terms) -> str:
 def decision_table(report: Report) -> TextTable:
     """Recipes best first (by target loss, or by proxy score without targets) beside each chosen proxy's rank."""
     main, terms = report.main, report.terms()
-    rf = report.family == RANDOM_FEATURES  # one optimum per dataset: no seed spread, no configuration
+    computed = not report.family.tuned_targets  # one optimum per dataset: no seed spread, no configuration
     chosen = main.chosen()
     proxy_columns = [column for s in chosen for column in (
         Column(f"{setting_name(s)}\nrank · {terms.proxy_score} ± seed std"),
@@ -89,15 +88,16 @@ def decision_table(report: Report) -> TextTable:
         title = (f"{terms.recipe.capitalize()}s by {terms.target} loss (validation: {main.domain}), beside each "
                  "proxy's ranking at its chosen lr (inside the tiny-lr window, decided from the proxies alone)")
         columns = [Column("#"), Column(terms.recipe, False),
-                   Column(f"{terms.target} loss\n{terms.loss_unit}" + ("" if rf else " [95% CI]")),
+                   Column(f"{terms.target} loss\n{terms.loss_unit}" + ("" if computed else " [95% CI]")),
                    *([Column("bits/byte")] if has_bits else []),
-                   *([] if rf else [Column("target\nseed std"), Column("best target config", False)]), *proxy_columns]
+                   *([] if computed else [Column("target\nseed std"), Column("best target config", False)]),
+                   *proxy_columns]
         rows = []
         for rank, target in enumerate(main.targets, start=1):
             bits = [f"{target.bits_per_byte:.4f}" if target.bits_per_byte is not None else "–"] if has_bits else []
-            spread = [] if rf else [f"{target.seed_std:.4f}", str(target.config)]
+            spread = [] if computed else [f"{target.seed_std:.4f}", str(target.config)]
             rows.append([f"{rank}{' ≈' if target.within_noise_of_previous else ''}", target.recipe,
-                         f"{target.loss.point:.4f}" if rf else ci(target.loss, 4), *bits, *spread,
+                         f"{target.loss.point:.4f}" if computed else ci(target.loss, 4), *bits, *spread,
                          *[cell for s in chosen for cell in _proxy_cells(s, target.recipe, terms)]])
         flagged = [f"{prev.recipe} ≈ {t.recipe}" for prev, t in zip(main.targets, main.targets[1:])
                    if t.within_noise_of_previous]

@@ -32,7 +32,7 @@ The rules, in the order a reader meets them:
   (App. D.2.4) at their last evaluation, higher first: it is stored negated in place of the proxy loss, so
   every rule above applies unchanged (a diverged run's -inf becomes +inf). It is measured on one batch
   mixing every validation domain, so only the "all" rows are used; targets are still scored by their loss.
-- A random-feature sweep (``raysweep.rf_trials``: datasets for recipes, one infinite-width optimum per
+- A random-feature sweep (``raysweep.families.random_features``: datasets for recipes, one infinite-width optimum per
   dataset for the targets) has no target configurations to tune or fix: no fixed-configuration baselines,
   no target-lr heatmap, no target loss curve.
 - Missing runs are listed in ``Report.missing`` and kept out of comparisons, never silently dropped: a
@@ -66,7 +66,7 @@ from raysweep.report.records import (METRICS, Agreement, DomainSummary, FixedCon
                                      ProxySetting, Report, TargetConfig, TunedTarget)
 from raysweep.report.table import as_frame, family_of, in_plan, load_results, plan_gaps
 from raysweep.store import LR_WINDOW_FILE, PLAN_FILE, Plan, read_lr_windows, read_plan
-from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES
+from raysweep.trials import Family, Role
 
 KS = (1, 2, 3)
 CONFIG = ["lr", "batch_size", "weight_decay"]
@@ -169,15 +169,15 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     settings = {(s.model, s.lr): s for s in main.proxies if s.agreement}
     checkpoints = [point for (model, lr), rows in proxy_rows.groupby(["model", "lr"]) if (model, lr) in settings
                    for point in checkpoint_curve(rows, settings[(model, lr)], tuned, n_boot_figures, seeds_paired)]
-    rf = family == RANDOM_FEATURES  # one optimum per dataset: no target configurations, no target lr
-    fixed_configs, num_configs = ([], 0) if rf else _fixed_configs(main_losses.target_runs, main.recipes,
+    computed = not family.tuned_targets  # one optimum per dataset: no target configurations, no target lr
+    fixed_configs, num_configs = ([], 0) if computed else _fixed_configs(main_losses.target_runs, main.recipes,
                                                                    main_losses.tuned, n_boot, notes, seeds_paired)
     return Report(
         source=source, main=main, domains=list(summaries.values()), fixed_configs=fixed_configs,
         num_target_configs=num_configs,
         regret_curves=regret_curves(main, main_losses, n_boot_figures, seeds_paired),
-        heatmaps=[] if rf else rank_heatmaps(main, main_losses),
-        loss_curves=[c for c in loss_curves(main, main_losses) if not (rf and c.role == "target")],
+        heatmaps=[] if computed else rank_heatmaps(main, main_losses),
+        loss_curves=[c for c in loss_curves(main, main_losses) if not (computed and c.role == Role.TARGET)],
         checkpoints=checkpoints, compute=compute_by_role(trial_keys),
         missing=(unreadable or []) + stale + plan_gaps(trial_keys, plan) + unmeasured + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
@@ -196,7 +196,7 @@ class _Window:
 
 
 def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dict[float, float]], window: _Window,
-                      n_boot: int, family: str) -> tuple[DomainSummary, Losses, list[str]]:
+                      n_boot: int, family: Family) -> tuple[DomainSummary, Losses, list[str]]:
     """One domain's tuned targets and proxy settings; the notes say what is missing."""
     notes: list[str] = []
     runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
@@ -222,7 +222,7 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dic
                          f"the comparisons use seeds {list(tuned_block.columns)}")
         if len(recipes) < 2:
             notes.append("only one recipe has target runs: nothing to rank yet")
-    if family == LANGUAGE_MODEL and any(t.num_seeds < 2 for t in targets):  # an optimum is one computation
+    if family.tuned_targets and any(t.num_seeds < 2 for t in targets):  # an optimum is one computation
         notes.append("one target seed only: seed noise unknown, no recipe pair flagged as within noise")
     proxy_runs = runs_of["proxy"].groupby(["model", "lr", "recipe", "seed"])[["loss", "bits_per_byte"]].mean()
     proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes, window.seeds_paired)

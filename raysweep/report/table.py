@@ -10,9 +10,8 @@ import pandas as pd
 import pyarrow as pa
 
 from raysweep.errors import ReportError
-from raysweep.rf_trials import KERNEL_MODEL
 from raysweep.store import Plan, read_failures, read_tables
-from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES
+from raysweep.trials import FAMILIES, LANGUAGE_MODEL, Family, Role
 
 COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
            "step", "tokens", "domain", "loss", "status", "wall_s")
@@ -69,12 +68,12 @@ def as_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def family_of(frame: pd.DataFrame, plan: Plan | None) -> str:
-    """The plan's family; without one, random features when a target row is a dataset's kernel optimum."""
-    if plan is not None and plan.family:
-        return plan.family
-    targets = frame.loc[frame["role"] == "target", "model"]
-    return RANDOM_FEATURES if (targets == KERNEL_MODEL).any() else LANGUAGE_MODEL
+def family_of(frame: pd.DataFrame, plan: Plan | None) -> Family:
+    """The plan's family; without one, the family whose computed optimum names the target rows' model."""
+    if plan is not None and plan.family in FAMILIES:
+        return FAMILIES[plan.family]
+    targets = set(frame.loc[frame["role"] == Role.TARGET, "model"])
+    return next((f for f in FAMILIES.values() if f.target_model in targets), LANGUAGE_MODEL)
 
 
 def in_plan(frame: pd.DataFrame, plan: Plan | None) -> tuple[pd.DataFrame, list[str]]:

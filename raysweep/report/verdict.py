@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from raysweep.report.records import Agreement, Interval, ProxySetting, Report
-from raysweep.trials import RANDOM_FEATURES
 
 TRUSTED_SPEARMAN = 0.7
 """A ranking "agrees" with the tuned targets when Spearman reaches this (its CI's lower end, to be trusted)."""
@@ -84,7 +83,7 @@ def verdict(report: Report) -> str:
             tie = f" (within seed noise of {order[1]})" if tied else ""
             picks.append(f"proxy {setting_name(s)} ranks {order[0]} first{tie}")
         return f"Verdict: no {terms.target} runs yet, so the proxy ranking is unchecked; {'; '.join(picks)}."
-    if report.family == RANDOM_FEATURES:
+    if not report.family.tuned_targets:
         return _window_verdict(report)
     best = main.targets[0]
     bits = f" ({best.bits_per_byte:.4f} bits/byte)" if best.bits_per_byte is not None else ""

@@ -1,7 +1,7 @@
 """Plan a sweep's trials and run the unfinished ones on Ray Tune.
 
-Modules, in the order a launch uses them: ``plan`` (trial specs, shards), ``launch``, ``trainable`` (Tune),
-``search`` (per-recipe TPE and ASHA), ``early_stop`` (proxy rounds), ``progress``.
+Modules, in the order a launch uses them: ``launch`` (a family's trials, ``raysweep.families``), ``trainable``
+(Tune), ``search`` (per-recipe TPE and ASHA), ``early_stop`` (proxy rounds), ``progress``.
 
 ``plan_trials`` expands a sweep file into trial specs: the proxy grid (recipe × proxy model × learning
 rate × seed) and, per recipe, the target grid (learning rate × batch size × weight decay × seed), unless a
@@ -16,6 +16,5 @@ launch resumes where it stopped::
 """
 
 from raysweep.sweep.launch import LaunchOutcome, launch, start_ray
-from raysweep.sweep.plan import build_data, plan_trials, run_dir_of, trial_factory
 
-__all__ = ["LaunchOutcome", "build_data", "launch", "plan_trials", "run_dir_of", "start_ray", "trial_factory"]
+__all__ = ["LaunchOutcome", "launch", "start_ray"]

@@ -18,7 +18,7 @@ import numpy as np
 from raysweep.analysis import rank_transfer, training_flops
 from raysweep import store
 from raysweep.config import EarlyStop
-from raysweep.trials import TrialSpec
+from raysweep.trials import Status, TrialSpec
 
 N_BOOT = 2000
 
@@ -71,6 +71,6 @@ def saved_flops(num_params: int, steps_left: int, tokens_per_step: int) -> float
 def store_stopped(results_dir: Path, spec: TrialSpec) -> float:
     """Store a paused proxy as "stopped" with its evaluations so far; drop its checkpoint; the FLOPs it saved."""
     partial = store.read_partial(results_dir, spec)
-    store.write_trial(results_dir, dataclasses.replace(partial, status="stopped"))
+    store.write_trial(results_dir, dataclasses.replace(partial, status=Status.STOPPED))
     store.checkpoint_path(results_dir, spec.key).unlink(missing_ok=True)
     return saved_flops(spec.num_params, spec.num_steps - partial.evaluations[-1].step, spec.batch_size * spec.seq_len)

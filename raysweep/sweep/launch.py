@@ -7,20 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-import torch
 from rich.console import Console
 
-
 from raysweep import store
-from raysweep.config import ClusterConfig, RandomFeatureSweep, RayConfig, SweepConfig, TPESearch
+from raysweep.config import ClusterConfig, RandomFeatureSweep, RayConfig, SweepConfig
+from raysweep.families import TrialFamily, trial_family
 from raysweep.net import free_port
-from raysweep.rf_trials import plan_rf_trials
 from raysweep.sweep.early_stop import losses_at, saved_flops, settle_check, store_stopped
-from raysweep.sweep.plan import build_data, largest_targets, plan_trials, run_dir_of, trial_factory
-from raysweep.sweep.search import RecipeTPESearcher
-from raysweep.sweep.trainable import run_trials, trial_entry
-from raysweep.tiny_lr import precision_floor_lr
-from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES, TrialData, TrialSpec
+from raysweep.sweep.search import RecipeTPESearcher, TrialEntry
+from raysweep.sweep.trainable import TrialRun, run_trials
+from raysweep.trials import AnySpec, Role
+
 
 @dataclass(frozen=True)
 class LaunchOutcome:
@@ -56,25 +53,23 @@ def start_ray(config: RayConfig, console: Console) -> None:
 def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, console: Console,
            target_recipes: list[str] | None = None) -> LaunchOutcome:
     """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
-    run_dir = run_dir_of(cluster, sweep)
-    results_dir = run_dir / "results"
+    run = store.RunDir.of(cluster.storage, sweep.name)
+    run_dir, results_dir = run.path, run.results
     done, corrupt = store.finished_keys(results_dir)
     for line in corrupt:
         console.print(f"[yellow]corrupt result:[/yellow] {line}")
+    family = trial_family(sweep, cluster)
+    trials = family.plan(target_recipes)
+    entry = TrialEntry(family.resources(Role.PROXY), family.resources(Role.TARGET))
     searcher, sizing = None, []
-    if isinstance(sweep, RandomFeatureSweep):
-        trials = plan_rf_trials(sweep)
-    else:
-        factory = trial_factory(sweep)
-        shortlist = [r.name for r in sweep.recipes if target_recipes is None or r.name in target_recipes]
-        trials = [t for t in plan_trials(sweep, factory) if t.role == "proxy" or t.recipe in shortlist]
-        if isinstance(sweep.target.search, TPESearch) and shortlist:
-            proxies = [t for t in trials if t.key not in done]
-            searcher = RecipeTPESearcher(sweep.target.search, sweep.target, shortlist, factory.target, results_dir,
-                                         run_dir / "studies", proxies, trial_entry(cluster))
-            sizing = largest_targets(sweep, factory, shortlist)
+    shortlist = [r for r in family.recipes if target_recipes is None or r in target_recipes]
+    if family.tpe and shortlist:
+        search, grid, make_target = family.tpe
+        searcher = RecipeTPESearcher(search, grid, shortlist, make_target, results_dir, run.studies,
+                                     [t for t in trials if t.key not in done], entry)
+        sizing = family.largest_targets(shortlist)
     # a report or status of a partial run says what is missing
-    planned_keys = _write_plan(run_dir, cluster, sweep, trials, searcher)
+    planned_keys = _write_plan(run_dir, cluster, family, trials, searcher)
     todo = [t for t in trials if t.key not in done]
     num_planned = len(trials) + (searcher.num_trials if searcher else 0)
     stored = sum(len(done.intersection(keys)) for keys in planned_keys.values())
@@ -83,64 +78,57 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     if not todo and (searcher is None or searcher.finished):
         return LaunchOutcome(run_dir, num_planned, 0, [])
     start_ray(cluster.ray, console)
-    data = {}
-    if isinstance(sweep, SweepConfig):
-        with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
-            data = build_data(sweep, todo + sizing, Path(cluster.storage).absolute() / "shards")
-    asha = sweep.target.asha if isinstance(sweep, SweepConfig) else None
-    if isinstance(sweep, SweepConfig) and sweep.proxy.early_stop and any(t.role == "proxy" for t in todo):
-        errors = _run_in_rounds(cluster, sweep, trials, todo, data, results_dir, console, searcher)
+    with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
+        data = family.prepare(todo + sizing, Path(cluster.storage).absolute() / "shards")
+    trial_run = TrialRun(cluster, family.train, entry, data, results_dir, console)
+    if family.early_stop and any(t.role == Role.PROXY for t in todo):
+        errors = _run_in_rounds(trial_run, family, trials, todo, searcher)
     else:
-        errors = run_trials(cluster, todo, data, results_dir, console, searcher=searcher, asha=asha,
+        errors = run_trials(trial_run, todo, searcher=searcher, asha=family.asha,
                             num_searched=num_planned - stored - len(todo))
     if searcher:
-        _write_plan(run_dir, cluster, sweep, trials, searcher)  # now with the targets the search proposed
+        _write_plan(run_dir, cluster, family, trials, searcher)  # now with the targets the search proposed
     return LaunchOutcome(run_dir, num_planned, len(store.finished_keys(results_dir)[0] - done), errors)
 
 
-def _write_plan(run_dir: Path, cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep,
-                trials: list[TrialSpec], searcher: RecipeTPESearcher | None) -> dict[str, list[str]]:
+def _write_plan(run_dir: Path, cluster: ClusterConfig, family: TrialFamily, trials: list[AnySpec],
+                searcher: RecipeTPESearcher | None) -> dict[str, list[str]]:
     """Write ``plan.json``; the trial keys it plans per role (a search's targets: those proposed so far)."""
-    rf = isinstance(sweep, RandomFeatureSweep)
-    keys = {role: [t.key for t in trials if t.role == role] for role in ("proxy", "target")}
+    keys = {role: [t.key for t in trials if t.role == role] for role in Role}
     if searcher:
-        keys["target"] = searcher.target_keys()
+        keys[Role.TARGET] = searcher.target_keys()
     store.write_plan(run_dir, store.Plan(
-        family=RANDOM_FEATURES if rf else LANGUAGE_MODEL,
-        recipes=list(dict.fromkeys(t.recipe for t in trials)) if rf else [r.name for r in sweep.recipes],
-        trial_keys=keys,
-        num_planned={role: searcher.num_trials if searcher and role == "target" else len(role_keys)
+        family=family.family.name, recipes=family.recipes, trial_keys=keys,
+        num_planned={role: searcher.num_trials if searcher and role == Role.TARGET else len(role_keys)
                      for role, role_keys in keys.items()},
-        standard_lr=max(sweep.random_features.lrs) if rf else sweep.proxy.standard_lr or max(sweep.proxy.lrs),
-        precision_floor_lr=None if rf else precision_floor_lr(getattr(torch, sweep.training.param_dtype)),
-        gpus_per_trial=({"proxy": 0.0, "target": 0.0} if rf else
-                        {"proxy": cluster.resources.proxy.gpu, "target": cluster.resources.target.gpu}),
+        standard_lr=family.standard_lr, precision_floor_lr=family.precision_floor_lr,
+        gpus_per_trial={role: family.resources(role)[1] for role in Role},
         max_concurrent_trials=cluster.max_concurrent_trials))
     return keys
 
 
-def _run_in_rounds(cluster: ClusterConfig, sweep: SweepConfig, trials: list[TrialSpec], todo: list[TrialSpec],
-                   data: dict[str, TrialData], results_dir: Path, console: Console,
+def _run_in_rounds(run: TrialRun, family: TrialFamily, trials: list[AnySpec], todo: list[AnySpec],
                    searcher: RecipeTPESearcher | None) -> list[str]:
     """Proxies train one evaluation interval per round (targets all in the first); after each round, every proxy
     setting whose ranking has settled stops there, its runs stored as "stopped" (``raysweep.sweep.early_stop``)."""
-    rule, num_rounds = sweep.proxy.early_stop, sweep.training.num_evals
-    recipes, seeds = [r.name for r in sweep.recipes], sweep.proxy.seeds
-    settings: dict[tuple[str, float], list[list[TrialSpec]]] = {}
-    for t in trials:
-        if t.role == "proxy":
-            grid = settings.setdefault((t.model, t.lr), [[None] * len(seeds) for _ in recipes])
-            grid[recipes.index(t.recipe)][seeds.index(t.seed)] = t
-    waiting = {t.key for t in todo if t.role == "proxy"}
+    rule, results_dir, console = family.early_stop, run.results_dir, run.console
+    proxies = [t for t in trials if t.role == Role.PROXY]
+    num_rounds = max(t.num_evals for t in proxies)
+    recipes, seeds = family.recipes, list(dict.fromkeys(t.seed for t in proxies))
+    settings: dict[tuple[str, float], list[list[AnySpec]]] = {}
+    for t in proxies:
+        grid = settings.setdefault((t.model, t.lr), [[None] * len(seeds) for _ in recipes])
+        grid[recipes.index(t.recipe)][seeds.index(t.seed)] = t
+    waiting = {t.key for t in todo if t.role == Role.PROXY}
     errors: list[str] = []
     saved = 0.0
     for round_index in range(1, num_rounds + 1):
-        batch = [t for t in todo if t.key in waiting or (round_index == 1 and t.role == "target")]
+        batch = [t for t in todo if t.key in waiting or (round_index == 1 and t.role == Role.TARGET)]
         last = round_index == num_rounds
         first = round_index == 1
-        errors += run_trials(cluster, batch, data, results_dir, console, stop_after_evals=None if last else round_index,
+        errors += run_trials(run, batch, stop_after_evals=None if last else round_index,
                              label=f"round {round_index}/{num_rounds}", searcher=searcher if first else None,
-                             asha=sweep.target.asha if first else None,
+                             asha=family.asha if first else None,
                              num_searched=searcher.num_trials if searcher and first else 0)
         waiting = {t.key for t in batch if t.key in waiting and store.read_partial(results_dir, t)}  # paused
         for (model, lr), grid in settings.items():
@@ -164,14 +152,14 @@ def _run_in_rounds(cluster: ClusterConfig, sweep: SweepConfig, trials: list[Tria
         if not waiting:
             break
     planned = sum(saved_flops(t.num_params, t.num_steps, t.batch_size * t.seq_len)
-                  for t in todo if t.role == "proxy")
+                  for t in todo if t.role == Role.PROXY)
     if saved:
         console.print(f"Early stop saved {saved:.3g} FLOPs: {saved / planned:.0%} of the proxy compute planned "
                       "for this launch.")
     return errors
 
 
-def _loss_curve(results_dir: Path, spec: TrialSpec) -> list[float]:
+def _loss_curve(results_dir: Path, spec: AnySpec) -> list[float]:
     """The "all" loss at each evaluation a proxy has reached: stored whole, paused, or nothing yet."""
     partial = store.read_partial(results_dir, spec)
     if partial:

@@ -31,8 +31,7 @@ from ray.tune.search import Searcher
 
 from raysweep import store
 from raysweep.config import ASHA, TargetGrid, TPESearch
-from raysweep.rf_trials import RFTrialSpec
-from raysweep.trials import TrialSpec, eval_steps
+from raysweep.trials import AnySpec, Role, TrialSpec, eval_steps
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -49,13 +48,13 @@ class TrialEntry:
 
     proxy_resources: tuple[float, float]
     target_resources: tuple[float, float]
-    """(CPUs, GPUs) a proxy / a target holds; a random-feature trial holds one CPU."""
+    """(CPUs, GPUs) a proxy / a target holds (``TrialFamily.resources``)."""
 
-    def __call__(self, spec: TrialSpec | RFTrialSpec) -> dict:
-        cpu, gpu = ((1.0, 0.0) if isinstance(spec, RFTrialSpec) else
-                    self.proxy_resources if spec.role == "proxy" else self.target_resources)
-        return {"key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe, "seed": spec.seed,
-                "configuration": [spec.lr, spec.batch_size, spec.weight_decay],
+    def __call__(self, spec: AnySpec) -> dict:
+        cpu, gpu = self.proxy_resources if spec.role == Role.PROXY else self.target_resources
+        columns = spec.columns()
+        return {"key": spec.key, "name": spec.name, "role": str(spec.role), "recipe": spec.recipe,
+                "seed": spec.seed, "configuration": [spec.lr, columns["batch_size"], columns["weight_decay"]],
                 "num_evaluations": len(eval_steps(spec.num_steps, spec.num_evals)), "cpu": cpu, "gpu": gpu}
 
 
@@ -266,7 +265,7 @@ class PerRecipeASHA(FIFOScheduler):
 
     def _population(self, trial: Trial) -> ASHAScheduler | None:
         entry = trial.config["trial"]
-        if entry["role"] == "proxy":
+        if entry["role"] == Role.PROXY:
             return None
         if (entry["recipe"], entry["seed"]) not in self._populations:
             self._populations[entry["recipe"], entry["seed"]] = ASHAScheduler(

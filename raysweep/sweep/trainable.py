@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from dataclasses import dataclass
+
 import torch
 import transformers
 from rich.console import Console
@@ -19,30 +21,36 @@ from ray import tune
 
 from raysweep import store
 from raysweep.config import ASHA, ClusterConfig
-from raysweep.rf_trials import RFTrialSpec, run_rf_trial
 from raysweep.sweep.early_stop import store_stopped
 from raysweep.sweep.progress import TrialProgress
 from raysweep.sweep.search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
-from raysweep.train import train
-from raysweep.trials import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps
+from raysweep.trials import AnySpec, Evaluation, Role, Status, TrialData, TrialResult, eval_steps
 
 
-def _spec_of(config: dict, specs: dict[str, TrialSpec]) -> TrialSpec:
+@dataclass(frozen=True)
+class TrialRun:
+    """What every Tune experiment of one launch shares: where, how a trial trains, what it reads and holds."""
+
+    cluster: ClusterConfig
+    train: Callable
+    """The family's ``TrialFamily.train``."""
+    entry: TrialEntry
+    data: dict[str, TrialData]
+    results_dir: Path
+    console: Console
+
+
+def _spec_of(config: dict, specs: dict[str, AnySpec]) -> AnySpec:
     """A trial's spec: planned ones by their key; a searcher's targets carry theirs, since they do not exist
     when the experiment starts."""
     return config["spec"] if "spec" in config else specs[config["trial"]["key"]]
-
-
-def trial_entry(cluster: ClusterConfig) -> TrialEntry:
-    resources = cluster.resources
-    return TrialEntry((resources.proxy.cpu, resources.proxy.gpu), (resources.target.cpu, resources.target.gpu))
 
 
 class TrialRecorder(tune.Callback):
     """Stores what a trial's own run cannot: the evaluations of a target that ASHA stopped, as its rows, and the
     cause of a trial that still fails after its retries, so that the sweep goes on without it."""
 
-    def __init__(self, specs: dict[str, TrialSpec], results_dir: Path):
+    def __init__(self, specs: dict[str, AnySpec], results_dir: Path):
         self.specs, self.results_dir = specs, results_dir
         self.errors: list[str] = []
         """One line per failed trial: its name, cause and traceback file."""
@@ -53,7 +61,7 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         spec = _spec_of(trial.config, self.specs)
-        stopped = (spec.role == "target" and store.read_partial(self.results_dir, spec)
+        stopped = (spec.role == Role.TARGET and store.read_partial(self.results_dir, spec)
                    and not store.read_trial_losses(self.results_dir, spec.key))
         if stopped:  # ASHA stopped it: its evaluations so far become its rows (proxies pause between rounds)
             store_stopped(self.results_dir, spec)
@@ -78,8 +86,8 @@ def _trial_resources(config: dict) -> tune.PlacementGroupFactory:
     return tune.PlacementGroupFactory([{"CPU": entry["cpu"], **({"GPU": entry["gpu"]} if entry["gpu"] else {})}])
 
 
-def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, TrialData], results_dir: str,
-                stop_after_evals: int | None, compile_model: bool, stoppable_targets: bool) -> None:
+def _tune_trial(config: dict, train: Callable, specs: dict[str, AnySpec], data: dict[str, TrialData],
+                results_dir: str, stop_after_evals: int | None, compile_model: bool, stoppable_targets: bool) -> None:
     """The Tune function trainable: train the trial's spec (from its checkpoint, if a killed run left one),
     report each evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its
     evaluations so far instead. A target that ASHA may stop (``stoppable_targets``) records its evaluations
@@ -87,45 +95,39 @@ def _tune_trial(config: dict, specs: dict[str, TrialSpec], data: dict[str, Trial
     transformers.logging.set_verbosity_error()
     spec = _spec_of(config, specs)
     store.mark_started(Path(results_dir), spec)
-    if isinstance(spec, RFTrialSpec):
-        result = run_rf_trial(spec)  # milliseconds: report once, at the end
-        _report_to_tune(spec, result.evaluations[-1])
-        store.write_trial(Path(results_dir), result)
-        return
     gpu_share = config["trial"]["gpu"]  # what the trial's placement group holds
     if torch.cuda.is_available() and 0 < gpu_share < 1:
         # Trials packed on one GPU each keep to their share, so one cannot starve the others of memory.
         torch.cuda.set_per_process_memory_fraction(gpu_share)
     checkpoint = store.checkpoint_path(Path(results_dir), spec.key)
-    report = (_recording_report(spec, Path(results_dir)) if stoppable_targets and spec.role == "target"
+    report = (_recording_report(spec, Path(results_dir)) if stoppable_targets and spec.role == Role.TARGET
               else lambda evaluation: _report_to_tune(spec, evaluation))
-    result = train(spec, data[spec.recipe], report=report, checkpoint=checkpoint,
-                   stop_after_evals=stop_after_evals if spec.role == "proxy" else None, compile_model=compile_model)
-    if result.status == "partial":
+    result = train(spec, data, report, checkpoint, stop_after_evals, compile_model)
+    if result.status == Status.PARTIAL:
         store.write_partial(Path(results_dir), result)
     else:
         store.write_trial(Path(results_dir), result)
         checkpoint.unlink(missing_ok=True)
 
 
-def _recording_report(spec: TrialSpec, results_dir: Path) -> Callable[[Evaluation], None]:
+def _recording_report(spec: AnySpec, results_dir: Path) -> Callable[[Evaluation], None]:
     """Report to Tune after storing the evaluations so far as a partial record (a resumed run starts from the
     record its earlier attempt left), so that a trial ASHA stops inside the report keeps its rows."""
-    earlier = store.read_partial(results_dir, spec) or TrialResult(spec, "partial")
+    earlier = store.read_partial(results_dir, spec) or TrialResult(spec, Status.PARTIAL)
     evaluations = list(earlier.evaluations)
     start = time.perf_counter()
 
     def report(evaluation: Evaluation) -> None:
         if math.isfinite(evaluation.losses["all"]):
             evaluations.append(evaluation)
-            store.write_partial(results_dir, TrialResult(spec, "partial", list(evaluations),
+            store.write_partial(results_dir, TrialResult(spec, Status.PARTIAL, list(evaluations),
                                                          earlier.wall_s + time.perf_counter() - start))
         _report_to_tune(spec, evaluation)
 
     return report
 
 
-def _report_to_tune(spec: TrialSpec | RFTrialSpec, evaluation: Evaluation) -> None:
+def _report_to_tune(spec: AnySpec, evaluation: Evaluation) -> None:
     """Progress for Tune, its schedulers and its dashboard: ``evaluation`` counts the evaluations reached (ASHA's
     time axis); a diverged run's infinite loss is left out (the store keeps it)."""
     loss = evaluation.losses["all"]
@@ -139,8 +141,7 @@ TRIALS_PER_EXPERIMENT = 1000
 successive experiments of at most this many trials: driver memory stays bounded at any sweep size."""
 
 
-def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, TrialData], results_dir: Path,
-               console: Console, stop_after_evals: int | None = None, label: str = "trials",
+def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | None = None, label: str = "trials",
                searcher: RecipeTPESearcher | None = None, asha: ASHA | None = None, num_searched: int = 0) -> list[str]:
     """Run `trials` on Tune, largest first so the long runs do not straggle at the end.
 
@@ -156,15 +157,14 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     specs = {t.key: t for t in trials}
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
-
+    cluster, results_dir = run.cluster, run.results_dir
     trainable = tune.with_resources(
-        tune.with_parameters(_tune_trial, specs=specs, data=data, results_dir=str(results_dir),
+        tune.with_parameters(_tune_trial, train=run.train, specs=specs, data=run.data, results_dir=str(results_dir),
                              stop_after_evals=stop_after_evals,
                              compile_model=cluster.compile, stoppable_targets=asha is not None), _trial_resources)
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
-    entry = trial_entry(cluster)
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=run.console) as progress:
         task = progress.add_task(label, total=len(trials) + num_searched)
         recorder = TrialRecorder(specs, results_dir)
         callbacks = [recorder, TrialProgress(progress, task)]  # stored before the progress line counts it
@@ -174,7 +174,7 @@ def run_trials(cluster: ClusterConfig, trials: list[TrialSpec], data: dict[str, 
         else:
             for start in range(0, len(ordered), TRIALS_PER_EXPERIMENT):
                 chunk = ordered[start:start + TRIALS_PER_EXPERIMENT]
-                _fit(trainable, {"trial": tune.grid_search([entry(t) for t in chunk])}, None, asha, callbacks,
+                _fit(trainable, {"trial": tune.grid_search([run.entry(t) for t in chunk])}, None, asha, callbacks,
                      cluster, results_dir)
     return recorder.errors
 

@@ -116,7 +116,7 @@ def child_plain(sweep_path: Path, results_dir: Path, events_path: Path) -> int:
     mark = _marker(events_path)
     from raysweep import store
     from raysweep.config import load_sweep
-    from raysweep.rf_trials import plan_rf_trials, run_rf_trial
+    from raysweep.families.random_features import plan_rf_trials, run_rf_trial
 
     trials = plan_rf_trials(load_sweep(sweep_path))
     mark("trials_start")
@@ -421,7 +421,7 @@ def main() -> None:
         sweep_path.write_text(yaml.safe_dump({"name": "bench", "random_features": sweep_grid(args.num_trials)},
                                              sort_keys=False))
         from raysweep.config import load_sweep
-        from raysweep.rf_trials import plan_rf_trials
+        from raysweep.families.random_features import plan_rf_trials
 
         num_trials = len(plan_rf_trials(load_sweep(sweep_path)))
         grid = sweep_grid(args.num_trials)

@@ -1,27 +1,25 @@
-"""A sweep file expanded into trial specs, and the recipe shards those trials read."""
+"""The language-model family: a sweep file's recipes and grids expanded into trial specs, the recipe shards those
+trials read, and one trial trained by ``raysweep.train``."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-
-from raysweep.config import ClusterConfig, SweepConfig, TPESearch
+from raysweep.config import ASHA, ClusterConfig, EarlyStop, SweepConfig, TargetGrid, TPESearch
 from raysweep.errors import ConfigError
 from raysweep.identity import content_hash
 from raysweep.models import count_parameters, resolve_model
 from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
 from raysweep.recipes.streams import describe
 from raysweep.recipes.tokenizer import load_tokenizer
-from raysweep.tiny_lr import check_precision
-from raysweep.trials import TrialData, TrialSpec
-
-
-def run_dir_of(cluster: ClusterConfig, sweep: SweepConfig) -> Path:
-    return Path(cluster.storage).absolute() / sweep.name
+from raysweep.tiny_lr import check_precision, precision_floor_lr
+from raysweep.train import train
+from raysweep.trials import LANGUAGE_MODEL, Evaluation, Role, TrialData, TrialResult, TrialSpec
 
 
 def _validation_key(sweep: SweepConfig) -> str:
@@ -42,10 +40,10 @@ class TrialFactory:
     vocab_size: int
     eos_id: int
 
-    def spec(self, role: str, recipe: str, model: str, lr: float, batch_size: int, weight_decay: float,
+    def spec(self, role: Role, recipe: str, model: str, lr: float, batch_size: int, weight_decay: float,
              seed: int) -> TrialSpec:
         sweep = self.sweep
-        grid = sweep.proxy if role == "proxy" else sweep.target
+        grid = sweep.proxy if role == Role.PROXY else sweep.target
         num_steps = math.floor(grid.tokens_per_param * self.num_params[model] / (batch_size * sweep.seq_len))
         if num_steps < 1:
             raise ConfigError(sweep.name, [(f"{role}.tokens_per_param", f"{model} at batch size {batch_size} "
@@ -57,12 +55,12 @@ class TrialFactory:
             vocab_size=self.vocab_size, eos_id=self.eos_id, schedule=sweep.training.schedule,
             grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals,
             param_dtype=sweep.training.param_dtype, autocast=grid.autocast,
-            alignment_every=sweep.proxy.alignment_every if role == "proxy" else 0,
+            alignment_every=sweep.proxy.alignment_every if role == Role.PROXY else 0,
             aggregate=sweep.validation.aggregate)
 
     def target(self, recipe: str, lr: float, batch_size: int, weight_decay: float, seed: int) -> TrialSpec:
         """A target trial of ``recipe``: what a target searcher builds from the configurations it proposes."""
-        return self.spec("target", recipe, self.sweep.target.model, lr, batch_size, weight_decay, seed)
+        return self.spec(Role.TARGET, recipe, self.sweep.target.model, lr, batch_size, weight_decay, seed)
 
 
 def trial_factory(sweep: SweepConfig) -> TrialFactory:
@@ -89,7 +87,7 @@ def plan_trials(sweep: SweepConfig, factory: TrialFactory | None = None) -> list
     the targets are proposed during the run: only the proxies are planned."""
     factory = factory or trial_factory(sweep)
     proxy, target = sweep.proxy, sweep.target
-    proxies = [factory.spec("proxy", recipe.name, model, lr, proxy.batch_size, proxy.weight_decay, seed)
+    proxies = [factory.spec(Role.PROXY, recipe.name, model, lr, proxy.batch_size, proxy.weight_decay, seed)
                for recipe in sweep.recipes for model in proxy.models for lr in proxy.lrs for seed in proxy.seeds]
     if isinstance(target.search, TPESearch):
         return proxies
@@ -124,3 +122,61 @@ def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -
                                   key=needed[0].recipe_key)
             data[recipe.name] = TrialData(shards.path, validation_dirs, validation_sequences, bytes_per_token)
     return data
+
+
+class LanguageModelTrials:
+    """``raysweep.families.TrialFamily`` for a sweep file of text recipes."""
+
+    family = LANGUAGE_MODEL
+
+    def __init__(self, sweep: SweepConfig, cluster: ClusterConfig):
+        self.sweep, self.cluster = sweep, cluster
+        self.factory = trial_factory(sweep)
+
+    def plan(self, target_recipes: list[str] | None) -> list[TrialSpec]:
+        return [t for t in plan_trials(self.sweep, self.factory)
+                if t.role == Role.PROXY or target_recipes is None or t.recipe in target_recipes]
+
+    @property
+    def recipes(self) -> list[str]:
+        return [r.name for r in self.sweep.recipes]
+
+    @property
+    def standard_lr(self) -> float:
+        return self.sweep.proxy.standard_lr or max(self.sweep.proxy.lrs)
+
+    @property
+    def precision_floor_lr(self) -> float:
+        return precision_floor_lr(getattr(torch, self.sweep.training.param_dtype))
+
+    def resources(self, role: Role) -> tuple[float, float]:
+        held = self.cluster.resources.proxy if role == Role.PROXY else self.cluster.resources.target
+        return held.cpu, held.gpu
+
+    @property
+    def tpe(self) -> tuple[TPESearch, TargetGrid, Callable[..., TrialSpec]] | None:
+        """The target search and what it proposes from, when Optuna proposes the targets."""
+        search = self.sweep.target.search
+        return (search, self.sweep.target, self.factory.target) if isinstance(search, TPESearch) else None
+
+    def largest_targets(self, recipes: list[str]) -> list[TrialSpec]:
+        return largest_targets(self.sweep, self.factory, recipes)
+
+    @property
+    def asha(self) -> ASHA | None:
+        return self.sweep.target.asha
+
+    @property
+    def early_stop(self) -> EarlyStop | None:
+        return self.sweep.proxy.early_stop
+
+    def prepare(self, trials: list[TrialSpec], shards_root: Path) -> dict[str, TrialData]:
+        return build_data(self.sweep, trials, shards_root)
+
+    @staticmethod
+    def train(spec: TrialSpec, data: dict[str, TrialData], report: Callable[[Evaluation], None],
+              checkpoint: Path, stop_after_evals: int | None, compile_model: bool) -> TrialResult:
+        """In the Tune worker: a proxy paused for an early-stopping round returns "partial" after its evaluations."""
+        return train(spec, data[spec.recipe], report=report, checkpoint=checkpoint,
+                     stop_after_evals=stop_after_evals if spec.role == Role.PROXY else None,
+                     compile_model=compile_model)

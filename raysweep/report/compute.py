@@ -28,7 +28,7 @@ def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarra
     losses), so the two tables agree. Compute at a checkpoint sums 6 N D over the setting's runs, each run's
     tokens capped where it stopped.
     """
-    recipes = list(setting.mean_loss)
+    recipes = list(setting.mean_score)
     rows = rows[rows["recipe"].isin(recipes)]
     by_step = rows.groupby(["recipe", "seed", "step"])["loss"].mean().unstack("step")
     losses = by_step.to_numpy(float, copy=True)

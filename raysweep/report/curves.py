@@ -51,7 +51,7 @@ def rank_heatmaps(main: DomainSummary, losses: Losses) -> list[RankHeatmap]:
         settings = sorted((s for s in main.proxies if s.model == model), key=lambda s: s.lr)
         values = np.full((len(settings), target.shape[1]), np.nan)
         for i, setting in enumerate(settings):
-            proxy = np.array([setting.mean_loss[r] for r in main.recipes])
+            proxy = np.array([setting.ranked(r) for r in main.recipes])
             for j, lr in enumerate(target.columns):
                 if target[lr].notna().all():
                     values[i, j] = spearman(proxy, target[lr].to_numpy(float))

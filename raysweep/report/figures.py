@@ -26,7 +26,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from raysweep.report.records import Report
+from raysweep.report.records import Metric, Report
 
 DPI = 110
 PANEL_IN = (5.2, 4.0)
@@ -295,6 +295,6 @@ def draw_figures(report: Report) -> list[FigureImage]:
          "from the intermediate checkpoints (paper Fig. 29).", checkpoints, bool(report.checkpoints)),
         ("g_chosen_vs_best.png", "Each recipe's proxy loss at the chosen lr against the same proxy's best over its "
          "lr sweep (paper Fig. 4a, Finding I).", chosen_vs_best,
-         report.metric == "loss" and any(report.main.chosen_vs_own_best(m) for m in _models(report))),
+         report.metric == Metric.LOSS and any(report.main.chosen_vs_own_best(m) for m in _models(report))),
     ]
     return [FigureImage(name, caption, _png(draw(report))) for name, caption, draw, drawable in plans if drawable]

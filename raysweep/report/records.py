@@ -3,8 +3,8 @@
 One ``Report`` holds a ``DomainSummary`` per validation domain (``Report.main`` is the one ranked by),
 the series behind the figures, the compute accounting and the list of what is missing. Losses are in
 nats per token (mean squared error for random-feature runs); ``bits_per_byte`` fields are None when the
-table does not record them. Proxies rank by ``mean_loss``, lower first: under ``--metric alignment`` it
-holds the negated gradient alignment, and ``Report.terms()`` says how to show it::
+table does not record them. Proxies rank by their ``Metric`` (``ProxySetting.mean_score`` in its own units, a loss or
+an alignment; ``ProxySetting.ranked`` orients it so that lower ranks first), and ``Report.terms()`` names it::
 
     report.main.targets[0]              # TunedTarget(recipe='balanced', loss=Interval(1.207, 1.205, 1.209), ...)
     report.main.chosen()[0].agreement   # Agreement(spearman=Interval(0.83, 0.77, 1.0), regret={1: ...}, ...)
@@ -13,14 +13,24 @@ holds the negated gradient alignment, and ``Report.terms()`` says how to show it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple
 
 import numpy as np
 
 from raysweep.trials import Family
 
-METRICS = ("loss", "alignment")
-"""What ranks the proxies: validation loss, or the accumulated gradient alignment (App. D.2.4)."""
+class Metric(StrEnum):
+    """What ranks the proxies (targets are always scored by their loss)."""
+
+    LOSS = "loss"
+    ALIGNMENT = "alignment"
+    """The accumulated gradient alignment Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t) (App. D.2.4): larger ranks first."""
+
+    @property
+    def sign(self) -> float:
+        """+1 where a lower score ranks first (a loss), -1 where a higher one does (the alignment)."""
+        return -1.0 if self is Metric.ALIGNMENT else 1.0
 
 
 class Interval(NamedTuple):
@@ -75,10 +85,12 @@ class ProxySetting:
 
     model: str
     lr: float
-    mean_loss: dict[str, float]
+    metric: Metric
+    mean_score: dict[str, float]
+    """Seed-mean ``metric`` per recipe, in its own units: a loss, or an alignment."""
     seed_std: dict[str, float]
     rank: dict[str, int]
-    """1 = lowest seed-mean loss; ties broken by recipe order."""
+    """1 = best seed-mean score (lowest loss, highest alignment); ties broken by recipe order."""
     mean_bits_per_byte: dict[str, float] | None
     within_noise_of_previous: set[str]
     """Recipes not separable from the recipe the proxy ranks just above them."""
@@ -93,6 +105,10 @@ class ProxySetting:
     uses."""
     is_standard: bool
     """The sweep's standard lr: the fixed-configuration proxy baseline."""
+
+    def ranked(self, recipe: str) -> float:
+        """The recipe's score oriented so that lower ranks first, as the statistics compare it with target losses."""
+        return self.metric.sign * self.mean_score[recipe]
 
 
 @dataclass(frozen=True)
@@ -172,9 +188,9 @@ class DomainSummary:
         if chosen is None:
             return []
         rows = []
-        for recipe in chosen.mean_loss:
-            best = min(own, key=lambda s: s.mean_loss[recipe])
-            rows.append((recipe, chosen.mean_loss[recipe], best.mean_loss[recipe], best.lr))
+        for recipe in chosen.mean_score:
+            best = min(own, key=lambda s: s.ranked(recipe))
+            rows.append((recipe, chosen.mean_score[recipe], best.mean_score[recipe], best.lr))
         return rows
 
     def standard(self) -> list[ProxySetting]:
@@ -263,7 +279,7 @@ class Terms:
     proxy_unit: str
     """Unit of the proxy score: ``loss_unit``, or "" for the dimensionless alignment."""
     proxy_sign: float
-    """Shown proxy score = ``proxy_sign`` × ``ProxySetting.mean_loss``: -1 for alignment (ranked negated)."""
+    """``Metric.sign``: -1 where a higher proxy score ranks first (alignment); a ranked value × it is the score."""
 
 
 @dataclass(frozen=True)
@@ -286,15 +302,14 @@ class Report:
     num_diverged: int
     target_model: str | None
     family: Family
-    metric: str
-    """One of ``METRICS``: what ranks the proxies (targets are always scored by their loss)."""
+    metric: Metric
     seeds_paired: bool
     """Whether seed s was taken as the same initialisation and data order for every recipe (resampled jointly)."""
 
     def terms(self) -> Terms:
         family = self.family
         loss_unit = family.loss_unit
-        alignment = self.metric == "alignment"
+        alignment = self.metric == Metric.ALIGNMENT
         return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=loss_unit,
                      proxy_score="gradient alignment" if alignment else "loss",
-                     proxy_unit="" if alignment else loss_unit, proxy_sign=-1.0 if alignment else 1.0)
+                     proxy_unit="" if alignment else loss_unit, proxy_sign=self.metric.sign)

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from raysweep.report.records import Agreement, Interval, ProxySetting, Report, Terms
+from raysweep.report.records import Agreement, Interval, Metric, ProxySetting, Report, Terms
 from raysweep.report.verdict import ci, finding_one, setting_name, verdict
 
 class Column(NamedTuple):
@@ -121,7 +121,7 @@ def _proxy_cells(setting: ProxySetting, recipe: str, terms: Terms) -> list[str]:
     if recipe not in setting.rank:
         return ["–"] * (1 + bool(setting.mean_bits_per_byte))
     mark = " ≈" if recipe in setting.within_noise_of_previous else ""
-    shown = terms.proxy_sign * setting.mean_loss[recipe]
+    shown = setting.mean_score[recipe]
     cells = [f"{setting.rank[recipe]}{mark} · {_score(shown, terms)} ± {_score(setting.seed_std[recipe], terms)}"]
     if setting.mean_bits_per_byte:
         cells.append(f"{setting.mean_bits_per_byte[recipe]:.4f}")
@@ -160,7 +160,7 @@ def reliability_table(report: Report) -> TextTable:
     if report.fixed_configs and report.fixed_configs[0].label:
         notes.append(f"{report.num_target_configs} target configurations: best, median and worst by Spearman shown "
                      "(the best is itself chosen in hindsight).")
-    ranked_by = f"proxies ranked by {terms.proxy_score}; " if report.metric == "alignment" else ""
+    ranked_by = f"proxies ranked by {terms.proxy_score}; " if report.metric == Metric.ALIGNMENT else ""
     seeds = "paired seeds" if report.seeds_paired else "seeds"
     return TextTable(f"How far each ranking can be trusted against the {terms.target} ranking (validation: "
                      f"{main.domain}; {ranked_by}95% bootstrap CI over {seeds}; regret in {terms.loss_unit}, lower is "

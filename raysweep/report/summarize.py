@@ -62,7 +62,7 @@ from raysweep.errors import ReportError
 from raysweep.report.compute import checkpoint_curve, compute_by_role
 from raysweep.report.curves import Losses, loss_curves, rank_heatmaps, regret_curves
 from raysweep.report.lr_choice import choose_lr
-from raysweep.report.records import (METRICS, Agreement, DomainSummary, FixedConfigBaseline, Interval, LrChoice,
+from raysweep.report.records import (Metric, Agreement, DomainSummary, FixedConfigBaseline, Interval, LrChoice,
                                      ProxySetting, Report, TargetConfig, TunedTarget)
 from raysweep.report.table import as_frame, family_of, in_plan, load_results, plan_gaps
 from raysweep.store import LR_WINDOW_FILE, PLAN_FILE, Plan, read_lr_windows, read_plan
@@ -123,7 +123,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
               metric: str = "loss", n_boot: int = 10_000, n_boot_figures: int = 2_000,
               source: str = "results table", unreadable: list[str] | None = None,
               eta_58: dict[str, float] | None = None, seeds_paired: bool = True) -> Report:
-    """Reduce the results table to a ``Report`` ranked by ``domain``, its proxies by ``metric`` (``METRICS``).
+    """Reduce the results table to a ``Report`` ranked by ``domain``, its proxies by ``metric`` (``Metric``).
 
     ``standard_lr`` is the lr a fixed-configuration proxy would use (the baseline); None takes each proxy
     model's largest lr in the table. ``plan`` (from the sweep file) lets a partial run say what is missing
@@ -134,9 +134,10 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     stays below it. ``seeds_paired`` says whether seed s is the same initialisation and data order for every
     recipe (raysweep's own runs; False for tables from elsewhere).
     """
-    if metric not in METRICS:
-        raise ReportError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
-    if metric == "alignment" and domain != "all":
+    if metric not in set(Metric):
+        raise ReportError(f"unknown metric {metric!r}; use one of: {', '.join(Metric)}")
+    metric = Metric(metric)
+    if metric == Metric.ALIGNMENT and domain != "all":
         raise ReportError(f"--metric alignment ranks by the domain \"all\" only, not {domain!r}: the gradient "
                           "alignment is measured on one validation batch mixing every domain")
     frame = as_frame(table)
@@ -151,7 +152,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     trial_keys = frame[frame["step"] == last_step].drop_duplicates("trial_key")  # compute and divergence, by loss
     drops = _loss_drops(frame[frame["step"] == last_step])  # how far each proxy trained, whatever ranks them
     unmeasured = []
-    if metric == "alignment":
+    if metric == Metric.ALIGNMENT:
         frame, unmeasured = _ranked_by_alignment(frame, last_step)
         domains = ["all"]
     final = frame[frame["step"] == last_step.loc[frame.index]]
@@ -160,7 +161,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     for name in domains:
         summaries[name], losses, domain_notes = _summarize_domain(
             name, final[final["domain"] == name], drops.get(name, {}), window,
-            n_boot if name == domain else n_boot_figures, family)
+            n_boot if name == domain else n_boot_figures, family, metric)
         if name == domain:
             main_losses, notes = losses, domain_notes
     main = summaries[domain]
@@ -196,7 +197,7 @@ class _Window:
 
 
 def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dict[float, float]], window: _Window,
-                      n_boot: int, family: Family) -> tuple[DomainSummary, Losses, list[str]]:
+                      n_boot: int, family: Family, metric: Metric) -> tuple[DomainSummary, Losses, list[str]]:
     """One domain's tuned targets and proxy settings; the notes say what is missing."""
     notes: list[str] = []
     runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
@@ -225,7 +226,7 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dic
     if family.tuned_targets and any(t.num_seeds < 2 for t in targets):  # an optimum is one computation
         notes.append("one target seed only: seed noise unknown, no recipe pair flagged as within noise")
     proxy_runs = runs_of["proxy"].groupby(["model", "lr", "recipe", "seed"])[["loss", "bits_per_byte"]].mean()
-    proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes, window.seeds_paired)
+    proxies, matrices = _proxy_settings(proxy_runs, recipes, tuned, n_boot, notes, window.seeds_paired, metric)
     proxies, lr_choices = _label_settings(proxies, matrices, loss_drops, window, proxy_runs, notes)
     bits = rows.loc[np.isfinite(rows["loss"]) & (rows["loss"] > 0), ["bits_per_byte", "loss"]].dropna()
     summary = DomainSummary(
@@ -288,7 +289,7 @@ def _agreement(stats: dict[str, tuple[float, float, float]]) -> Agreement:
 
 
 def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndarray | None, n_boot: int,
-                    notes: list[str], seeds_paired: bool
+                    notes: list[str], seeds_paired: bool, metric: Metric
                     ) -> tuple[list[ProxySetting], dict[tuple[str, float], np.ndarray]]:
     """Every (model, lr) that has runs for all ``recipes``, scored against the tuned targets when there are any."""
     settings, matrices = [], {}
@@ -318,7 +319,8 @@ def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndar
         if tuned is not None and len(recipes) >= 2:
             agreement = _agreement(rank_transfer(matrix, tuned, ks=KS, n_boot=n_boot, seeds_paired=seeds_paired))
         settings.append(ProxySetting(
-            model=str(model), lr=float(lr), mean_loss=dict(zip(recipes, means.tolist())),
+            model=str(model), lr=float(lr), metric=metric,
+            mean_score=dict(zip(recipes, (metric.sign * means).tolist())),
             seed_std=dict(zip(recipes, stds.tolist())),
             rank={recipes[i]: position + 1 for position, i in enumerate(order)},
             mean_bits_per_byte=None if recipe_bits.isna().any() else recipe_bits.to_dict(),

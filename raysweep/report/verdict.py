@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from raysweep.report.records import Agreement, Interval, ProxySetting, Report
+from raysweep.report.records import Agreement, Interval, Metric, ProxySetting, Report
 
 TRUSTED_SPEARMAN = 0.7
 """A ranking "agrees" with the tuned targets when Spearman reaches this (its CI's lower end, to be trusted)."""
@@ -29,7 +29,7 @@ def setting_name(setting: ProxySetting) -> str:
 
 def finding_one(report: Report) -> list[str]:
     """Finding I (Fig. 4a): each proxy model's loss at the chosen lr against its own best over the lr sweep."""
-    if report.metric != "loss":
+    if report.metric != Metric.LOSS:
         return []
     lines = []
     for model in sorted({s.model for s in report.main.chosen()}):
@@ -92,7 +92,7 @@ def verdict(report: Report) -> str:
         parts[0] += (f", but {main.targets[1].recipe} is within seed noise of it: the targets cannot separate them, "
                      "add target seeds before committing")
     scored = [s for s in main.proxies if s.agreement]
-    ranked_by = " ranked by gradient alignment" if report.metric == "alignment" else ""
+    ranked_by = " ranked by gradient alignment" if report.metric == Metric.ALIGNMENT else ""
     untrusted = {c.model for c in main.lr_choices if not c.trusted}
     for s in (s for s in scored if s.is_chosen):
         caveat = " (a fallback: no lr passed the window's checks)" if s.model in untrusted else ""

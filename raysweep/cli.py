@@ -44,9 +44,10 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(sweep_path, err.problems) from None
     from raysweep import store
 
-    store.write_sweep_file(outcome.run_dir, sweep_path.read_text())
+    run = store.RunDir(outcome.run_dir)
+    store.write_sweep_file(run, sweep_path.read_text())
     console.print(f"Trained {outcome.num_trained} of {outcome.num_planned} planned trials; "
-                  f"results in {outcome.run_dir / 'results'}")
+                  f"results in {run.results}")
     for error in outcome.errors:
         console.print(f"[red]failed:[/red] {error}")
     summary = _summarize(outcome.run_dir, "all", console)
@@ -92,9 +93,9 @@ def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
         console.print(f"Wrote proxy.lrs = {lrs} to {sweep_path}")
     from raysweep import store
 
-    run_dir = Path(cluster.storage) / sweep.name
-    store.write_lr_window(run_dir, model, window.upper_lr, window.floor_lr)
-    console.print(f"Recorded the window in {run_dir / store.LR_WINDOW_FILE}: the report's chosen {model} lr stays at "
+    run = store.RunDir.of(cluster.storage, sweep.name)
+    store.write_lr_window(run, model, window.upper_lr, window.floor_lr)
+    console.print(f"Recorded the window in {run.lr_window_file}: the report's chosen {model} lr stays at "
                   f"or below {window.upper_lr:.2g}")
     return 0
 
@@ -114,7 +115,9 @@ def _status(args: argparse.Namespace, console: Console) -> int:
 def _recipes_show(args: argparse.Namespace, console: Console) -> int:
     from raysweep.recipes.show import show_recipes
 
-    return show_recipes(_language_model_sweep(Path(args.sweep)), Path(args.storage) / "shards", console, args.recipe)
+    from raysweep.store import shards_root
+
+    return show_recipes(_language_model_sweep(Path(args.sweep)), shards_root(args.storage), console, args.recipe)
 
 
 def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",

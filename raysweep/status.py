@@ -45,21 +45,20 @@ class RoleStatus:
 
 def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
     """Counts per role, and the ETA in seconds (None until every role with work left has a finished trial)."""
-    plan_path = Path(run_dir) / store.PLAN_FILE
+    run = store.RunDir(Path(run_dir))
     try:
-        plan = store.read_plan(run_dir)
+        plan = store.read_plan(run)
     except ValueError as err:
-        raise StatusError(f"{plan_path}: unreadable ({err}); launch again to rewrite it") from None
+        raise StatusError(f"{run.plan_file}: unreadable ({err}); launch again to rewrite it") from None
     if plan is None:
-        raise StatusError(f"{run_dir}: no {store.PLAN_FILE}; pass the run directory of a launch "
+        raise StatusError(f"{run_dir}: no {run.plan_file.name}; pass the run directory of a launch "
                           "(<storage>/<sweep name>)")
     if plan.gpus_per_trial is None:
-        raise StatusError(f"{plan_path} was written by an older raysweep; launch again to refresh it (a launch "
+        raise StatusError(f"{run.plan_file} was written by an older raysweep; launch again to refresh it (a launch "
                           "trains only what is not stored yet)")
-    results = Path(run_dir) / "results"
-    trials = _finished_trials(results)
-    failed = {f["trial_key"] for f in store.read_failures(results)}
-    started = {s["trial_key"] for s in store.read_started(results)}
+    trials = _finished_trials(run)
+    failed = {f["trial_key"] for f in store.read_failures(run)}
+    started = {s["trial_key"] for s in store.read_started(run)}
     roles, remaining_s = [], 0.0
     for role, keys in plan.trial_keys.items():
         planned = set(keys)
@@ -81,10 +80,10 @@ def sweep_status(run_dir: Path) -> tuple[list[RoleStatus], float | None]:
     return roles, eta
 
 
-def _finished_trials(results: Path) -> dict[str, dict]:
+def _finished_trials(run: store.RunDir) -> dict[str, dict]:
     """trial_key → its status and wall time, reading only those two columns of each stored trial."""
     # A corrupt file is left out: the next launch moves it aside and retrains its trial.
-    table, _ = store.read_tables(store.result_files(results), columns=["trial_key", "status", "wall_s"])
+    table, _ = store.read_tables(store.result_files(run), columns=["trial_key", "status", "wall_s"])
     rows = [] if table is None else table.to_pylist()
     return {row["trial_key"]: row for row in reversed(rows)}  # each trial's first row
 

@@ -57,7 +57,12 @@ SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class RunDir:
-    """One sweep's folder, ``<storage>/<sweep name>/``, and every path in it."""
+    """One sweep's folder, ``<storage>/<sweep name>/``, and every path in it: nothing else joins a path under it.
+
+    ``results/`` is the table; ``running/``, ``failed/``, ``partial/`` and ``corrupt/`` inside it hold what is not
+    (yet) a row; ``checkpoints/``, ``studies/`` (target search journals) and ``tune/`` (Tune's experiment state) sit
+    beside it, with ``plan.json``, ``sweep.yaml`` and ``lr_window.json``.
+    """
 
     path: Path
 
@@ -67,20 +72,46 @@ class RunDir:
 
     @property
     def results(self) -> Path:
-        """The results table: one Parquet file per stored trial (and, for now, the in-flight records)."""
         return self.path / "results"
 
+    def trial_file(self, trial_key: str) -> Path:
+        return self.results / f"trial-{trial_key}.parquet"
+
+    def marker(self, kind: str, trial_key: str) -> Path:
+        """``kind`` is "running", "failed" or "partial": a trial's record that is not a row."""
+        return self.results / kind / f"trial-{trial_key}.json"
+
     @property
-    def studies(self) -> Path:
-        """One Optuna journal per recipe of a target search."""
-        return self.path / "studies"
+    def corrupt(self) -> Path:
+        return self.results / "corrupt"
+
+    def checkpoint(self, trial_key: str) -> Path:
+        """Where a trial keeps its training state between evaluations."""
+        return self.path / "checkpoints" / f"trial-{trial_key}.pt"
+
+    def study(self, recipe: str) -> Path:
+        """The Optuna journal of ``recipe``'s target search."""
+        return self.path / "studies" / f"{recipe}.log"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.path / "plan.json"
+
+    @property
+    def sweep_file(self) -> Path:
+        return self.path / "sweep.yaml"
+
+    @property
+    def lr_window_file(self) -> Path:
+        return self.path / "lr_window.json"
 
 
-def _path(results_dir: Path, trial_key: str) -> Path:
-    return Path(results_dir) / f"trial-{trial_key}.parquet"
+def shards_root(storage: str | Path) -> Path:
+    """Recipe shard sets, shared by every sweep under ``storage`` (each named by its content hash)."""
+    return Path(storage).absolute() / "shards"
 
 
-def write_trial(results_dir: Path, result: TrialResult) -> Path:
+def write_trial(run: RunDir, result: TrialResult) -> Path:
     if result.status == Status.PARTIAL:
         raise ValueError(f"trial {result.spec.name} is partial: store it when it finishes or stops")
     spec = result.spec
@@ -89,45 +120,44 @@ def write_trial(results_dir: Path, result: TrialResult) -> Path:
              "bits_per_byte": evaluation.bits_per_byte[domain], "alignment": evaluation.alignment,
              "initial_loss": result.initial_losses.get(domain, math.nan)}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
-    path = write_atomically(_path(results_dir, spec.key),
+    path = write_atomically(run.trial_file(spec.key),
                             lambda staging: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging))
     for stale in ("failed", "running", "partial"):  # it may have failed before; it is no longer in flight
-        (path.parent / stale / f"trial-{spec.key}.json").unlink(missing_ok=True)
+        run.marker(stale, spec.key).unlink(missing_ok=True)
     return path
 
 
-def mark_started(results_dir: Path, spec: AnySpec) -> None:
+def mark_started(run: RunDir, spec: AnySpec) -> None:
     """``running/trial-<key>.json``: the trial has started; removed when it is stored or recorded as failed.
 
     A marker left behind by a killed launch means "interrupted": a relaunch starts that trial again. Its node and
     process id say where to look for a trial that seems stuck.
     """
-    write_json(Path(results_dir) / "running" / f"trial-{spec.key}.json",
+    write_json(run.marker("running", spec.key),
                {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
                 "node": socket.gethostname(), "pid": os.getpid()})
 
 
-def read_started(results_dir: Path) -> list[dict]:
+def read_started(run: RunDir) -> list[dict]:
     """Markers of trials started and not yet stored or failed: in flight, or interrupted."""
-    return [json.loads(p.read_text()) for p in sorted((Path(results_dir) / "running").glob("trial-*.json"))]
+    return _read_markers(run, "running")
 
 
-def checkpoint_path(results_dir: Path, trial_key: str) -> Path:
-    """Where a trial keeps its training state between evaluations (``checkpoints/`` beside ``results/``)."""
-    return Path(results_dir).parent / "checkpoints" / f"trial-{trial_key}.pt"
+def _read_markers(run: RunDir, kind: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(run.marker(kind, "*").parent.glob("trial-*.json"))]
 
 
-def write_partial(results_dir: Path, result: TrialResult) -> None:
+def write_partial(run: RunDir, result: TrialResult) -> None:
     """``partial/trial-<key>.json``: the evaluations of a trial paused between early-stopping rounds (its
     weights are in its checkpoint); the round's settle check reads them, ``write_trial`` removes them."""
-    write_json(Path(results_dir) / "partial" / f"trial-{result.spec.key}.json",
+    write_json(run.marker("partial", result.spec.key),
                {"trial_key": result.spec.key, "evaluations": [dataclasses.asdict(e) for e in result.evaluations],
                 "wall_s": result.wall_s, "initial_losses": result.initial_losses})
 
 
-def read_partial(results_dir: Path, spec: AnySpec) -> TrialResult | None:
+def read_partial(run: RunDir, spec: AnySpec) -> TrialResult | None:
     """What ``write_partial`` left for ``spec``, as the "partial" result it wrote, or None."""
-    path = Path(results_dir) / "partial" / f"trial-{spec.key}.json"
+    path = run.marker("partial", spec.key)
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
@@ -135,16 +165,12 @@ def read_partial(results_dir: Path, spec: AnySpec) -> TrialResult | None:
                        record.get("initial_losses", {}))
 
 
-def read_trial_losses(results_dir: Path, trial_key: str, domain: str = "all") -> list[float]:
+def read_trial_losses(run: RunDir, trial_key: str, domain: str = "all") -> list[float]:
     """A stored trial's losses on ``domain`` at each of its evaluations, in step order; [] if it is not stored."""
-    path = _path(results_dir, trial_key)
+    path = run.trial_file(trial_key)
     table, _ = read_tables([path] if path.is_file() else [], columns=["step", "domain", "loss"])
     rows = [] if table is None else table.to_pylist()
     return [row["loss"] for row in sorted(rows, key=lambda row: row["step"]) if row["domain"] == domain]
-
-
-PLAN_FILE = "plan.json"
-"""Written beside results/ by every launch (``Plan``); the report and ``raysweep status`` read it."""
 
 
 @dataclass(frozen=True)
@@ -167,13 +193,14 @@ class Plan:
     max_concurrent_trials: int | None = None
 
 
-def write_plan(run_dir: Path, plan: Plan) -> None:
-    write_json(Path(run_dir) / PLAN_FILE, dataclasses.asdict(plan))
+def write_plan(run: RunDir, plan: Plan) -> None:
+    """``plan.json``, written by every launch: the report and ``raysweep status`` read it."""
+    write_json(run.plan_file, dataclasses.asdict(plan))
 
 
-def read_plan(run_dir: Path) -> Plan | None:
+def read_plan(run: RunDir) -> Plan | None:
     """The last launch's plan; None when there is none. Raises ValueError when the file is not a plan."""
-    path = Path(run_dir) / PLAN_FILE
+    path = run.plan_file
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
@@ -184,61 +211,54 @@ def read_plan(run_dir: Path) -> Plan | None:
         raise ValueError(f"not a plan ({err})") from None
 
 
-SWEEP_FILE = "sweep.yaml"
-"""The sweep file of the last launch, copied beside results/: what produced these results."""
+def write_sweep_file(run: RunDir, text: str) -> None:
+    """The sweep file of the last launch, copied into the run: what produced these results."""
+    write_atomically(run.sweep_file, lambda staging: staging.write_text(text))
 
 
-def write_sweep_file(run_dir: Path, text: str) -> None:
-    write_atomically(Path(run_dir) / SWEEP_FILE, lambda staging: staging.write_text(text))
-
-
-LR_WINDOW_FILE = "lr_window.json"
-"""Written beside results/ by ``raysweep estimate-lr``: per proxy model, the Eq. 58 bound and the precision floor;
-the report keeps the chosen proxy lr below the bound."""
-
-
-def write_lr_window(run_dir: Path, model: str, eta_58: float, precision_floor: float) -> None:
-    """Record one model's measured window, keeping the other models' entries."""
-    windows = read_lr_windows(run_dir)
+def write_lr_window(run: RunDir, model: str, eta_58: float, precision_floor: float) -> None:
+    """Record one model's window measured by ``raysweep estimate-lr`` (the Eq. 58 bound and the precision floor:
+    the report keeps the chosen proxy lr below the bound), keeping the other models' entries."""
+    windows = read_lr_windows(run)
     windows[model] = {"eta_58": eta_58, "precision_floor": precision_floor}
-    write_json(Path(run_dir) / LR_WINDOW_FILE, windows)
+    write_json(run.lr_window_file, windows)
 
 
-def read_lr_windows(run_dir: Path) -> dict[str, dict[str, float]]:
+def read_lr_windows(run: RunDir) -> dict[str, dict[str, float]]:
     """model → {"eta_58", "precision_floor"}; empty when ``estimate-lr`` has not run. ValueError when not JSON."""
-    path = Path(run_dir) / LR_WINDOW_FILE
+    path = run.lr_window_file
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_failure(results_dir: Path, spec: AnySpec, cause: str) -> Path:
+def write_failure(run: RunDir, spec: AnySpec, cause: str) -> Path:
     """Record a trial that raised after its retries: ``failed/trial-<key>.json`` with its cause.
 
     Failed trials are not finished: a relaunch retries them, and their record goes when one succeeds.
     """
-    path = Path(results_dir) / "failed" / f"trial-{spec.key}.json"
-    write_json(path, {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
-                      "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
-    (Path(results_dir) / "running" / path.name).unlink(missing_ok=True)
+    path = write_json(run.marker("failed", spec.key),
+                      {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
+                       "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
+    run.marker("running", spec.key).unlink(missing_ok=True)
     return path
 
 
-def read_failures(results_dir: Path) -> list[dict]:
+def read_failures(run: RunDir) -> list[dict]:
     """The failure records of trials that have not succeeded since (see ``write_failure``)."""
-    return [json.loads(p.read_text()) for p in sorted((Path(results_dir) / "failed").glob("trial-*.json"))]
+    return _read_markers(run, "failed")
 
 
-def finished_keys(results_dir: Path) -> tuple[set[str], list[str]]:
+def finished_keys(run: RunDir) -> tuple[set[str], list[str]]:
     """Keys of the trials stored whole, and one line per result file that is not (moved to ``corrupt/``).
 
     A file that is truncated or not Parquet cannot have come from ``write_trial`` (which renames only whole
     files): it is kept aside, never deleted, and its trial counts as unfinished so the next launch retrains it.
     """
     keys, problems = set(), []
-    for path in sorted(Path(results_dir).glob("trial-*.parquet")):
+    for path in result_files(run):
         try:
             pq.read_metadata(path)
         except (pa.ArrowException, OSError) as err:
-            aside = path.parent / "corrupt" / path.name
+            aside = run.corrupt / path.name
             aside.parent.mkdir(exist_ok=True)
             os.replace(path, aside)
             problems.append(f"{path.name} is unreadable ({err}); moved to {aside}, its trial will be retrained")
@@ -247,9 +267,9 @@ def finished_keys(results_dir: Path) -> tuple[set[str], list[str]]:
     return keys, problems
 
 
-def result_files(results_dir: Path) -> list[Path]:
+def result_files(run: RunDir) -> list[Path]:
     """The stored trials' files, in key order."""
-    return sorted(Path(results_dir).glob("trial-*.parquet"))
+    return sorted(run.results.glob("trial-*.parquet"))
 
 
 def read_tables(files: list[Path], columns: list[str] | None = None) -> tuple[pa.Table | None, list[str]]:
@@ -270,7 +290,7 @@ def read_tables(files: list[Path], columns: list[str] | None = None) -> tuple[pa
     return pa.concat_tables(tables, promote_options="default"), unreadable
 
 
-def read_results(results_dir: Path) -> pa.Table:
+def read_results(run: RunDir) -> pa.Table:
     """Every stored trial's rows (the schema above; empty when none is stored)."""
-    table, _ = read_tables(result_files(results_dir))
+    table, _ = read_tables(result_files(run))
     return SCHEMA.empty_table() if table is None else table

@@ -17,7 +17,7 @@ import torch
 from raysweep.cli import main
 from raysweep.config import load_sweep
 from raysweep.status import sweep_status
-from raysweep.store import read_results
+from raysweep.store import RunDir, read_results
 from raysweep.families.language_model import build_data, plan_trials
 from raysweep.train import train
 
@@ -64,7 +64,7 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     results = run_dir / "results"
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("trial-*.parquet") if p.name in stored_before} \
         == stored_before  # finished trials were not run again
-    frame = read_results(results).to_pandas()
+    frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned}
     per_trial = frame.groupby(["trial_key", "step", "domain"]).size()
     assert per_trial.eq(1).all()  # no row lost or duplicated
@@ -112,7 +112,7 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_witho
     planned = plan_trials(load_sweep(sweep))
     assert killed and status == 0, output
     assert f"Trained {len(planned)} of {len(planned)} planned trials" in output and "failed" not in output
-    frame = read_results(run_dir / "results").to_pandas()
+    frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned} and set(frame["status"]) == {"ok"}
     victim = frame[frame["trial_key"] == killed[0]]
     assert not victim.duplicated(["step", "domain"]).any() and victim["step"].nunique() == 8
@@ -132,7 +132,7 @@ def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(l
     assert status == 0, output
     assert "checkpoint 2 vs 1: Spearman" in output and "settled" in output, output
     assert "Early stop saved" in output and "of the proxy compute planned" in output, output
-    frame = read_results(tmp_path / "runs" / "settling" / "results").to_pandas()
+    frame = read_results(RunDir(tmp_path / "runs" / "settling")).to_pandas()
     last = frame.groupby("trial_key").agg(role=("role", "first"), status=("status", "first"), step=("step", "max"),
                                           num_steps=("num_steps", "first"))
     stopped = last[last["status"] == "stopped"]
@@ -160,7 +160,7 @@ def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes
 
     assert status == 0, output
     run_dir = tmp_path / "runs" / "searched"
-    frame = read_results(run_dir / "results").to_pandas()
+    frame = read_results(RunDir(run_dir)).to_pandas()
     targets = frame[frame["role"] == "target"].groupby("trial_key").agg(
         recipe=("recipe", "first"), lr=("lr", "first"), status=("status", "first"))
     assert targets.groupby("recipe").size().to_dict() == {"balanced": 6, "low_quality": 6}  # 3 configurations × 2 seeds

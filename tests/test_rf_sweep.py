@@ -7,7 +7,7 @@ import io
 
 from raysweep.cli import main
 from raysweep.config import load_sweep
-from raysweep.store import read_results
+from raysweep.store import RunDir, read_results
 
 from conftest import REPO, write_yaml
 
@@ -32,6 +32,6 @@ def test_a_random_feature_sweep_launches_and_reports_agreement_with_the_infinite
     output = buffer.getvalue()
     assert status == 0, output
     assert "Trained 20 of 20 planned trials" in output  # 4 datasets × 2 lrs × 2 seeds + 4 optima
-    frame = read_results(tmp_path / "runs" / "rf" / "results").to_pandas()
+    frame = read_results(RunDir(tmp_path / "runs" / "rf")).to_pandas()
     assert set(frame["model"]) == {"rf-m256", "infinite-width (kernel)"} and frame["loss"].ge(0).all()
     assert "proxy rf-m256 @ lr 1" in output and "Verdict:" in output

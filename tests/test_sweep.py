@@ -13,7 +13,7 @@ from raysweep.cli import main
 from raysweep.config import load_sweep
 from raysweep.report import report_run
 from raysweep.status import sweep_status
-from raysweep.store import SCHEMA, read_results
+from raysweep.store import SCHEMA, RunDir, read_results
 from raysweep.families.language_model import plan_trials
 
 from conftest import micro_sweep, storage_with, write_yaml
@@ -66,7 +66,7 @@ def test_a_launch_without_a_terminal_prints_progress_lines_for_its_log(launched)
 
 
 def test_results_follow_the_documented_schema_one_row_per_trial_checkpoint_and_domain(launched):
-    table = read_results(launched["run_dir"] / "results")
+    table = read_results(RunDir(launched["run_dir"]))
     assert table.schema == SCHEMA
     frame = table.to_pandas()
     planned = {t.key: t for t in plan_trials(load_sweep(launched["sweep"]))}
@@ -83,7 +83,7 @@ def test_results_follow_the_documented_schema_one_row_per_trial_checkpoint_and_d
 
 
 def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(launched):
-    frame = read_results(launched["run_dir"] / "results").to_pandas()
+    frame = read_results(RunDir(launched["run_dir"])).to_pandas()
     diverged = frame[frame["lr"] == 1.0e30]
     assert set(diverged["status"]) == {"diverged"} and diverged["trial_key"].nunique() == 4
     assert (diverged["loss"] == math.inf).all()
@@ -113,7 +113,7 @@ def test_select_mode_tunes_targets_only_on_the_proxy_shortlist_and_bounds_the_pi
     cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
     assert main(["launch", str(cluster)]) == 0
     out = capsys.readouterr().out
-    frame = read_results(tmp_path / "runs" / "pick" / "results").to_pandas()
+    frame = read_results(RunDir(tmp_path / "runs" / "pick")).to_pandas()
     targets = frame[frame["role"] == "target"]
     (shortlisted,) = set(targets["recipe"])
     assert frame.loc[frame["role"] == "proxy", "recipe"].nunique() == 2 and targets["trial_key"].nunique() == 4
@@ -133,7 +133,7 @@ def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained
 
 def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(own_copy, capsys):
     results = own_copy["run_dir"] / "results"
-    frame = read_results(results).to_pandas()
+    frame = read_results(RunDir(own_copy["run_dir"])).to_pandas()
     doomed = set(frame.loc[(frame["recipe"] == "low_quality") & (frame["role"] == "target"), "trial_key"])
     for key in doomed:
         (results / f"trial-{key}.parquet").unlink()

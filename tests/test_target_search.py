@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray import tune
 
 from raysweep import store
+from raysweep.store import RunDir
 from raysweep.config import ASHA, ModelSpec, TargetGrid, TPESearch, WSDSchedule
 from raysweep.sweep.search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
 from raysweep.trials import Evaluation, TrialResult, TrialSpec, eval_steps
@@ -51,7 +52,7 @@ def target_grid(**changes) -> TargetGrid:
 def searcher_for(root: Path, *, budget: int, seed: int = 0, recipes: tuple[str, ...] = ("good", "poor"),
                  grid: TargetGrid | None = None, proxies: tuple[TrialSpec, ...] = ()) -> RecipeTPESearcher:
     return RecipeTPESearcher(TPESearch(type="tpe", trials_per_recipe=budget, seed=seed), grid or target_grid(),
-                             list(recipes), make_spec, root / "results", root / "studies", list(proxies), ENTRY)
+                             list(recipes), make_spec, RunDir(root), list(proxies), ENTRY)
 
 
 def evaluations_of(spec: TrialSpec) -> list[Evaluation]:
@@ -80,57 +81,57 @@ def spec_of(config: dict, planned: dict[str, TrialSpec]) -> TrialSpec:
     return config["spec"] if "spec" in config else planned[config["trial"]["key"]]
 
 
-def train(config: dict, results_dir: str, planned: dict[str, TrialSpec]) -> None:
+def train(config: dict, root: str, planned: dict[str, TrialSpec]) -> None:
     """The test trainable; each run leaves a file in ``runs/``, so a trial trained twice shows."""
-    spec = spec_of(config, planned)
-    (Path(results_dir) / "runs").mkdir(parents=True, exist_ok=True)
-    (Path(results_dir) / "runs" / f"{spec.key}-{uuid.uuid4().hex}").touch()
+    spec, run = spec_of(config, planned), RunDir(Path(root))
+    (run.path / "runs").mkdir(parents=True, exist_ok=True)
+    (run.path / "runs" / f"{spec.key}-{uuid.uuid4().hex}").touch()
     evaluations = evaluations_of(spec)
     for index, evaluation in enumerate(evaluations, start=1):
         loss = evaluation.losses["all"]
         if math.isfinite(loss):
-            store.write_partial(Path(results_dir), TrialResult(spec, "partial", evaluations[:index]))
+            store.write_partial(run, TrialResult(spec, "partial", evaluations[:index]))
         tune.report({"evaluation": index, **({"loss": loss} if math.isfinite(loss) else {})})
-    store.write_trial(Path(results_dir), TrialResult(spec, status_of(evaluations), evaluations))
+    store.write_trial(run, TrialResult(spec, status_of(evaluations), evaluations))
 
 
-def trained_keys(results_dir: Path) -> list[str]:
+def trained_keys(root: Path) -> list[str]:
     """One key per training run: a key twice is a trial trained twice."""
-    return [p.name.rsplit("-", 1)[0] for p in (results_dir / "runs").glob("*")]
+    return [p.name.rsplit("-", 1)[0] for p in (root / "runs").glob("*")]
 
 
 class StoreStopped(tune.Callback):
     """Stores a trial that ended with only a partial record (ASHA stopped it) as "stopped", as the sweep does."""
 
-    def __init__(self, results_dir: Path, planned: dict[str, TrialSpec]):
-        self.results_dir, self.planned = results_dir, planned
+    def __init__(self, run: RunDir, planned: dict[str, TrialSpec]):
+        self.run, self.planned = run, planned
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         spec = spec_of(trial.config, self.planned)
-        partial = store.read_partial(self.results_dir, spec)
-        if spec.role == "target" and partial and not store.read_trial_losses(self.results_dir, spec.key):
-            store.write_trial(self.results_dir, dataclasses.replace(partial, status="stopped"))
+        partial = store.read_partial(self.run, spec)
+        if spec.role == "target" and partial and not store.read_trial_losses(self.run, spec.key):
+            store.write_trial(self.run, dataclasses.replace(partial, status="stopped"))
 
 
-def run_tune(results_dir: Path, *, searcher: RecipeTPESearcher | None = None, specs: tuple[TrialSpec, ...] = (),
+def run_tune(root: Path, *, searcher: RecipeTPESearcher | None = None, specs: tuple[TrialSpec, ...] = (),
              asha: ASHA | None = None, concurrency: int = 2) -> None:
     """One Tune experiment, wired as the sweep wires it: the searcher's trials (``specs``: the planned proxies it
     hands out), or else the grid of ``specs``."""
     planned = {s.key: s for s in specs}
     tuner = tune.Tuner(
-        tune.with_parameters(train, results_dir=str(results_dir), planned=planned),
+        tune.with_parameters(train, root=str(root), planned=planned),
         param_space={} if searcher else {"trial": tune.grid_search([ENTRY(s) for s in specs])},
         tune_config=tune.TuneConfig(
             search_alg=searcher, num_samples=-1 if searcher else 1, max_concurrent_trials=concurrency,
             scheduler=PerRecipeASHA(asha) if asha else None,
             reuse_actors=True, trial_dirname_creator=lambda trial: trial.trial_id),
-        run_config=tune.RunConfig(storage_path=str(results_dir.parent / "tune"), verbose=0,
-                                  callbacks=[StoreStopped(results_dir, planned)]),
+        run_config=tune.RunConfig(storage_path=str(root / "tune"), verbose=0,
+                                  callbacks=[StoreStopped(RunDir(root), planned)]),
     )
     tuner.fit()
 
 
-def drive(searcher: RecipeTPESearcher, results_dir: Path) -> None:
+def drive(searcher: RecipeTPESearcher, root: Path) -> None:
     """Run the searcher's trials one at a time, as Tune does at ``max_concurrent_trials=1``."""
     for number in range(10_000):
         suggestion = searcher.suggest(f"trial-{number}")
@@ -139,12 +140,12 @@ def drive(searcher: RecipeTPESearcher, results_dir: Path) -> None:
             return
         spec = suggestion["spec"]
         evaluations = evaluations_of(spec)
-        store.write_trial(results_dir, TrialResult(spec, status_of(evaluations), evaluations))
+        store.write_trial(RunDir(root), TrialResult(spec, status_of(evaluations), evaluations))
         searcher.on_trial_complete(f"trial-{number}")
 
 
 def load_study(root: Path, recipe: str) -> optuna.Study:
-    backend = optuna.storages.journal.JournalFileBackend(str(root / "studies" / f"{recipe}.log"))
+    backend = optuna.storages.journal.JournalFileBackend(str(RunDir(root).study(recipe)))
     return optuna.load_study(study_name=recipe, storage=optuna.storages.JournalStorage(backend))
 
 
@@ -175,13 +176,13 @@ def relaunched(local_ray, tmp_path_factory):
     killed = searcher_for(root, budget=4)
     handed = [killed.suggest(f"killed-{i}")["spec"] for i in range(3)]
     for i, spec in enumerate(handed):
-        store.write_trial(root / "results", TrialResult(spec, status_of(evaluations_of(spec)), evaluations_of(spec)))
+        store.write_trial(RunDir(root), TrialResult(spec, status_of(evaluations_of(spec)), evaluations_of(spec)))
         killed.on_trial_complete(f"killed-{i}")
     load_study(root, "poor").ask().suggest_float("lr", 1e-4, 1e-1, log=True)  # no batch size nor weight decay yet
     before = {recipe: [(t.state, t.params) for t in trials] for recipe, trials in studies(root).items()}
     proxies = tuple(make_spec(recipe, 1e-4, 16, 0.0, 0, role="proxy") for recipe in SCALE)
     searcher = searcher_for(root, budget=4, proxies=proxies)
-    run_tune(root / "results", searcher=searcher, specs=proxies, asha=ASHA(grace_evals=1, reduction_factor=2))
+    run_tune(root, searcher=searcher, specs=proxies, asha=ASHA(grace_evals=1, reduction_factor=2))
     return {"root": root, "handed": handed, "before": before, "proxies": proxies, "searcher": searcher}
 
 
@@ -193,8 +194,8 @@ def test_every_recipe_ends_with_its_budget_of_configurations_each_stored_for_eve
         assert len(configurations) == 4, recipe
         for trial in configurations:
             for seed in (0, 1):
-                assert store.read_trial_losses(root / "results", make_spec(recipe, *configuration(trial), seed).key)
-    assert {p.key for p in relaunched["proxies"]} <= set(trained_keys(root / "results"))
+                assert store.read_trial_losses(RunDir(root), make_spec(recipe, *configuration(trial), seed).key)
+    assert {p.key for p in relaunched["proxies"]} <= set(trained_keys(root))
     assert relaunched["searcher"].finished
 
 
@@ -203,7 +204,7 @@ def test_a_relaunch_continues_the_killed_studies_without_training_a_stored_trial
     assert [(s.recipe, s.seed) for s in handed] == [("good", 0), ("good", 1), ("poor", 0)]
     before = relaunched["before"]
     assert [state for trials in before.values() for state, _ in trials] == [TrialState.RUNNING] * 3
-    trained = trained_keys(root / "results")
+    trained = trained_keys(root)
     assert len(trained) == len(set(trained)) and not {s.key for s in handed} & set(trained)
     assert len(trained) == 2 + 2 * 4 * 2 - len(handed)
     after = studies(root)
@@ -223,7 +224,7 @@ def test_a_configuration_is_told_what_the_store_holds_for_all_its_seeds(tmp_path
             losses = [5.0] * (len(steps) - 1) + ([] if final is None else [final])
             status = {None: "stopped", math.inf: "diverged"}.get(final, "ok")
             if final != "nothing":
-                store.write_trial(tmp_path / "results", TrialResult(
+                store.write_trial(RunDir(tmp_path), TrialResult(
                     spec, status, [Evaluation(s, s, {"all": v}, {"all": v}) for s, v in zip(steps, losses)]))
             searcher.on_trial_complete(f"{name}-{seed}", error=final == "nothing")
 
@@ -237,12 +238,12 @@ def test_a_configuration_is_told_what_the_store_holds_for_all_its_seeds(tmp_path
 def test_a_relaunch_retries_a_configuration_whose_seed_raised_once_for_the_seeds_it_lacks(tmp_path):
     searcher = searcher_for(tmp_path, budget=2, recipes=("good",))
     specs = [searcher.suggest(f"first-{seed}")["spec"] for seed in (0, 1)]
-    store.write_trial(tmp_path / "results", TrialResult(specs[0], "ok", evaluations_of(specs[0])))
+    store.write_trial(RunDir(tmp_path), TrialResult(specs[0], "ok", evaluations_of(specs[0])))
     for seed in (0, 1):  # seed 1 raised after its retries: it stored nothing
         searcher.on_trial_complete(f"first-{seed}", error=seed == 1)
     second = [searcher.suggest(f"second-{seed}")["spec"] for seed in (0, 1)]
     for seed, spec in enumerate(second):
-        store.write_trial(tmp_path / "results", TrialResult(spec, "ok", evaluations_of(spec)))
+        store.write_trial(RunDir(tmp_path), TrialResult(spec, "ok", evaluations_of(spec)))
         searcher.on_trial_complete(f"second-{seed}")
     assert searcher.suggest("done") == "FINISHED" and searcher.finished  # the failure counted in its launch
 
@@ -251,7 +252,7 @@ def test_a_relaunch_retries_a_configuration_whose_seed_raised_once_for_the_seeds
     retry = relaunched.suggest("retry")["spec"]
     assert retry.key == specs[1].key  # the same configuration, only the seed that raised
     assert len(relaunched.target_keys()) == 4  # the retry has the failed configuration's keys
-    store.write_trial(tmp_path / "results", TrialResult(retry, "ok", evaluations_of(retry)))
+    store.write_trial(RunDir(tmp_path), TrialResult(retry, "ok", evaluations_of(retry)))
     relaunched.on_trial_complete("retry")
     assert relaunched.suggest("after") == "FINISHED" and relaunched.finished
     first, _, retried = studies(tmp_path)["good"]
@@ -270,7 +271,7 @@ def test_a_search_runs_as_successive_experiments_of_at_most_the_given_number_of_
         for number, suggestion in enumerate(experiment, start=len(handed_out)):  # the experiment's trials end
             if "spec" in suggestion:
                 spec = suggestion["spec"]
-                store.write_trial(tmp_path / "results", TrialResult(spec, "ok", evaluations_of(spec)))
+                store.write_trial(RunDir(tmp_path), TrialResult(spec, "ok", evaluations_of(spec)))
             searcher.on_trial_complete(f"trial-{number}")
         handed_out.append(len(experiment))
     assert handed_out == [4, 4, 4, 1]  # one proxy, then 2 recipes × 3 configurations × 2 seeds
@@ -279,7 +280,7 @@ def test_a_search_runs_as_successive_experiments_of_at_most_the_given_number_of_
 
 def test_the_same_seed_suggests_the_same_configurations(tmp_path):
     def suggested(root: Path, seed: int) -> dict[str, list[tuple]]:
-        drive(searcher_for(root, budget=6, seed=seed, grid=target_grid(seeds=[0])), root / "results")
+        drive(searcher_for(root, budget=6, seed=seed, grid=target_grid(seeds=[0])), root)
         return {recipe: [configuration(t) for t in trials] for recipe, trials in sorted(studies(root).items())}
 
     first = suggested(tmp_path / "a", seed=7)
@@ -289,7 +290,7 @@ def test_the_same_seed_suggests_the_same_configurations(tmp_path):
 
 
 def test_tpe_concentrates_near_the_optimum_after_its_random_start(tmp_path):
-    drive(searcher_for(tmp_path, budget=24, grid=target_grid(seeds=[0], lrs=[1e-5, 1e-1])), tmp_path / "results")
+    drive(searcher_for(tmp_path, budget=24, grid=target_grid(seeds=[0], lrs=[1e-5, 1e-1])), tmp_path)
 
     def mean_distance(trials: list[FrozenTrial]) -> float:
         return sum(abs(math.log10(t.params["lr"] / OPTIMUM_LR)) for t in trials) / len(trials)
@@ -308,8 +309,8 @@ def test_asha_stops_poor_configurations_of_a_recipe_as_a_whole_and_never_for_ano
     lrs = {"A": 3e-3, "B": 3e-4, "C": 3e-5}
     order = [("A", 0), ("A", 1), ("B", 0), ("C", 1), ("B", 1), ("C", 0)]
     specs = tuple(make_spec(recipe, lrs[name], 32, 0.0, seed) for recipe in ("good", "poor") for name, seed in order)
-    run_tune(tmp_path / "results", specs=specs, asha=ASHA(grace_evals=1, reduction_factor=2), concurrency=1)
+    run_tune(tmp_path, specs=specs, asha=ASHA(grace_evals=1, reduction_factor=2), concurrency=1)
 
-    evaluations = {(s.recipe, s.lr, s.seed): len(store.read_trial_losses(tmp_path / "results", s.key)) for s in specs}
+    evaluations = {(s.recipe, s.lr, s.seed): len(store.read_trial_losses(RunDir(tmp_path), s.key)) for s in specs}
     for recipe in ("good", "poor"):
         assert [evaluations[recipe, lrs[name], seed] for name in "ABC" for seed in (0, 1)] == [4, 4, 1, 1, 1, 1]

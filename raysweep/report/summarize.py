@@ -65,7 +65,7 @@ from raysweep.report.lr_choice import choose_lr
 from raysweep.report.records import (Metric, Agreement, DomainSummary, FixedConfigBaseline, Interval, LrChoice,
                                      ProxySetting, Report, TargetConfig, TunedTarget)
 from raysweep.report.table import as_frame, family_of, in_plan, load_results, plan_gaps
-from raysweep.store import LR_WINDOW_FILE, PLAN_FILE, Plan, read_lr_windows, read_plan
+from raysweep.store import Plan, read_lr_windows, read_plan
 from raysweep.trials import Family, Role
 
 KS = (1, 2, 3)
@@ -88,11 +88,11 @@ def report_run(path: str | Path, warn: Callable[[str], None], **options) -> Repo
         try:
             plan = read_plan(run_dir)
         except ValueError as err:
-            warn(f"{run_dir / PLAN_FILE}: unreadable ({err}); reporting from the results table alone")
+            warn(f"{run_dir.plan_file}: unreadable ({err}); reporting from the results table alone")
         try:
             eta_58 = {model: float(w["eta_58"]) for model, w in read_lr_windows(run_dir).items()}
         except (ValueError, TypeError, KeyError, AttributeError) as err:
-            warn(f"{run_dir / LR_WINDOW_FILE}: unreadable ({err}); the chosen lr ignores the Eq. 58 bound")
+            warn(f"{run_dir.lr_window_file}: unreadable ({err}); the chosen lr ignores the Eq. 58 bound")
     return summarize(table, standard_lr=plan.standard_lr if plan else None, plan=plan, eta_58=eta_58,
                      source=str(path), unreadable=unreadable, **options)
 

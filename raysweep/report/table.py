@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from raysweep.errors import ReportError
-from raysweep.store import Plan, read_failures, read_tables
+from raysweep.store import Plan, RunDir, read_failures, read_tables
 from raysweep.trials import FAMILIES, LANGUAGE_MODEL, Family, Role
 
 COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
@@ -20,7 +20,7 @@ when absent)."""
 OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "initial_loss", "num_steps")
 
 
-def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
+def load_results(path: str | Path) -> tuple[pa.Table, RunDir | None, list[str]]:
     """Read a run directory (its ``results/``), one Parquet file, or a folder of Parquet files.
 
     Returns the table, the run directory (where ``plan.json`` lives; None for bare Parquet input) and one line
@@ -29,8 +29,8 @@ def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
     columns (``bits_per_byte``, ``alignment``) combine; the missing values are null.
     """
     path = Path(path)
-    run_dir = path if (path / "results").is_dir() else None
-    folder = path / "results" if run_dir else path
+    run_dir = RunDir(path) if RunDir(path).results.is_dir() else None
+    folder = run_dir.results if run_dir else path
     if folder.is_dir():
         files = sorted(folder.glob("*.parquet"))
         if not files:
@@ -46,7 +46,8 @@ def load_results(path: str | Path) -> tuple[pa.Table, Path | None, list[str]]:
         raise ReportError(f"{path}: files with incompatible columns ({err})") from None
     if table is None:
         raise ReportError(f"{path}: not a readable results table ({unreadable[0]})")
-    unreadable += [f"failed after its retries: {f['name']}: {f['cause']}" for f in read_failures(folder)]
+    unreadable += [f"failed after its retries: {f['name']}: {f['cause']}"
+                   for f in (read_failures(run_dir) if run_dir else [])]
     return table, run_dir, unreadable
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -68,9 +67,9 @@ def saved_flops(num_params: int, steps_left: int, tokens_per_step: int) -> float
     return float(training_flops(num_params, steps_left * tokens_per_step))
 
 
-def store_stopped(results_dir: Path, spec: TrialSpec) -> float:
+def store_stopped(run: store.RunDir, spec: TrialSpec) -> float:
     """Store a paused proxy as "stopped" with its evaluations so far; drop its checkpoint; the FLOPs it saved."""
-    partial = store.read_partial(results_dir, spec)
-    store.write_trial(results_dir, dataclasses.replace(partial, status=Status.STOPPED))
-    store.checkpoint_path(results_dir, spec.key).unlink(missing_ok=True)
+    partial = store.read_partial(run, spec)
+    store.write_trial(run, dataclasses.replace(partial, status=Status.STOPPED))
+    run.checkpoint(spec.key).unlink(missing_ok=True)
     return saved_flops(spec.num_params, spec.num_steps - partial.evaluations[-1].step, spec.batch_size * spec.seq_len)

@@ -54,8 +54,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
            target_recipes: list[str] | None = None) -> LaunchOutcome:
     """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
     run = store.RunDir.of(cluster.storage, sweep.name)
-    run_dir, results_dir = run.path, run.results
-    done, corrupt = store.finished_keys(results_dir)
+    done, corrupt = store.finished_keys(run)
     for line in corrupt:
         console.print(f"[yellow]corrupt result:[/yellow] {line}")
     family = trial_family(sweep, cluster)
@@ -65,39 +64,39 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     shortlist = [r for r in family.recipes if target_recipes is None or r in target_recipes]
     if family.tpe and shortlist:
         search, grid, make_target = family.tpe
-        searcher = RecipeTPESearcher(search, grid, shortlist, make_target, results_dir, run.studies,
+        searcher = RecipeTPESearcher(search, grid, shortlist, make_target, run,
                                      [t for t in trials if t.key not in done], entry)
         sizing = family.largest_targets(shortlist)
     # a report or status of a partial run says what is missing
-    planned_keys = _write_plan(run_dir, cluster, family, trials, searcher)
+    planned_keys = _write_plan(run, cluster, family, trials, searcher)
     todo = [t for t in trials if t.key not in done]
     num_planned = len(trials) + (searcher.num_trials if searcher else 0)
     stored = sum(len(done.intersection(keys)) for keys in planned_keys.values())
     console.print(f"[bold]{sweep.name}[/bold]: {num_planned} trials planned, {stored} already stored in "
-                  f"{results_dir}")
+                  f"{run.results}")
     if not todo and (searcher is None or searcher.finished):
-        return LaunchOutcome(run_dir, num_planned, 0, [])
+        return LaunchOutcome(run.path, num_planned, 0, [])
     start_ray(cluster.ray, console)
     with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
-        data = family.prepare(todo + sizing, Path(cluster.storage).absolute() / "shards")
-    trial_run = TrialRun(cluster, family.train, entry, data, results_dir, console)
+        data = family.prepare(todo + sizing, store.shards_root(cluster.storage))
+    trial_run = TrialRun(cluster, family.train, entry, data, run, console)
     if family.early_stop and any(t.role == Role.PROXY for t in todo):
         errors = _run_in_rounds(trial_run, family, trials, todo, searcher)
     else:
         errors = run_trials(trial_run, todo, searcher=searcher, asha=family.asha,
                             num_searched=num_planned - stored - len(todo))
     if searcher:
-        _write_plan(run_dir, cluster, family, trials, searcher)  # now with the targets the search proposed
-    return LaunchOutcome(run_dir, num_planned, len(store.finished_keys(results_dir)[0] - done), errors)
+        _write_plan(run, cluster, family, trials, searcher)  # now with the targets the search proposed
+    return LaunchOutcome(run.path, num_planned, len(store.finished_keys(run)[0] - done), errors)
 
 
-def _write_plan(run_dir: Path, cluster: ClusterConfig, family: TrialFamily, trials: list[AnySpec],
+def _write_plan(run: store.RunDir, cluster: ClusterConfig, family: TrialFamily, trials: list[AnySpec],
                 searcher: RecipeTPESearcher | None) -> dict[str, list[str]]:
     """Write ``plan.json``; the trial keys it plans per role (a search's targets: those proposed so far)."""
     keys = {role: [t.key for t in trials if t.role == role] for role in Role}
     if searcher:
         keys[Role.TARGET] = searcher.target_keys()
-    store.write_plan(run_dir, store.Plan(
+    store.write_plan(run, store.Plan(
         family=family.family.name, recipes=family.recipes, trial_keys=keys,
         num_planned={role: searcher.num_trials if searcher and role == Role.TARGET else len(role_keys)
                      for role, role_keys in keys.items()},
@@ -111,7 +110,7 @@ def _run_in_rounds(run: TrialRun, family: TrialFamily, trials: list[AnySpec], to
                    searcher: RecipeTPESearcher | None) -> list[str]:
     """Proxies train one evaluation interval per round (targets all in the first); after each round, every proxy
     setting whose ranking has settled stops there, its runs stored as "stopped" (``raysweep.sweep.early_stop``)."""
-    rule, results_dir, console = family.early_stop, run.results_dir, run.console
+    rule, run_dir, console = family.early_stop, run.run_dir, run.console
     proxies = [t for t in trials if t.role == Role.PROXY]
     num_rounds = max(t.num_evals for t in proxies)
     recipes, seeds = family.recipes, list(dict.fromkeys(t.seed for t in proxies))
@@ -130,12 +129,12 @@ def _run_in_rounds(run: TrialRun, family: TrialFamily, trials: list[AnySpec], to
                              label=f"round {round_index}/{num_rounds}", searcher=searcher if first else None,
                              asha=family.asha if first else None,
                              num_searched=searcher.num_trials if searcher and first else 0)
-        waiting = {t.key for t in batch if t.key in waiting and store.read_partial(results_dir, t)}  # paused
+        waiting = {t.key for t in batch if t.key in waiting and store.read_partial(run_dir, t)}  # paused
         for (model, lr), grid in settings.items():
             pending = [t for row in grid for t in row if t.key in waiting]
             if not pending or round_index < 2:
                 continue
-            curves = [[_loss_curve(results_dir, t) for t in row] for row in grid]
+            curves = [[_loss_curve(run_dir, t) for t in row] for row in grid]
             previous, current = losses_at(curves, round_index - 2), losses_at(curves, round_index - 1)
             if previous is None or current is None:
                 continue
@@ -147,7 +146,7 @@ def _run_in_rounds(run: TrialRun, family: TrialFamily, trials: list[AnySpec], to
                              else ""))
             if check.settled:
                 for spec in pending:
-                    saved += store_stopped(results_dir, spec)
+                    saved += store_stopped(run_dir, spec)
                     waiting.discard(spec.key)
         if not waiting:
             break
@@ -159,9 +158,9 @@ def _run_in_rounds(run: TrialRun, family: TrialFamily, trials: list[AnySpec], to
     return errors
 
 
-def _loss_curve(results_dir: Path, spec: AnySpec) -> list[float]:
+def _loss_curve(run: store.RunDir, spec: AnySpec) -> list[float]:
     """The "all" loss at each evaluation a proxy has reached: stored whole, paused, or nothing yet."""
-    partial = store.read_partial(results_dir, spec)
+    partial = store.read_partial(run, spec)
     if partial:
         return [e.losses["all"] for e in partial.evaluations]
-    return store.read_trial_losses(results_dir, spec.key)
+    return store.read_trial_losses(run, spec.key)

@@ -2,8 +2,7 @@
 
 Both plug into the sweep's one Tune experiment; the searcher's trials carry their spec as ``config["spec"]``::
 
-    searcher = RecipeTPESearcher(sweep.target.search, sweep.target, recipes, make_spec, results_dir,
-                                 run_dir / "studies", proxies)
+    searcher = RecipeTPESearcher(sweep.target.search, sweep.target, recipes, make_spec, run, proxies, entry)
     scheduler = PerRecipeASHA(sweep.target.asha, spec_of=lambda config: config["spec"])
     tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1, max_concurrent_trials=...)
 
@@ -82,17 +81,16 @@ class RecipeTPESearcher(Searcher):
     """
 
     def __init__(self, search: TPESearch, grid: TargetGrid, recipes: list[str], make_spec: MakeSpec,
-                 results_dir: Path, study_dir: Path, proxies: list[TrialSpec], entry: TrialEntry):
+                 run: store.RunDir, proxies: list[TrialSpec], entry: TrialEntry):
         # No metric: Tune would then reject every result without it, and a diverged run reports no loss.
         super().__init__()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep shows its own progress
         self._grid, self._budget, self._make_spec, self._entry = grid, search.trials_per_recipe, make_spec, entry
-        self._results_dir = Path(results_dir)
+        self._run = run
         self._proxies = deque(proxies)
         self._recipes = list(recipes)
         self._cursor = 0
-        Path(study_dir).mkdir(parents=True, exist_ok=True)
-        self._studies = {recipe: _open_study(Path(study_dir), recipe, search) for recipe in self._recipes}
+        self._studies = {recipe: _open_study(run.study(recipe), recipe, search) for recipe in self._recipes}
         self._told = dict.fromkeys(self._recipes, 0)
         self._open: list[_Configuration] = []
         self._ready: deque[TrialSpec] = deque()
@@ -174,7 +172,7 @@ class RecipeTPESearcher(Searcher):
         specs = [self._make_spec(recipe, params["lr"], params["batch_size"], params["weight_decay"], seed)
                  for seed in self._grid.seeds]
         configuration = _Configuration(recipe, number, specs,
-                                       {s.key for s in specs if not store.read_trial_losses(self._results_dir, s.key)})
+                                       {s.key for s in specs if not store.read_trial_losses(self._run, s.key)})
         if not configuration.waiting:
             self._tell(configuration)
             return
@@ -217,7 +215,7 @@ class RecipeTPESearcher(Searcher):
 
     def _outcome(self, spec: TrialSpec) -> tuple[TrialState, float]:
         """What the store holds for one seed: its final "all" loss, or why it has none."""
-        losses = store.read_trial_losses(self._results_dir, spec.key)
+        losses = store.read_trial_losses(self._run, spec.key)
         if not losses:  # raised after its retries, or ended without storing anything
             return TrialState.FAIL, math.nan
         if not math.isfinite(losses[-1]) or len(losses) < len(eval_steps(spec.num_steps, spec.num_evals)):
@@ -231,7 +229,7 @@ _RETRY_OF = "retry_of"
 failed configuration counts against the budget until the next launch, which retries it once."""
 
 
-def _open_study(study_dir: Path, recipe: str, search: TPESearch) -> optuna.Study:
+def _open_study(journal: Path, recipe: str, search: TPESearch) -> optuna.Study:
     """The recipe's study, created or reloaded from ``<study_dir>/<recipe>.log``.
 
     The sampler's seed mixes the sweep's seed with the recipe's name through a stable hash, so a run is
@@ -241,7 +239,8 @@ def _open_study(study_dir: Path, recipe: str, search: TPESearch) -> optuna.Study
     seed = int.from_bytes(hashlib.sha256(f"{search.seed}/{recipe}".encode()).digest()[:4], "big")
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, search.trials_per_recipe // 3)),
                                          multivariate=True, constant_liar=True)
-    storage = JournalStorage(JournalFileBackend(str(study_dir / f"{recipe}.log")))
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(journal)))
     return optuna.create_study(storage=storage, study_name=recipe, direction="minimize", sampler=sampler,
                                load_if_exists=True)
 

@@ -36,7 +36,7 @@ class TrialRun:
     """The family's ``TrialFamily.train``."""
     entry: TrialEntry
     data: dict[str, TrialData]
-    results_dir: Path
+    run_dir: store.RunDir
     console: Console
 
 
@@ -50,8 +50,8 @@ class TrialRecorder(tune.Callback):
     """Stores what a trial's own run cannot: the evaluations of a target that ASHA stopped, as its rows, and the
     cause of a trial that still fails after its retries, so that the sweep goes on without it."""
 
-    def __init__(self, specs: dict[str, AnySpec], results_dir: Path):
-        self.specs, self.results_dir = specs, results_dir
+    def __init__(self, specs: dict[str, AnySpec], run: store.RunDir):
+        self.specs, self.run = specs, run
         self.errors: list[str] = []
         """One line per failed trial: its name, cause and traceback file."""
 
@@ -61,17 +61,17 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         spec = _spec_of(trial.config, self.specs)
-        stopped = (spec.role == Role.TARGET and store.read_partial(self.results_dir, spec)
-                   and not store.read_trial_losses(self.results_dir, spec.key))
+        stopped = (spec.role == Role.TARGET and store.read_partial(self.run, spec)
+                   and not store.read_trial_losses(self.run, spec.key))
         if stopped:  # ASHA stopped it: its evaluations so far become its rows (proxies pause between rounds)
-            store_stopped(self.results_dir, spec)
+            store_stopped(self.run, spec)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         spec = _spec_of(trial.config, self.specs)
         error_file = Path(trial.error_file) if trial.error_file else None
         lines = error_file.read_text().strip().splitlines() if error_file and error_file.is_file() else []
         cause = lines[-1] if lines else "no error recorded"
-        store.write_failure(self.results_dir, spec, cause)
+        store.write_failure(self.run, spec, cause)
         self.errors.append(f"{spec.name}: {cause} (traceback: {error_file or 'none'})")
 
 
@@ -87,40 +87,40 @@ def _trial_resources(config: dict) -> tune.PlacementGroupFactory:
 
 
 def _tune_trial(config: dict, train: Callable, specs: dict[str, AnySpec], data: dict[str, TrialData],
-                results_dir: str, stop_after_evals: int | None, compile_model: bool, stoppable_targets: bool) -> None:
+                run: store.RunDir, stop_after_evals: int | None, compile_model: bool, stoppable_targets: bool) -> None:
     """The Tune function trainable: train the trial's spec (from its checkpoint, if a killed run left one),
     report each evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its
     evaluations so far instead. A target that ASHA may stop (``stoppable_targets``) records its evaluations
     before each report, since a stopped trial never returns from it."""
     transformers.logging.set_verbosity_error()
     spec = _spec_of(config, specs)
-    store.mark_started(Path(results_dir), spec)
+    store.mark_started(run, spec)
     gpu_share = config["trial"]["gpu"]  # what the trial's placement group holds
     if torch.cuda.is_available() and 0 < gpu_share < 1:
         # Trials packed on one GPU each keep to their share, so one cannot starve the others of memory.
         torch.cuda.set_per_process_memory_fraction(gpu_share)
-    checkpoint = store.checkpoint_path(Path(results_dir), spec.key)
-    report = (_recording_report(spec, Path(results_dir)) if stoppable_targets and spec.role == Role.TARGET
+    checkpoint = run.checkpoint(spec.key)
+    report = (_recording_report(spec, run) if stoppable_targets and spec.role == Role.TARGET
               else lambda evaluation: _report_to_tune(spec, evaluation))
     result = train(spec, data, report, checkpoint, stop_after_evals, compile_model)
     if result.status == Status.PARTIAL:
-        store.write_partial(Path(results_dir), result)
+        store.write_partial(run, result)
     else:
-        store.write_trial(Path(results_dir), result)
+        store.write_trial(run, result)
         checkpoint.unlink(missing_ok=True)
 
 
-def _recording_report(spec: AnySpec, results_dir: Path) -> Callable[[Evaluation], None]:
+def _recording_report(spec: AnySpec, run: store.RunDir) -> Callable[[Evaluation], None]:
     """Report to Tune after storing the evaluations so far as a partial record (a resumed run starts from the
     record its earlier attempt left), so that a trial ASHA stops inside the report keeps its rows."""
-    earlier = store.read_partial(results_dir, spec) or TrialResult(spec, Status.PARTIAL)
+    earlier = store.read_partial(run, spec) or TrialResult(spec, Status.PARTIAL)
     evaluations = list(earlier.evaluations)
     start = time.perf_counter()
 
     def report(evaluation: Evaluation) -> None:
         if math.isfinite(evaluation.losses["all"]):
             evaluations.append(evaluation)
-            store.write_partial(results_dir, TrialResult(spec, Status.PARTIAL, list(evaluations),
+            store.write_partial(run, TrialResult(spec, Status.PARTIAL, list(evaluations),
                                                          earlier.wall_s + time.perf_counter() - start))
         _report_to_tune(spec, evaluation)
 
@@ -157,30 +157,30 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     specs = {t.key: t for t in trials}
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
-    cluster, results_dir = run.cluster, run.results_dir
+    cluster, run_dir = run.cluster, run.run_dir
     trainable = tune.with_resources(
-        tune.with_parameters(_tune_trial, train=run.train, specs=specs, data=run.data, results_dir=str(results_dir),
+        tune.with_parameters(_tune_trial, train=run.train, specs=specs, data=run.data, run=run_dir,
                              stop_after_evals=stop_after_evals,
                              compile_model=cluster.compile, stoppable_targets=asha is not None), _trial_resources)
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=run.console) as progress:
         task = progress.add_task(label, total=len(trials) + num_searched)
-        recorder = TrialRecorder(specs, results_dir)
+        recorder = TrialRecorder(specs, run_dir)
         callbacks = [recorder, TrialProgress(progress, task)]  # stored before the progress line counts it
         if searcher:
             while searcher.next_experiment(TRIALS_PER_EXPERIMENT):
-                _fit(trainable, {}, searcher, asha, callbacks, cluster, results_dir)
+                _fit(trainable, {}, searcher, asha, callbacks, cluster, run_dir)
         else:
             for start in range(0, len(ordered), TRIALS_PER_EXPERIMENT):
                 chunk = ordered[start:start + TRIALS_PER_EXPERIMENT]
                 _fit(trainable, {"trial": tune.grid_search([run.entry(t) for t in chunk])}, None, asha, callbacks,
-                     cluster, results_dir)
+                     cluster, run_dir)
     return recorder.errors
 
 
 def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha: ASHA | None,
-         callbacks: list[tune.Callback], cluster: ClusterConfig, results_dir: Path) -> None:
+         callbacks: list[tune.Callback], cluster: ClusterConfig, run: store.RunDir) -> None:
     """One Tune experiment: the grid of ``param_space``, or the trials ``searcher`` hands out."""
     tuner = tune.Tuner(
         trainable,
@@ -190,7 +190,7 @@ def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha:
                                     scheduler=PerRecipeASHA(asha) if asha else None,
                                     max_concurrent_trials=cluster.max_concurrent_trials, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name="tune", storage_path=str(results_dir.parent), verbose=0, callbacks=callbacks,
+        run_config=tune.RunConfig(name="tune", storage_path=str(run.path), verbose=0, callbacks=callbacks,
                                   failure_config=tune.FailureConfig(max_failures=cluster.trial_retries)),
     )
     tuner.fit()

@@ -121,8 +121,8 @@ def child_plain(sweep_path: Path, results_dir: Path, events_path: Path) -> int:
     trials = plan_rf_trials(load_sweep(sweep_path))
     mark("trials_start")
     for spec in trials:
-        store.mark_started(results_dir, spec)
-        store.write_trial(results_dir, run_rf_trial(spec))
+        store.mark_started(store.RunDir(results_dir.parent), spec)
+        store.write_trial(store.RunDir(results_dir.parent), run_rf_trial(spec))
     mark("trials_end")
     return 0
 

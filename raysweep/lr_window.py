@@ -23,9 +23,10 @@ import ray
 import torch
 from rich.table import Table
 
+from raysweep import store
 from raysweep.config import ClusterConfig, SweepConfig
-from raysweep.recipes.build import read_sequences
 from raysweep.families.language_model import build_data, plan_trials
+from raysweep.recipes.sequences import SequenceReader
 from raysweep.sweep import start_ray
 from raysweep.tiny_lr import (GradientStatistics, TinyLRReport, causal_lm_loss, gradient_statistics,
                               hessian_max_eigenvalue, recommended_lr_range, tiny_lr_reports, trainable)
@@ -59,11 +60,12 @@ def recipe_statistics(spec: TrialSpec, data: TrialData, num_batches: int) -> tup
     warm = replace(spec, schedule=replace(spec.schedule, decay_frac=0.0), num_evals=1)
     _, model = trained_model(warm, data)
     device = next(model.parameters()).device
-    following = read_sequences(data.train_dir, spec.num_sequences + num_batches * spec.batch_size)[spec.num_sequences:]
+    train = SequenceReader(data.train_dir, spec.num_sequences + num_batches * spec.batch_size)
+    following = train.take(np.arange(spec.num_sequences, len(train)))
     batches = torch.from_numpy(following.astype(np.int64)).to(device).split(spec.batch_size)
     counts = {domain: min(VALIDATION_SEQUENCES_PER_DOMAIN, count)
               for domain, count in data.validation_sequences.items()}
-    validation = torch.cat([torch.from_numpy(read_sequences(path, counts[domain]).astype(np.int64))
+    validation = torch.cat([torch.from_numpy(SequenceReader(path, counts[domain]).read_all().astype(np.int64))
                             for domain, path in data.validation_dirs.items()]).to(device)
     statistics = gradient_statistics(model, batches, validation)
     lambda_max = hessian_max_eigenvalue(lambda: causal_lm_loss(model, validation), trainable(model))
@@ -80,7 +82,7 @@ def estimate_window(cluster: ClusterConfig, sweep: SweepConfig, model: str, warm
     start_ray(cluster.ray, console)
     with console.status("Building recipe shards with Ray Data (cached)"):
         data = build_data(sweep, [replace(s, num_steps=warmup_steps + num_batches) for s in specs.values()],
-                          Path(cluster.storage).absolute() / "shards")
+                          store.shards_root(cluster.storage))
     resources = cluster.resources.proxy
     task = ray.remote(recipe_statistics).options(num_cpus=resources.cpu, num_gpus=resources.gpu)
     with console.status(f"Warm-up ({warmup_steps} steps at lr {warmup_lr:g}) and curvature, one task per recipe"):

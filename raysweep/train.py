@@ -31,7 +31,7 @@ import torch
 from raysweep.config import WSDSchedule
 from raysweep.files import write_atomically
 from raysweep.models import build_model
-from raysweep.recipes.build import read_sequences
+from raysweep.recipes.sequences import SequenceReader
 from raysweep.trials import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps
 
 EVAL_BATCH_SIZE = 64
@@ -93,9 +93,9 @@ def _train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None
     forward = torch.compile(model) if compile_model else model
     if stop_after_evals is not None and len(evaluations) >= stop_after_evals:
         return TrialResult(spec, "partial", evaluations, wall_before, initial), model
-    sequences = torch.from_numpy(read_sequences(data.train_dir, spec.num_sequences).astype(np.int64))
+    reader = SequenceReader(data.train_dir, spec.num_sequences)
     order = torch.randperm(spec.num_sequences, generator=torch.Generator().manual_seed(spec.seed))
-    validation = {domain: torch.from_numpy(read_sequences(path, data.validation_sequences[domain]).astype(np.int64))
+    validation = {domain: torch.from_numpy(SequenceReader(path, data.validation_sequences[domain]).read_all()).long()
                   for domain, path in data.validation_dirs.items()}
     weights = predicted_tokens(validation) if spec.aggregate == "token_weighted" else None
     alignment_batch = _alignment_batch(validation, spec.batch_size).to(device) if spec.alignment_every else None
@@ -115,7 +115,8 @@ def _train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None
             group["lr"] = lr_at(step, spec.num_steps, spec.lr, spec.schedule)
         validation_gradient = (_gradient(forward, alignment_batch, autocast)
                                if alignment_batch is not None and step % spec.alignment_every == 0 else None)
-        batch = sequences[order[step * spec.batch_size:(step + 1) * spec.batch_size]].to(device)
+        batch = torch.from_numpy(reader.take(order[step * spec.batch_size:(step + 1) * spec.batch_size].numpy()))
+        batch = batch.long().to(device)
         with autocast:
             loss = forward(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):

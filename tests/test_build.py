@@ -4,7 +4,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raysweep.config import SyntheticSource, TokenizerConfig
-from raysweep.recipes.build import Component, build_shards, component_counts, read_sequences
+from raysweep.recipes.build import Component, build_shards, component_counts
+from raysweep.recipes.sequences import SequenceReader
 from raysweep.recipes.streams import Stream
 
 WEB = SyntheticSource(type="synthetic", domain="web")
@@ -31,7 +32,7 @@ def test_built_shards_hold_packed_sequences_in_mixture_order(local_ray, tmp_path
     assert table.num_rows == num_sequences
     assert np.bincount(table.column("component").to_numpy()).tolist() == component_counts(
         np.array([0.75, 0.25]), num_sequences).tolist()
-    ids = read_sequences(shards.path, num_sequences)
+    ids = SequenceReader(shards.path, num_sequences).read_all()
     assert ids.shape == (num_sequences, 32) and ids.dtype == np.int32
     assert ids.min() >= 0 and ids.max() <= EOS and (ids == EOS).any()  # documents are closed by EOS
 
@@ -44,10 +45,11 @@ def test_a_second_build_reuses_the_cached_shards(local_ray, tmp_path):
 
 
 def test_a_larger_budget_rebuilds_and_keeps_the_smaller_build_as_its_prefix(local_ray, tmp_path):
-    small = read_sequences(build_shards("mix", mix((WEB, 1.0), (CODE, 1.0)), TokenizerConfig(), 32, 30, tmp_path).path, 30)
+    small = build_shards("mix", mix((WEB, 1.0), (CODE, 1.0)), TokenizerConfig(), 32, 30, tmp_path)
+    first = SequenceReader(small.path, 30).read_all()
     large = build_shards("mix", mix((WEB, 1.0), (CODE, 1.0)), TokenizerConfig(), 32, 300, tmp_path)
     assert large.num_sequences == 300
-    np.testing.assert_array_equal(read_sequences(large.path, 30), small)
+    np.testing.assert_array_equal(SequenceReader(large.path, 30).read_all(), first)
 
 
 def test_changing_a_source_changes_the_cache_folder(local_ray, tmp_path):
@@ -55,4 +57,4 @@ def test_changing_a_source_changes_the_cache_folder(local_ray, tmp_path):
     noisy_web = SyntheticSource(type="synthetic", domain="web", low_quality_frac=0.5)
     noisy = build_shards("web", mix((noisy_web, 1.0)), TokenizerConfig(), 32, 10, tmp_path)
     assert clean.path != noisy.path
-    assert not np.array_equal(read_sequences(clean.path, 10), read_sequences(noisy.path, 10))
+    assert not np.array_equal(SequenceReader(clean.path, 10).read_all(), SequenceReader(noisy.path, 10).read_all())

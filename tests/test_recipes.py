@@ -10,7 +10,8 @@ import pytest
 from raysweep.config import FileSource, FilteredSource, PerplexityFilter, RepetitionFilter, load_sweep
 from raysweep.errors import ConfigError
 from raysweep.config import SyntheticSource, TokenizerConfig
-from raysweep.recipes.build import BuildError, Component, build_shards, read_manifest, read_sequences, shard_key
+from raysweep.recipes.build import BuildError, Component, build_shards, read_manifest, shard_key
+from raysweep.recipes.sequences import SequenceReader
 from raysweep.recipes.streams import resolve_stream
 
 from conftest import micro_sweep, write_yaml
@@ -67,7 +68,7 @@ def test_a_recipe_short_of_tokens_says_what_it_has_and_needs_unless_epochs_allow
         build_shards("small", file_component(tmp_path / "*.jsonl"), TokenizerConfig(), 32, 100, tmp_path / "shards")
     shards = build_shards("small", file_component(tmp_path / "*.jsonl"), TokenizerConfig(), 32, 100,
                           tmp_path / "shards", epochs=2)
-    assert read_sequences(shards.path, 100).shape == (100, 32)
+    assert SequenceReader(shards.path, 100).read_all().shape == (100, 32)
 
 
 def test_editing_one_byte_of_a_source_file_changes_the_cache_key_and_moving_it_does_not(tmp_path):
@@ -122,14 +123,14 @@ def test_an_interrupted_build_resumes_from_its_finished_components(local_ray, tm
     mix = [Component("web", resolve_stream("web", {"web": WEB}), 0.5),
            Component("code", resolve_stream("code", {"code": SyntheticSource("synthetic", "code")}), 0.5)]
     shards = build_shards("mix", mix, TokenizerConfig(), 32, 100, tmp_path)
-    expected = read_sequences(shards.path, 100)
+    expected = SequenceReader(shards.path, 100).read_all()
     finished = sorted((shards.path / "data" / "component-0").iterdir())
     stamps = [p.stat().st_mtime_ns for p in finished]
     (shards.path / "manifest.json").unlink()  # as if the build died while writing component 1
     (shards.path / "progress" / "component-1.json").unlink()
     again = build_shards("mix", mix, TokenizerConfig(), 32, 100, tmp_path)
     assert [p.stat().st_mtime_ns for p in sorted((again.path / "data" / "component-0").iterdir())] == stamps
-    np.testing.assert_array_equal(read_sequences(again.path, 100), expected)
+    np.testing.assert_array_equal(SequenceReader(again.path, 100).read_all(), expected)
 
 
 def test_a_local_hugging_face_tokenizer_builds_shards_and_records_bytes_per_token(local_ray, tmp_path):
@@ -139,7 +140,7 @@ def test_a_local_hugging_face_tokenizer_builds_shards_and_records_bytes_per_toke
     write_jsonl(tmp_path / "a.jsonl", ["hello world the quick brown fox " * 5] * 40)
     config = TokenizerConfig("hf", str(folder))
     shards = build_shards("hf", file_component(tmp_path / "*.jsonl"), config, 16, 50, tmp_path / "shards")
-    ids = read_sequences(shards.path, 50)
+    ids = SequenceReader(shards.path, 50).read_all()
     assert ids.max() < 300 and read_manifest(shards.path)["bytes_per_token"] > 1.5  # BPE merges bytes
 
 

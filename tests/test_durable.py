@@ -14,21 +14,23 @@ from pathlib import Path
 
 import torch
 
-from raysweep.cli import main
-from raysweep.config import load_sweep
+from rich.console import Console
+
+from raysweep.config import load_cluster, load_sweep
+from raysweep.families.language_model import build_data, plan_trials
+from raysweep.report import report_run
 from raysweep.status import sweep_status
 from raysweep.store import RunDir, read_results
-from raysweep.families.language_model import build_data, plan_trials
+from raysweep.sweep import LaunchOutcome, launch
 from raysweep.train import train
 
 from conftest import REPO, micro_sweep, storage_with, wait_for, write_yaml
 
 
-def launch(cluster) -> tuple[int, str]:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        status = main(["launch", str(cluster)])
-    return status, buffer.getvalue()
+def launch_profile(cluster_path: Path) -> LaunchOutcome:
+    """What ``raysweep launch PROFILE`` does before it prints, with the launch's own lines kept quiet."""
+    cluster = load_cluster(cluster_path)
+    return launch(cluster, load_sweep(cluster.sweep), Console(file=io.StringIO()))
 
 
 def eight_evaluation_sweep(tmp_path, shards: Path, name: str, **cluster_fields) -> tuple[Path, Path, Path]:
@@ -56,11 +58,11 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     stored_before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("results/trial-*.parquet")}
     interrupted = {p.name.removesuffix(".pt") for p in run_dir.glob("checkpoints/*.pt")}
 
-    status, output = launch(cluster)
+    outcome = launch_profile(cluster)
 
     planned = plan_trials(load_sweep(sweep))
-    assert status == 0, output
-    assert f"Trained {len(planned) - len(stored_before)} of {len(planned)} planned trials" in output
+    assert (outcome.num_planned, outcome.num_trained, outcome.errors) == (
+        len(planned), len(planned) - len(stored_before), [])
     results = run_dir / "results"
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("trial-*.parquet") if p.name in stored_before} \
         == stored_before  # finished trials were not run again
@@ -106,12 +108,11 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_witho
 
     killer = threading.Thread(target=kill_the_first_worker_with_a_checkpoint)
     killer.start()
-    status, output = launch(cluster)
+    outcome = launch_profile(cluster)
     killer.join()
 
     planned = plan_trials(load_sweep(sweep))
-    assert killed and status == 0, output
-    assert f"Trained {len(planned)} of {len(planned)} planned trials" in output and "failed" not in output
+    assert killed and (outcome.num_planned, outcome.num_trained, outcome.errors) == (len(planned), len(planned), [])
     frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned} and set(frame["status"]) == {"ok"}
     victim = frame[frame["trial_key"] == killed[0]]
@@ -127,22 +128,22 @@ def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(l
     storage = storage_with(shared_shards, tmp_path)
     cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
 
-    status, output = launch(cluster)
+    outcome = launch_profile(cluster)
 
-    assert status == 0, output
-    assert "checkpoint 2 vs 1: Spearman" in output and "settled" in output, output
-    assert "Early stop saved" in output and "of the proxy compute planned" in output, output
+    assert outcome.errors == []
+    (proxies,) = [row for row in report_run(tmp_path / "runs" / "settling", print).compute if row.role == "proxy"]
+    assert proxies.num_stopped > 0 and proxies.saved_flops > 0
     frame = read_results(RunDir(tmp_path / "runs" / "settling")).to_pandas()
     last = frame.groupby("trial_key").agg(role=("role", "first"), status=("status", "first"), step=("step", "max"),
                                           num_steps=("num_steps", "first"))
     stopped = last[last["status"] == "stopped"]
-    assert len(stopped) and (stopped["role"] == "proxy").all(), output
+    assert len(stopped) == proxies.num_stopped
     assert (stopped["role"] == "proxy").all() and (stopped["step"] < stopped["num_steps"]).all()
     targets = last[last["role"] == "target"]
     assert (targets["status"] == "ok").all() and (targets["step"] == targets["num_steps"]).all()
     assert not list((tmp_path / "runs" / "settling").glob("checkpoints/*.pt"))
-    again, output = launch(cluster)
-    assert again == 0 and f"Trained 0 of {len(last)} planned trials" in output
+    again = launch_profile(cluster)
+    assert (again.num_planned, again.num_trained) == (len(last), 0)
 
 
 def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes_its_studies(local_ray, tmp_path,
@@ -156,9 +157,7 @@ def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes
     storage = storage_with(shared_shards, tmp_path)
     cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
 
-    status, output = launch(cluster)
-
-    assert status == 0, output
+    assert launch_profile(cluster).errors == []
     run_dir = tmp_path / "runs" / "searched"
     frame = read_results(RunDir(run_dir)).to_pandas()
     targets = frame[frame["role"] == "target"].groupby("trial_key").agg(
@@ -171,5 +170,5 @@ def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes
     plan["trial_keys"]["target"] = plan["trial_keys"]["target"][:5]  # as written while the search was proposing
     (run_dir / "plan.json").write_text(json.dumps(plan))
     assert [(r.role, r.planned) for r in sweep_status(run_dir)[0]] == [("proxy", 2), ("target", 12)]
-    again, output = launch(cluster)
-    assert again == 0 and "Trained 0 of 14 planned trials" in output
+    again = launch_profile(cluster)
+    assert (again.num_planned, again.num_trained) == (14, 0)

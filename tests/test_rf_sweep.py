@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 
-from raysweep.cli import main
-from raysweep.config import load_sweep
+import pytest
+from rich.console import Console
+
+from raysweep.config import load_cluster, load_sweep
+from raysweep.report import report_run
 from raysweep.store import RunDir, read_results
+from raysweep.sweep import launch
+from raysweep.trials import RANDOM_FEATURES
 
 from conftest import REPO, write_yaml
 
@@ -26,12 +30,10 @@ def test_a_random_feature_sweep_launches_and_reports_agreement_with_the_infinite
         "widths": [256], "lrs": [0.003, 1.0], "seeds": [0, 1], "num_distributions": 4, "num_steps": 500,
         "kernel_samples": 1000}})
     cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs")})
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        status = main(["launch", str(cluster)])
-    output = buffer.getvalue()
-    assert status == 0, output
-    assert "Trained 20 of 20 planned trials" in output  # 4 datasets × 2 lrs × 2 seeds + 4 optima
-    frame = read_results(RunDir(tmp_path / "runs" / "rf")).to_pandas()
-    assert set(frame["model"]) == {"rf-m256", "infinite-width (kernel)"} and frame["loss"].ge(0).all()
-    assert "proxy rf-m256 @ lr 1" in output and "Verdict:" in output
+    outcome = launch(load_cluster(cluster), load_sweep(sweep), Console(file=io.StringIO()))
+    assert (outcome.num_planned, outcome.num_trained, outcome.errors) == (20, 20, [])  # 4 datasets × 2 lrs × 2 seeds
+    frame = read_results(RunDir(tmp_path / "runs" / "rf")).to_pandas()                 # + 4 optima
+    assert set(frame["model"]) == {"rf-m256", RANDOM_FEATURES.target_model} and frame["loss"].ge(0).all()
+    report = report_run(outcome.run_dir, pytest.fail)
+    assert report.family == RANDOM_FEATURES and len(report.main.targets) == 4
+    assert {(s.model, s.lr) for s in report.main.proxies if s.agreement} == {("rf-m256", 0.003), ("rf-m256", 1.0)}

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import shutil
 
 import pytest
+from rich.console import Console
 
 from raysweep.cli import main
-from raysweep.config import load_sweep
+from raysweep.config import load_cluster, load_sweep
+from raysweep.families.language_model import plan_trials
 from raysweep.report import report_run
+from raysweep.select import launch_select
 from raysweep.status import sweep_status
 from raysweep.store import SCHEMA, RunDir, read_results
-from raysweep.families.language_model import plan_trials
+from raysweep.sweep import LaunchOutcome, launch
 
 from conftest import micro_sweep, storage_with, write_yaml
 
 
-def summary_part(output: str) -> str:
-    return output[output.index("Recipes by tuned target loss"):]
+def launch_quietly(cluster_path, sweep_path) -> tuple[LaunchOutcome, str]:
+    """``launch`` through the API, with its console's output kept for the progress-line test."""
+    buffer = io.StringIO()
+    outcome = launch(load_cluster(cluster_path), load_sweep(sweep_path), Console(file=buffer, width=200))
+    return outcome, buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +37,11 @@ def launched(local_ray, tmp_path_factory, shared_shards):
     sweep = write_yaml(root / "micro.yaml", sweep_data)
     storage = storage_with(shared_shards, root)
     cluster = write_yaml(root / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr("raysweep.sweep.progress.LOG_EVERY_S", 0.0)  # a progress line after every trial
-        status = main(["launch", str(cluster)])
-    return {"status": status, "output": buffer.getvalue(), "cluster": cluster, "sweep": sweep,
-            "run_dir": root / "runs" / "micro"}
+        outcome, output = launch_quietly(cluster, sweep)
+    return {"outcome": outcome, "output": output, "cluster": cluster, "sweep": sweep,
+            "run_dir": root / "runs" / "micro", "report": repr(report_run(root / "runs" / "micro", pytest.fail))}
 
 
 @pytest.fixture
@@ -46,16 +50,17 @@ def own_copy(launched, tmp_path):
     shutil.copytree(launched["run_dir"].parent, tmp_path / "runs")
     cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(launched["sweep"]),
                                                      "storage": str(tmp_path / "runs")})
-    return {"cluster": cluster, "run_dir": tmp_path / "runs" / "micro"}
+    return {"cluster": cluster, "sweep": launched["sweep"], "run_dir": tmp_path / "runs" / "micro"}
 
 
-def test_launch_trains_every_planned_trial_and_prints_the_ranking(launched):
+def test_launch_trains_every_planned_trial_and_the_report_scores_every_proxy_setting(launched):
     planned = plan_trials(load_sweep(launched["sweep"]))
     assert len(planned) == 2 * 3 * 2 + 2 * 2 * 2
-    assert launched["status"] == 0
-    output = launched["output"]
-    assert f"Trained {len(planned)} of {len(planned)} planned trials" in output
-    assert "Spearman" in output and "regret@2" in output
+    outcome = launched["outcome"]
+    assert (outcome.num_planned, outcome.num_trained, outcome.errors, outcome.corrupt) == (20, 20, [], [])
+    report = report_run(launched["run_dir"], pytest.fail)
+    assert len(report.main.targets) == 2 and len(report.main.proxies) == 3
+    assert all(2 in s.agreement.regret for s in report.main.proxies)
 
 
 def test_a_launch_without_a_terminal_prints_progress_lines_for_its_log(launched):
@@ -90,48 +95,47 @@ def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(launche
     assert set(frame.loc[frame["lr"] != 1.0e30, "status"]) == {"ok"}
 
 
-def test_relaunch_after_completion_trains_nothing_and_prints_the_same_summary(launched, capsys):
+def test_relaunch_after_completion_trains_nothing_and_reports_the_same(launched):
     files = sorted((launched["run_dir"] / "results").glob("*.parquet"))
     stamps = [f.stat().st_mtime_ns for f in files]
-    assert main(["launch", str(launched["cluster"])]) == 0
-    output = capsys.readouterr().out
-    assert "Trained 0 of 20 planned trials" in output
-    assert summary_part(output) == summary_part(launched["output"])
+    outcome, _ = launch_quietly(launched["cluster"], launched["sweep"])
+    assert (outcome.num_planned, outcome.num_trained) == (20, 0)
+    assert repr(report_run(launched["run_dir"], pytest.fail)) == launched["report"]
     assert [f.stat().st_mtime_ns for f in sorted((launched["run_dir"] / "results").glob("*.parquet"))] == stamps
 
 
-def test_report_prints_the_summary_from_the_stored_table_alone(launched, capsys):
-    assert main(["report", str(launched["run_dir"])]) == 0
-    assert summary_part(capsys.readouterr().out) == summary_part(launched["output"])
+def test_the_report_command_reads_the_stored_run_alone_and_writes_its_page(launched, tmp_path):
+    page = tmp_path / "page.html"
+    assert main(["report", str(launched["run_dir"]), "--html", str(page)]) == 0
+    assert page.stat().st_size > 0
 
 
-def test_select_mode_tunes_targets_only_on_the_proxy_shortlist_and_bounds_the_pick(launched, tmp_path, shared_shards,
-                                                                                    capsys):
+def test_select_mode_tunes_targets_only_on_the_proxy_shortlist_and_bounds_the_pick(launched, tmp_path, shared_shards):
     sweep_data = micro_sweep(name="pick", select={"top_k": 1, "validated_by": str(launched["run_dir"])})
     sweep = write_yaml(tmp_path / "pick.yaml", sweep_data)
     storage = storage_with(shared_shards, tmp_path)
     cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage)})
-    assert main(["launch", str(cluster)]) == 0
-    out = capsys.readouterr().out
+    _, selection = launch_select(load_cluster(cluster), load_sweep(sweep), Console(file=io.StringIO()))
     frame = read_results(RunDir(tmp_path / "runs" / "pick")).to_pandas()
     targets = frame[frame["role"] == "target"]
     (shortlisted,) = set(targets["recipe"])
     assert frame.loc[frame["role"] == "proxy", "recipe"].nunique() == 2 and targets["trial_key"].nunique() == 4
-    assert f"shortlisted {shortlisted} (best first)" in out and f"Pick: {shortlisted}" in out
-    assert f"regret@1 of proxy opt-nano @ lr 0.0001 on the validation sweep {launched['run_dir']}" in out
+    assert selection.shortlist == [shortlisted] and selection.pick == shortlisted
+    validation = report_run(launched["run_dir"], pytest.fail)
+    setting = next(s for s in validation.main.proxies if (s.model, s.lr) == ("opt-nano", selection.lr))
+    assert (selection.model, selection.lr) == ("opt-nano", 1e-4) and selection.bound == setting.agreement.regret[1]
 
 
-def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained(own_copy, capsys):
+def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained(own_copy):
     results = own_copy["run_dir"] / "results"
     victim = sorted(results.glob("trial-*.parquet"))[0]
     victim.write_bytes(victim.read_bytes()[:100])
-    assert main(["launch", str(own_copy["cluster"])]) == 0
-    out = capsys.readouterr().out
-    assert f"corrupt result: {victim.name} is unreadable" in out and "Trained 1 of" in out
+    outcome, _ = launch_quietly(own_copy["cluster"], own_copy["sweep"])
+    assert outcome.num_trained == 1 and [line.split()[0] for line in outcome.corrupt] == [victim.name]
     assert (results / "corrupt" / victim.name).is_file() and victim.is_file()
 
 
-def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(own_copy, capsys):
+def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(own_copy):
     results = own_copy["run_dir"] / "results"
     frame = read_results(RunDir(own_copy["run_dir"])).to_pandas()
     doomed = set(frame.loc[(frame["recipe"] == "low_quality") & (frame["role"] == "target"), "trial_key"])
@@ -140,9 +144,7 @@ def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goe
     (shards,) = (own_copy["run_dir"].parent / "shards").glob("low_quality-*")
     for part in (shards / "data").rglob("*.parquet"):
         part.write_bytes(b"not parquet")  # storage gone bad under a finished build
-    assert main(["launch", str(own_copy["cluster"])]) == 1
-    out = capsys.readouterr().out
-    assert "Trained 0 of 20 planned trials" in out and out.count("failed:") == len(doomed)
+    assert main(["launch", str(own_copy["cluster"])]) == 1  # the command says some trials failed
     failures = {f.name for f in (results / "failed").iterdir()}
     assert failures == {f"trial-{key}.json" for key in doomed}
     report = report_run(own_copy["run_dir"], print)

@@ -26,6 +26,8 @@ class LaunchOutcome:
     num_trained: int
     errors: list[str]
     """One line per trial that raised after its retries: its name, cause and traceback file."""
+    corrupt: list[str]
+    """One line per stored result file found unreadable: moved aside, its trial trained again."""
 
 
 def start_ray(config: RayConfig, console: Console) -> None:
@@ -75,7 +77,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     console.print(f"[bold]{sweep.name}[/bold]: {num_planned} trials planned, {stored} already stored in "
                   f"{run.results}")
     if not todo and (searcher is None or searcher.finished):
-        return LaunchOutcome(run.path, num_planned, 0, [])
+        return LaunchOutcome(run.path, num_planned, 0, [], corrupt)
     start_ray(cluster.ray, console)
     with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
         data = family.prepare(todo + sizing, store.shards_root(cluster.storage))
@@ -87,7 +89,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
                             num_searched=num_planned - stored - len(todo))
     if searcher:
         _write_plan(run, cluster, family, trials, searcher)  # now with the targets the search proposed
-    return LaunchOutcome(run.path, num_planned, len(store.finished_keys(run)[0] - done), errors)
+    return LaunchOutcome(run.path, num_planned, len(store.finished_keys(run)[0] - done), errors, corrupt)
 
 
 def _write_plan(run: store.RunDir, cluster: ClusterConfig, family: TrialFamily, trials: list[AnySpec],

@@ -88,14 +88,14 @@ def test_the_manifest_counts_what_each_operator_removed(local_ray, tmp_path):
                "clean": FilteredSource("filtered", "science", dedup="exact", repetition=RepetitionFilter("default"))}
     shards = build_shards("clean", [Component("clean", resolve_stream("clean", sources), 1.0)], TokenizerConfig(),
                           64, 400, tmp_path)
-    (component,) = read_manifest(shards.path)["components"]
-    removed = component["removed"]
+    (component,) = read_manifest(shards.path).components
+    removed = component.removed
     assert removed["exact duplicate"]["documents"] > 0
     assert any(reason.startswith("repetition: ") for reason in removed)
-    assert component["documents_read"] == component["documents_kept"] + sum(r["documents"] for r in removed.values())
+    assert component.documents_read == component.documents_kept + sum(r["documents"] for r in removed.values())
     assert all(r["tokens"] > r["documents"] for r in removed.values())
-    assert component["num_sequences"] == 400
-    assert 0 <= component["tokens_kept"] - 400 * 64 < 5000  # counts stop at the document that completes the set
+    assert component.num_sequences == 400
+    assert 0 <= component.tokens_kept - 400 * 64 < 5000  # counts stop at the document that completes the set
 
 
 def test_filters_that_remove_nearly_everything_stop_the_build_with_the_counts(local_ray, tmp_path):
@@ -114,9 +114,9 @@ def test_perplexity_buckets_keep_the_text_that_resembles_the_reference(local_ray
                "head": FilteredSource("filtered", "mixed", perplexity=perplexity)}
     shards = build_shards("head", [Component("head", resolve_stream("head", sources), 1.0)], TokenizerConfig(),
                           64, 200, tmp_path)
-    (component,) = read_manifest(shards.path)["components"]
-    dropped = component["removed"]["perplexity: tail"]["documents"]
-    assert dropped / component["documents_read"] == pytest.approx(1 / 3, abs=0.1)
+    (component,) = read_manifest(shards.path).components
+    dropped = component.removed["perplexity: tail"]["documents"]
+    assert dropped / component.documents_read == pytest.approx(1 / 3, abs=0.1)
 
 
 def test_an_interrupted_build_resumes_from_its_finished_components(local_ray, tmp_path):
@@ -141,7 +141,7 @@ def test_a_local_hugging_face_tokenizer_builds_shards_and_records_bytes_per_toke
     config = TokenizerConfig("hf", str(folder))
     shards = build_shards("hf", file_component(tmp_path / "*.jsonl"), config, 16, 50, tmp_path / "shards")
     ids = SequenceReader(shards.path, 50).read_all()
-    assert ids.max() < 300 and read_manifest(shards.path)["bytes_per_token"] > 1.5  # BPE merges bytes
+    assert ids.max() < 300 and read_manifest(shards.path).bytes_per_token > 1.5  # BPE merges bytes
 
 
 def test_the_paper_sweep_validates_offline_and_a_launch_names_what_is_missing(tmp_path, capsys):

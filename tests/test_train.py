@@ -45,7 +45,7 @@ def trial_data(local_ray, tmp_path_factory):
     train_dir = build_shards("mix", mix, TokenizerConfig(), SEQ_LEN, 256, root).path
     validation = {name: build_shards(f"val-{name}", [Component(name, Stream(SyntheticSource("synthetic", name, seed=1)), 1.0)],
                                      TokenizerConfig(), SEQ_LEN, 16, root).path for name in ("web", "code")}
-    bytes_per_token = {name: read_manifest(path)["bytes_per_token"] for name, path in validation.items()}
+    bytes_per_token = {name: read_manifest(path).bytes_per_token for name, path in validation.items()}
     return TrialData(train_dir, validation, {domain: 16 for domain in validation}, bytes_per_token)
 
 

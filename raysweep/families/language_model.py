@@ -112,7 +112,7 @@ def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -
                                        validation_sequences[domain], shards_root)
                   for domain, components in validation_components(sweep).items()}
     validation_dirs = {domain: shards.path for domain, shards in validation.items()}
-    bytes_per_token = {domain: read_manifest(shards.path)["bytes_per_token"] for domain, shards in validation.items()}
+    bytes_per_token = {domain: read_manifest(shards.path).bytes_per_token for domain, shards in validation.items()}
     data = {}
     for recipe in sweep.recipes:
         needed = [t for t in trials if t.recipe == recipe.name]

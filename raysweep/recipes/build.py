@@ -78,6 +78,41 @@ class ShardSet:
 
 
 @dataclass(frozen=True)
+class ComponentStats:
+    """What one component of a built shard set holds, counted up to the document that completed it."""
+
+    source: str
+    weight: float
+    """Its share of the set's tokens (normalised)."""
+    num_sequences: int
+    documents_read: int
+    documents_kept: int
+    bytes_kept: int
+    tokens_kept: int
+    removed: dict[str, dict[str, int]]
+    """reason → {"documents", "tokens"} the stream's operators removed."""
+    stream: dict
+    """``streams.describe`` of its stream: the source and the operators that curated it."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json`` of a complete shard set: written last, so a set without one is still being built."""
+
+    name: str
+    key: str
+    num_sequences: int
+    seq_len: int
+    num_tokens: int
+    epochs: int
+    tokenizer: dict
+    bytes_per_token: float
+    """UTF-8 bytes of kept text per token: converts nats per token to bits per byte."""
+    build_s: float
+    components: list[ComponentStats]
+
+
+@dataclass(frozen=True)
 class Component:
     label: str
     """The source's name in the sweep file: what messages and the manifest call it."""
@@ -134,8 +169,8 @@ def build_shards(name: str, components: list[Component], tokenizer: TokenizerCon
     key = key or shard_key(components, tokenizer, seq_len, epochs)
     path = shard_dir(root, name, key)
     manifest = read_manifest(path)
-    if manifest and manifest["num_sequences"] >= num_sequences:
-        return ShardSet(path, key, manifest["num_sequences"])
+    if manifest and manifest.num_sequences >= num_sequences:
+        return ShardSet(path, key, manifest.num_sequences)
     (path / "manifest.json").unlink(missing_ok=True)  # incomplete from here until rewritten
     start = time.perf_counter()
     weights = np.array([c.weight for c in components], dtype=np.float64)
@@ -145,22 +180,25 @@ def build_shards(name: str, components: list[Component], tokenizer: TokenizerCon
     for index, (component, count) in enumerate(zip(components, counts)):
         stats = _build_component(name, index, component, float(weights[index]), int(count), tokenizer, seq_len,
                                  epochs, path / "data" / f"component-{index}")
-        built.append({"source": component.label, "weight": float(weights[index]), **stats,
-                      "stream": describe(component.stream)})
-    bytes_kept = sum(c["bytes_kept"] for c in built)
-    tokens_kept = sum(c["tokens_kept"] for c in built)
-    manifest = {"name": name, "key": key, "num_sequences": num_sequences, "seq_len": seq_len,
-                "num_tokens": num_sequences * seq_len, "epochs": epochs, "tokenizer": asdict(tokenizer),
-                "bytes_per_token": bytes_kept / max(1, tokens_kept), "build_s": time.perf_counter() - start,
-                "components": built}
-    write_json(path / "manifest.json", manifest)
+        built.append(ComponentStats(source=component.label, weight=float(weights[index]), **stats,
+                                    stream=describe(component.stream)))
+    bytes_kept = sum(c.bytes_kept for c in built)
+    tokens_kept = sum(c.tokens_kept for c in built)
+    manifest = Manifest(name=name, key=key, num_sequences=num_sequences, seq_len=seq_len,
+                        num_tokens=num_sequences * seq_len, epochs=epochs, tokenizer=asdict(tokenizer),
+                        bytes_per_token=bytes_kept / max(1, tokens_kept), build_s=time.perf_counter() - start,
+                        components=built)
+    write_json(path / "manifest.json", asdict(manifest))
     return ShardSet(path, key, num_sequences)
 
 
-def read_manifest(path: Path) -> dict | None:
+def read_manifest(path: Path) -> Manifest | None:
     """The manifest of a complete shard set, or None while it is missing or being built."""
     manifest = Path(path) / "manifest.json"
-    return json.loads(manifest.read_text()) if manifest.is_file() else None
+    if not manifest.is_file():
+        return None
+    record = json.loads(manifest.read_text())
+    return Manifest(**{**record, "components": [ComponentStats(**c) for c in record["components"]]})
 
 
 def _build_component(recipe: str, index: int, component: Component, weight: float, count: int,

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raysweep.config import Recipe, SweepConfig
-from raysweep.recipes.build import read_manifest, recipe_components, shard_dir, shard_key
+from raysweep.recipes.build import Manifest, read_manifest, recipe_components, shard_dir, shard_key
 from raysweep.recipes.sources import SourceError
 
 
@@ -49,19 +49,19 @@ def _mix_table(recipe: Recipe, sweep: SweepConfig, status: str) -> Table:
     return table
 
 
-def _manifest_table(manifest: dict) -> Table:
-    title = (f"{manifest['name']}: {manifest['num_sequences']:,} sequences × {manifest['seq_len']} = "
-             f"{manifest['num_tokens']:,} tokens, {manifest['bytes_per_token']:.2f} bytes/token, "
-             f"epochs {manifest['epochs']}, built in {manifest['build_s']:.1f} s")
+def _manifest_table(manifest: Manifest) -> Table:
+    title = (f"{manifest.name}: {manifest.num_sequences:,} sequences × {manifest.seq_len} = "
+             f"{manifest.num_tokens:,} tokens, {manifest.bytes_per_token:.2f} bytes/token, "
+             f"epochs {manifest.epochs}, built in {manifest.build_s:.1f} s")
     table = Table(title=title, title_justify="left")
     for name in ("source", "share", "sequences", "tokens of kept documents", "documents read", "documents kept"):
         table.add_column(name, justify="left" if name == "source" else "right")
     table.add_column("removed (documents / tokens), by reason")
-    for component in manifest["components"]:
+    for component in manifest.components:
         removed = "\n".join(f"{reason}: {r['documents']:,} / {r['tokens']:,}"
-                            for reason, r in sorted(component["removed"].items(), key=lambda kv: -kv[1]["documents"]))
-        operators = ", ".join(next(iter(op)) for op in component["stream"]["operators"]) or "none"
-        table.add_row(f"{component['source']}\n[dim]operators: {operators}[/dim]", f"{component['weight']:.1%}",
-                      f"{component['num_sequences']:,}", f"{component['tokens_kept']:,}",
-                      f"{component['documents_read']:,}", f"{component['documents_kept']:,}", removed or "-")
+                            for reason, r in sorted(component.removed.items(), key=lambda kv: -kv[1]["documents"]))
+        operators = ", ".join(next(iter(op)) for op in component.stream["operators"]) or "none"
+        table.add_row(f"{component.source}\n[dim]operators: {operators}[/dim]", f"{component.weight:.1%}",
+                      f"{component.num_sequences:,}", f"{component.tokens_kept:,}",
+                      f"{component.documents_read:,}", f"{component.documents_kept:,}", removed or "-")
     return table

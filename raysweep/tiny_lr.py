@@ -25,9 +25,6 @@ The quantities come from a short warm-up (the same init, a few hundred steps per
     floor_lr, upper_lr = recommended_lr_range(reports, torch.float32)
     check_precision(1e-6, torch.bfloat16)             # -> "learning rate 1e-06 is below the precision floor …"
 
-During training, ``gradient_alignment`` measures ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t) without touching ``p.grad``; summed
-over steps it is the accumulated alignment score of App. D.2.4.
-
 Gradients are lists of per-parameter tensors (never one flattened copy of the model), and every function here
 uses ``torch.autograd.grad``, so the optimizer's ``.grad`` buffers are never written.
 """
@@ -279,25 +276,3 @@ def update_survives(lr: float, dtype: torch.dtype, weight: float = 1.0) -> bool:
     """Whether ``weight + lr`` computed in ``dtype`` differs from ``weight``: the floor, measured."""
     stored = torch.tensor(weight, dtype=dtype)
     return bool(stored + lr != stored)
-
-
-# ----------------------------------------------------------------------------------- alignment (D.2.4)
-
-
-def gradient_alignment(model: torch.nn.Module, val_batch: torch.Tensor, train_batch: torch.Tensor | None = None,
-                       loss_fn: LossFn = causal_lm_loss) -> float:
-    """∇ℓ_val(θ)·∇ℓ(θ; B), one term of the accumulated alignment score Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t) (D.2.4).
-
-    The validation gradient is taken with ``torch.autograd.grad`` into new tensors, so ``p.grad`` is never
-    written. With ``train_batch=None`` the training gradient is the one already in ``p.grad`` (call it after
-    ``loss.backward()`` and before clipping for ∇ℓ(θ; B) itself; parameters without a grad add nothing);
-    otherwise it is computed from ``train_batch`` the same way.
-    """
-    params = trainable(model)
-    val_grad = _gradient(model, val_batch, loss_fn, params)
-    if train_batch is not None:
-        return _dot(val_grad, _gradient(model, train_batch, loss_fn, params))
-    pairs = [(v, p.grad) for v, p in zip(val_grad, params) if p.grad is not None]
-    if not pairs:
-        raise ValueError("no training gradient in p.grad: call after loss.backward(), or pass train_batch")
-    return _dot([v for v, _ in pairs], [g for _, g in pairs])

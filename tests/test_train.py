@@ -3,12 +3,14 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from raysweep.config import ModelSpec, SyntheticSource, TokenizerConfig, WSDSchedule
 from raysweep.models import MODEL_SIZES, build_model, count_parameters
 from raysweep.recipes.build import Component, build_shards, read_manifest
+from raysweep.recipes.sequences import SequenceReader
 from raysweep.recipes.streams import Stream
 from raysweep.train import aggregate, bits_per_byte, evaluate, lr_at, predicted_tokens, train
 from raysweep.trials import TrialData, TrialSpec, eval_steps
@@ -112,6 +114,26 @@ def test_gradient_alignment_accumulates_and_is_off_by_default(trial_data):
     assert all(math.isnan(e.alignment) for e in train(spec(), trial_data).evaluations)
     # early in training every minibatch gradient points down the validation loss: the sum grows
     assert 0 < measured[0].alignment < measured[1].alignment < measured[2].alignment
+
+
+def test_the_alignment_is_the_validation_gradient_dotted_with_the_step_s_own_minibatch_gradient(trial_data):
+    one_step = spec(num_steps=1, alignment_every=1)
+    (evaluation,) = train(one_step, trial_data).evaluations
+    torch.manual_seed(one_step.seed)  # the trial's initialisation, its first minibatch, its validation batch
+    model = build_model(one_step.model_spec, 257, SEQ_LEN, 256)
+    order = torch.randperm(one_step.num_sequences, generator=torch.Generator().manual_seed(one_step.seed))
+    batch = SequenceReader(trial_data.train_dir, one_step.num_sequences).take(order.numpy())
+    web, code = (SequenceReader(trial_data.validation_dirs[d], 16).read_all() for d in ("web", "code"))
+    validation = np.stack([rows[i] for i in range(4) for rows in (web, code)])  # the domains in turn
+
+    def gradient(ids: np.ndarray) -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        ids = torch.from_numpy(ids).long()
+        model(input_ids=ids, labels=ids).loss.backward()
+        return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+    expected = float(gradient(validation).double() @ gradient(batch).double())
+    assert evaluation.alignment == pytest.approx(expected, rel=1e-4)
 
 
 def test_bf16_autocast_trains_close_to_fp32(trial_data):

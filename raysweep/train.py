@@ -109,6 +109,11 @@ def _train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None
     if first_step == 0:  # evaluation draws no random numbers: training goes on exactly as without it
         with autocast:
             initial = evaluate(forward, validation, device, weights)
+    # Kept on the device and read only at evaluations, so that a step never waits for the accelerator: the first
+    # step whose loss was not finite (-1: none; the run is stopped there at the next evaluation, as if at once),
+    # and the accumulated alignment, summed in float64 exactly as a Python float would be.
+    first_nonfinite = torch.tensor(-1, device=device)
+    alignment_sum = torch.tensor(alignment, dtype=torch.float64, device=device)
 
     for step in range(first_step, spec.num_steps):
         for group in optimizer.param_groups:
@@ -119,15 +124,19 @@ def _train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None
         batch = batch.long().to(device)
         with autocast:
             loss = forward(input_ids=batch, labels=batch).loss
-        if not torch.isfinite(loss):
-            return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial), model
+        first_nonfinite = torch.where((first_nonfinite < 0) & ~torch.isfinite(loss.detach()), step, first_nonfinite)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if validation_gradient is not None:  # the step's own minibatch gradient, before clipping
-            alignment += spec.alignment_every * float(validation_gradient @ _flat_gradient(model))
+            alignment_sum += spec.alignment_every * (validation_gradient @ _flat_gradient(model)).double()
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         optimizer.step()
         if step + 1 in checkpoints:
+            diverged_at = int(first_nonfinite)
+            if diverged_at >= 0:
+                return _diverged(spec, [*validation, "all"], evaluations, diverged_at + 1, elapsed(), report,
+                                 initial), model
+            alignment = float(alignment_sum)
             with autocast:
                 losses = evaluate(forward, validation, device, weights)
             if not all(math.isfinite(v) for v in losses.values()):

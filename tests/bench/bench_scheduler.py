@@ -42,7 +42,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from raysweep.net import free_port
 
 SAMPLE_S = 0.25
 TREE_REFRESH_S = 2.0
@@ -80,18 +81,12 @@ def sweep_grid(num_trials: int) -> dict:
             "batch_size": 8, "num_steps": 1000, "num_evals": 4, "kernel_samples": 500}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_profile(folder: Path, sweep_path: Path) -> Path:
     """Embedded Ray as in cluster/local.yaml (2 CPUs, 1 CPU a trial, 2 at a time), storage in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     profile = {"sweep": str(sweep_path), "storage": str(folder / "runs"),
                "ray": {"address": None, "num_cpus": 2, "num_gpus": 0, "dashboard_host": "127.0.0.1",
-                       "dashboard_port": _free_port()},
+                       "dashboard_port": free_port()},
                "resources": {"proxy": {"cpu": 1}, "target": {"cpu": 1}}, "max_concurrent_trials": 2}
     path = folder / "cluster.yaml"
     path.write_text(yaml.safe_dump(profile, sort_keys=False))

@@ -15,6 +15,7 @@ Prints ratios measured side by side in one run; asserts nothing. Scheduling by T
 from __future__ import annotations
 
 import functools
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -133,6 +134,7 @@ def main() -> None:
     torch.set_num_threads(1)
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     sweep = load_sweep(REPO / "search_spaces" / "demo.yaml")
     planned = plan_trials(sweep)
     proxy = next(t for t in planned if t.role == Role.PROXY and t.recipe == "balanced" and t.lr == 1e-4)

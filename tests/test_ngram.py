@@ -14,6 +14,8 @@ import pytest
 
 from raysweep.recipes.ngram import (BOS, EOS, UNK, KenLMModel, KneserNeyModel, bucket_of, parse_bucket_ratio,
                                     perplexity_cutoffs)
+from raysweep.config import FilteredSource, PerplexityFilter, SyntheticSource
+from raysweep.recipes import ngram, streams
 from raysweep.recipes.synthetic import generate_documents
 
 TINY = [
@@ -231,3 +233,20 @@ def test_kenlm_model_without_kenlm_says_how_to_install_it(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "kenlm", None)  # makes `import kenlm` fail even if installed
     with pytest.raises(ImportError, match="pip install kenlm"):
         KenLMModel("wiki.arpa")
+
+
+def test_a_reference_model_is_trained_once_for_every_stream_curated_against_it(monkeypatch):
+    monkeypatch.setattr(streams, "_REFERENCE_MODELS", {})
+    trained = []
+    train = ngram.KneserNeyModel.train
+    monkeypatch.setattr(ngram.KneserNeyModel, "train", lambda docs, order: trained.append(order) or train(docs, order))
+    head = {"reference": "reference", "keep": ["head"], "reference_bytes": 50_000, "calibration_documents": 50}
+    sources = {"reference": SyntheticSource("synthetic", "web", seed=7),
+               "web": SyntheticSource("synthetic", "web", low_quality_frac=0.3),
+               "code": SyntheticSource("synthetic", "code"),
+               "web_head": FilteredSource("filtered", "web", perplexity=PerplexityFilter(**head)),
+               "code_head": FilteredSource("filtered", "code", perplexity=PerplexityFilter(**head)),
+               "web_head_4": FilteredSource("filtered", "web", perplexity=PerplexityFilter(**head, order=4))}
+    models = [streams.prepare_models(streams.resolve_stream(name, sources))[0][0]
+              for name in ("web_head", "code_head", "web_head_4")]
+    assert trained == [3, 4] and models[0] is models[1] is not models[2]

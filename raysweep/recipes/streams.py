@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from raysweep.config import FileSource, FilteredSource, HFSource, PerplexityFilter, Source, SyntheticSource
+from raysweep.identity import content_hash
 from raysweep.recipes import filters, ngram, sources as readers, synthetic
 
 Reader = SyntheticSource | FileSource | HFSource
@@ -226,7 +227,7 @@ def prepare_models(stream: Stream) -> dict[int, tuple[object, tuple[float, float
         if config.kenlm_model:
             model = ngram.KenLMModel(config.kenlm_model)
         else:
-            model = ngram.KneserNeyModel.train(_first_bytes(operator.reference, config.reference_bytes), config.order)
+            model = _reference_model(operator.reference, config.reference_bytes, config.order)
         marker = Marker(stream.operators[:i], models)
         kept = (doc for doc, reason in _marked(stream.reader, marker) if not reason)
         scores = np.array([model.perplexity(doc) for doc in itertools.islice(kept, config.calibration_documents)])
@@ -234,6 +235,18 @@ def prepare_models(stream: Stream) -> dict[int, tuple[object, tuple[float, float
             raise readers.SourceError("perplexity filter: no documents reach it to place its cutoffs")
         models[i] = (model, ngram.perplexity_cutoffs(scores))
     return models
+
+
+_REFERENCE_MODELS: dict[str, ngram.KneserNeyModel] = {}
+
+
+def _reference_model(reference: Stream, num_bytes: int, order: int) -> ngram.KneserNeyModel:
+    """The Kneser-Ney model of a reference, trained once per process for each (reference, bytes, order), by
+    content: every recipe and component curated against the same reference shares it."""
+    key = content_hash(describe(reference), num_bytes, order)
+    if key not in _REFERENCE_MODELS:
+        _REFERENCE_MODELS[key] = ngram.KneserNeyModel.train(_first_bytes(reference, num_bytes), order)
+    return _REFERENCE_MODELS[key]
 
 
 def _marked(reader: Reader, marker: Marker) -> Iterator[tuple[str, str]]:

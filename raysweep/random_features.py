@@ -115,7 +115,8 @@ class SGDRun:
 
 
 def make_distributions(num: int, dim: int, seed: int, max_corrupt_frac: float = 0.5,
-                       input_scales: tuple[float, float] = (0.6, 1.4), max_label_noise: float = 1.0) -> list[Distribution]:
+                       input_scales: tuple[float, float] = (0.6, 1.4),
+                       max_label_noise: float = 1.0) -> list[Distribution]:
     """`num` datasets whose optima (CORRUPTION_GAIN·p)² are evenly spaced from 0 to (gain·max_corrupt_frac)².
 
     Scales (geometric in ``input_scales``) and noise levels (linear up to ``max_label_noise``) are evenly

@@ -59,9 +59,10 @@ SCHEMA = pa.schema([
 class RunDir:
     """One sweep's folder, ``<storage>/<sweep name>/``, and every path in it: nothing else joins a path under it.
 
-    ``results/`` is the table; ``running/``, ``failed/``, ``partial/`` and ``corrupt/`` inside it hold what is not
-    (yet) a row; ``checkpoints/``, ``studies/`` (target search journals) and ``tune/`` (Tune's experiment state) sit
-    beside it, with ``plan.json``, ``sweep.yaml`` and ``lr_window.json``.
+    ``results/`` is the table and holds nothing else, so that pandas, pyarrow or DuckDB read it as one Parquet
+    dataset while trials are in flight; what is not (yet) a row sits beside it: ``running/``, ``failed/``,
+    ``partial/`` and ``corrupt/`` records, ``checkpoints/``, ``studies/`` (target search journals), ``tune/`` (Tune's
+    experiment state), ``plan.json``, ``sweep.yaml`` and ``lr_window.json``.
     """
 
     path: Path
@@ -79,11 +80,12 @@ class RunDir:
 
     def marker(self, kind: str, trial_key: str) -> Path:
         """``kind`` is "running", "failed" or "partial": a trial's record that is not a row."""
-        return self.results / kind / f"trial-{trial_key}.json"
+        return self.path / kind / f"trial-{trial_key}.json"
 
     @property
     def corrupt(self) -> Path:
-        return self.results / "corrupt"
+        """Result files found unreadable, kept aside (never deleted) while their trials train again."""
+        return self.path / "corrupt"
 
     def checkpoint(self, trial_key: str) -> Path:
         """Where a trial keeps its training state between evaluations."""
@@ -253,6 +255,7 @@ def finished_keys(run: RunDir) -> tuple[set[str], list[str]]:
     A file that is truncated or not Parquet cannot have come from ``write_trial`` (which renames only whole
     files): it is kept aside, never deleted, and its trial counts as unfinished so the next launch retrains it.
     """
+    _adopt_older_layout(run)
     keys, problems = set(), []
     for path in result_files(run):
         try:
@@ -265,6 +268,20 @@ def finished_keys(run: RunDir) -> tuple[set[str], list[str]]:
             continue
         keys.add(path.name[len("trial-"):-len(".parquet")])
     return keys, problems
+
+
+_SIDECARS = ("running", "failed", "partial", "corrupt")
+
+
+def _adopt_older_layout(run: RunDir) -> None:
+    """Move the records a run written by an older raysweep keeps inside ``results/`` beside it instead."""
+    for kind in _SIDECARS:
+        inside = run.results / kind
+        if inside.is_dir():
+            (run.path / kind).mkdir(parents=True, exist_ok=True)
+            for record in inside.iterdir():
+                os.replace(record, run.path / kind / record.name)
+            inside.rmdir()
 
 
 def result_files(run: RunDir) -> list[Path]:

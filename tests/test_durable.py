@@ -70,7 +70,7 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     assert set(frame["trial_key"]) == {t.key for t in planned}
     per_trial = frame.groupby(["trial_key", "step", "domain"]).size()
     assert per_trial.eq(1).all()  # no row lost or duplicated
-    assert not list(run_dir.glob("checkpoints/*.pt")) and not list(results.glob("running/*"))
+    assert not list(run_dir.glob("checkpoints/*.pt")) and not list(run_dir.glob("running/*"))
     assert {f"trial-{t.key}" for t in planned} >= interrupted and interrupted
     # Bit for bit what an uninterrupted run of each interrupted trial gives on this machine, with the one thread a
     # 1-CPU Ray worker computes with (another thread count sums in another order: last-bit differences).
@@ -96,7 +96,7 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_witho
     def kill_one_worker() -> bool:
         """Kill the worker of a trial that has a checkpoint, as the OOM killer does; whether one was found."""
         for checkpoint in run_dir.glob("checkpoints/*.pt"):
-            marker = run_dir / "results" / "running" / checkpoint.with_suffix(".json").name
+            marker = run_dir / "running" / checkpoint.with_suffix(".json").name
             with contextlib.suppress(OSError, ValueError):
                 os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)
                 killed.append(checkpoint.stem.removeprefix("trial-"))
@@ -117,7 +117,7 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_witho
     assert set(frame["trial_key"]) == {t.key for t in planned} and set(frame["status"]) == {"ok"}
     victim = frame[frame["trial_key"] == killed[0]]
     assert not victim.duplicated(["step", "domain"]).any() and victim["step"].nunique() == 8
-    assert not list(run_dir.glob("results/failed/*")) and not list(run_dir.glob("checkpoints/*"))
+    assert not list(run_dir.glob("failed/*")) and not list(run_dir.glob("checkpoints/*"))
 
 
 def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(local_ray, tmp_path, shared_shards):

@@ -6,6 +6,8 @@ import io
 import math
 import shutil
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
@@ -132,7 +134,7 @@ def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained
     victim.write_bytes(victim.read_bytes()[:100])
     outcome, _ = launch_quietly(own_copy["cluster"], own_copy["sweep"])
     assert outcome.num_trained == 1 and [line.split()[0] for line in outcome.corrupt] == [victim.name]
-    assert (results / "corrupt" / victim.name).is_file() and victim.is_file()
+    assert (own_copy["run_dir"] / "corrupt" / victim.name).is_file() and victim.is_file()
 
 
 def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(own_copy):
@@ -145,8 +147,11 @@ def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goe
     for part in (shards / "data").rglob("*.parquet"):
         part.write_bytes(b"not parquet")  # storage gone bad under a finished build
     assert main(["launch", str(own_copy["cluster"])]) == 1  # the command says some trials failed
-    failures = {f.name for f in (results / "failed").iterdir()}
+    failures = {f.name for f in (own_copy["run_dir"] / "failed").iterdir()}
     assert failures == {f"trial-{key}.json" for key in doomed}
+    # the results folder holds the table alone: it reads as one Parquet dataset whatever failed or is in flight
+    assert len(pd.read_parquet(results)) == len(pq.ParquetDataset(results).read()) == \
+        read_results(RunDir(own_copy["run_dir"])).num_rows
     report = report_run(own_copy["run_dir"], print)
     assert sum(line.startswith("failed after its retries: target-low_quality") for line in report.missing) \
         == len(doomed)

@@ -255,7 +255,8 @@ def lr_choice_table(report: Report) -> TextTable:
                      f"(standard / 10{bound}){floor}." + (f" {choice.caveat}." if choice.caveat else ""))
     notes.append("Rule: the smallest lr that is tiny (≤ standard / 10 and ≤ the Eq. 58 bound), above the precision "
                  "floor, without divergence, and above the horizon floor: a loss drop from initialisation of at least "
-                 "25% of the standard lr's, and a ranking that agrees beyond seed noise (Spearman CI lower end ≥ 0.5) with "
+                 "25% of the standard lr's, and a ranking that agrees beyond seed noise (Spearman CI lower end ≥ 0.5) "
+                 "with "
                  "the anchor's, the largest lr passing every other check (the anchor is compared with the next lr "
                  "up). Neighbours within seed noise are shown, not checked. No target run is read.")
     return TextTable("How the proxy lr was chosen (from the proxies alone)", columns, rows, notes)

@@ -16,6 +16,11 @@ class DataError(UserError):
     which recipe or source, what is wrong and what would fix it."""
 
 
+class ClusterError(UserError):
+    """The cluster cannot give what the profile asks (a trial larger than every node): refused before anything
+    trains, where Tune would wait for it forever."""
+
+
 class ConfigError(UserError):
     """Every problem found in one file, each as (key path, message)."""
 

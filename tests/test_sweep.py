@@ -13,6 +13,7 @@ from rich.console import Console
 
 from raysweep.cli import main
 from raysweep.config import load_cluster, load_sweep
+from raysweep.errors import ClusterError
 from raysweep.families.language_model import plan_trials
 from raysweep.report import report_run
 from raysweep.select import launch_select
@@ -158,3 +159,15 @@ def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goe
     roles, _ = sweep_status(own_copy["run_dir"])  # counted from the files alone
     counts = {r.role: (r.planned, r.finished, r.diverged, r.failed, r.started, r.pending) for r in roles}
     assert counts == {"proxy": (12, 12, 4, 0, 0, 0), "target": (8, 4, 0, 4, 0, 0)}
+
+
+@pytest.mark.parametrize("resources", [{"proxy": {"cpu": 8}}, {"target": {"cpu": 1, "gpu": 1.5}}])
+def test_a_trial_larger_than_every_node_is_refused_before_anything_trains(local_ray, tmp_path, resources):
+    sweep = write_yaml(tmp_path / "micro.yaml", micro_sweep())
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "storage": str(tmp_path / "runs"),
+                                                     "resources": resources})
+    (role,) = resources
+    with pytest.raises(ClusterError, match=rf"resources\.{role}: one {role} trial asks for .* but the largest node "
+                                           r"has 2 CPU\(s\) and 0 GPU\(s\)"):
+        launch_quietly(cluster, sweep)
+    assert not list((tmp_path / "runs").glob("shards/*"))  # refused before the build

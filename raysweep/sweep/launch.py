@@ -11,6 +11,7 @@ from rich.console import Console
 
 from raysweep import store
 from raysweep.config import ClusterConfig, RandomFeatureSweep, RayConfig, SweepConfig
+from raysweep.errors import ClusterError
 from raysweep.families import TrialFamily, trial_family
 from raysweep.net import free_port
 from raysweep.sweep.early_stop import losses_at, saved_flops, settle_check, store_stopped
@@ -79,6 +80,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     if not todo and (searcher is None or searcher.finished):
         return LaunchOutcome(run.path, num_planned, 0, [], corrupt)
     start_ray(cluster.ray, console)
+    check_resources(cluster, family, {t.role for t in todo} | ({Role.TARGET} if searcher else set()))
     with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
         data = family.prepare(todo + sizing, store.shards_root(cluster.storage))
     trial_run = TrialRun(cluster, family.train, entry, data, run, console)
@@ -90,6 +92,24 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     if searcher:
         _write_plan(run, cluster, family, trials, searcher)  # now with the targets the search proposed
     return LaunchOutcome(run.path, num_planned, len(store.finished_keys(run)[0] - done), errors, corrupt)
+
+
+def check_resources(cluster: ClusterConfig, family: TrialFamily, roles: set[Role]) -> None:
+    """Raise ``ClusterError`` when no node of the running cluster could ever hold one trial of a role: Tune would
+    otherwise wait at 0 of N trials forever."""
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    most = {kind: max((node.get(kind, 0.0) for node in nodes), default=0.0) for kind in ("CPU", "GPU")}
+    sized_by = "ray.num_cpus and ray.num_gpus size the embedded Ray" if cluster.ray.address is None else \
+        "ray.cluster_resources() lists what the cluster has"
+    problems = []
+    for role in sorted(roles):
+        cpu, gpu = family.resources(role)
+        if not any(node.get("CPU", 0.0) >= cpu and node.get("GPU", 0.0) >= gpu for node in nodes):
+            problems.append(f"resources.{role}: one {role} trial asks for {cpu:g} CPU(s) and {gpu:g} GPU(s) on one "
+                            f"node, but the largest node has {most['CPU']:g} CPU(s) and {most['GPU']:g} GPU(s) "
+                            f"({sized_by}); ask for less in the cluster profile, or use a cluster that has them")
+    if problems:
+        raise ClusterError("\n".join(problems))
 
 
 def _write_plan(run: store.RunDir, cluster: ClusterConfig, family: TrialFamily, trials: list[AnySpec],

@@ -208,9 +208,19 @@ def read_plan(run: RunDir) -> Plan | None:
     record = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(Plan)}
     try:
-        return Plan(**{key: value for key, value in record.items() if key in names})
+        plan = Plan(**{key: value for key, value in record.items() if key in names})
     except (TypeError, AttributeError) as err:
         raise ValueError(f"not a plan ({err})") from None
+    shapes = {"recipes": isinstance(plan.recipes, list),
+              "trial_keys": isinstance(plan.trial_keys, dict) and all(isinstance(keys, list)
+                                                                      for keys in plan.trial_keys.values()),
+              "standard_lr": isinstance(plan.standard_lr, (int, float)),
+              "num_planned": isinstance(plan.num_planned, dict),
+              "gpus_per_trial": plan.gpus_per_trial is None or isinstance(plan.gpus_per_trial, dict)}
+    wrong = [key for key, right in shapes.items() if not right]
+    if wrong:
+        raise ValueError(f"not a plan ({', '.join(wrong)} of the wrong type)")
+    return plan
 
 
 def write_sweep_file(run: RunDir, text: str) -> None:

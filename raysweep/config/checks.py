@@ -5,7 +5,21 @@ from __future__ import annotations
 import math
 
 from raysweep.config.presets import REPETITION_PRESETS
-from raysweep.config.schema import FilteredSource, Source, SweepConfig
+from raysweep.config.schema import ClusterConfig, FilteredSource, Source, SweepConfig, safe_name
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_cluster(cluster: ClusterConfig) -> list[tuple[str, str]]:
+    """A dashboard reachable from the network runs anyone's code (CVE-2023-48022): only with its acknowledgement."""
+    ray = cluster.ray
+    if is_loopback(ray.dashboard_host) or ray.expose_dashboard:
+        return []
+    return [("ray.dashboard_host", f"{ray.dashboard_host!r} exposes the Ray dashboard, through which whoever reaches "
+                                   f"port {ray.dashboard_port} can run code on this machine (CVE-2023-48022); keep "
+                                   "127.0.0.1 and reach it with `ssh -L 8265:127.0.0.1:8265 HOST`, or set "
+                                   "ray.expose_dashboard: true to accept the risk")]
 
 
 def check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, str]]:
@@ -23,6 +37,9 @@ def check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, st
                 problems.append((f"recipes[{i}].mix[{j}].source",
                                  f"unknown source {component.source!r} (defined: {', '.join(sweep.sources)})"))
     problems += _check_sources(sweep)
+    problems += [(f"{where}.{name}", message) for where, names in (("sources", sweep.sources),
+                                                                   ("validation.domains", sweep.validation.domains))
+                 for name in names if (message := safe_name(name))]
     if sweep.proxy.standard_lr is not None and sweep.proxy.standard_lr not in sweep.proxy.lrs:
         problems.append(("proxy.standard_lr", f"must be one of proxy.lrs (got {sweep.proxy.standard_lr:g})"))
     problems += _check_validation(sweep)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from raysweep.config.checks import check_sweep
+from raysweep.config.checks import check_cluster, check_sweep
 from raysweep.config.schema import (ClusterConfig, FileSource, FilteredSource, HFSource, MixComponent,
                                     RandomFeatureSweep, Recipe, Source, SweepConfig)
 from raysweep.config.sizes import MODEL_SIZES
@@ -23,7 +24,11 @@ from raysweep.errors import ConfigError
 
 
 def load_cluster(path: str | Path) -> ClusterConfig:
-    return _load_file(ClusterConfig, path)
+    cluster = _load_file(ClusterConfig, path)
+    problems = check_cluster(cluster)
+    if problems:
+        raise ConfigError(path, problems)
+    return cluster
 
 
 def load_sweep(path: str | Path) -> SweepConfig | RandomFeatureSweep:
@@ -123,20 +128,57 @@ def _ablate(base: list[MixComponent], recipe: Recipe, where: str, source_names: 
 def _load_file(cls: type | typing.Callable[[dict], type], path: str | Path) -> Any:
     """`cls` is the dataclass the file holds, or picks it from the parsed mapping."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(path, [("", "is a folder; pass a YAML file")])
     if not path.is_file():
         raise ConfigError(path, [("", "file not found")])
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeySafeLoader)
+        data = data if data is not None else {}
+        if not dataclasses.is_dataclass(cls):
+            cls = cls(data if isinstance(data, dict) else {})
+        problems: list[tuple[str, str]] = []
+        value = _convert(cls, data, "", problems)
+    except UnicodeDecodeError as err:
+        raise ConfigError(path, [("", f"not UTF-8 text (byte {err.start}); a sweep file or profile is YAML text")]) \
+            from None
     except yaml.YAMLError as err:
         raise ConfigError(path, [("", f"not valid YAML: {err}")]) from None
-    data = data if data is not None else {}
-    if not dataclasses.is_dataclass(cls):
-        cls = cls(data if isinstance(data, dict) else {})
-    problems: list[tuple[str, str]] = []
-    value = _convert(cls, data, "", problems)
+    except RecursionError:
+        raise ConfigError(path, [("", "nested too deeply to be a sweep file or profile")]) from None
     if problems:
         raise ConfigError(path, problems)
     return value
+
+
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """Safe YAML (no tags that run code) that refuses a key given twice in one mapping: YAML itself keeps the last
+    one silently, which hides a typo'd edit."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if not isinstance(key, typing.Hashable):
+            continue  # construct_mapping refuses it
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice",
+                                                    key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeySafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 4, 4
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it: short, whatever its size (a YAML alias can expand to millions of items)."""
+    return _SHOWN.repr(value)
 
 
 def _join(path: str, key: str) -> str:
@@ -161,17 +203,17 @@ def _convert(tp: Any, value: Any, path: str, problems: list[tuple[str, str]]) ->
         return _convert_dataclass(tp, value, path, problems)
     if origin is list:
         if not isinstance(value, list):
-            problems.append((path, f"must be a list (got {value!r})"))
+            problems.append((path, f"must be a list (got {_shown(value)})"))
             return []
         return [_convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            problems.append((path, f"must be a mapping (got {value!r})"))
+            problems.append((path, f"must be a mapping (got {_shown(value)})"))
             return {}
         return {str(k): _convert(args[1], v, _join(path, str(k)), problems) for k, v in value.items()}
     if origin is Literal:
         if value not in args:
-            problems.append((path, f"must be one of {', '.join(map(repr, args))} (got {value!r})"))
+            problems.append((path, f"must be one of {', '.join(map(repr, args))} (got {_shown(value)})"))
         return value
     return _convert_scalar(tp, value, path, problems)
 
@@ -181,7 +223,7 @@ def _convert_variant(variants: list[type], value: Any, path: str, problems: list
     by_type = {name: cls for cls in variants for name in typing.get_args(typing.get_type_hints(cls)["type"])}
     kind = value.get("type") if isinstance(value, dict) else None
     if kind not in by_type:
-        problems.append((_join(path, "type"), f"must be one of {', '.join(map(repr, by_type))} (got {kind!r})"))
+        problems.append((_join(path, "type"), f"must be one of {', '.join(map(repr, by_type))} (got {_shown(kind)})"))
         return None
     return _convert_dataclass(by_type[kind], value, path, problems)
 
@@ -196,13 +238,13 @@ def _convert_scalar(tp: type, value: Any, path: str, problems: list[tuple[str, s
         return float(value)
     if isinstance(value, tp) and not (tp is not bool and isinstance(value, bool)):
         return value
-    problems.append((path, f"must be {_type_name(tp)} (got {value!r})"))
+    problems.append((path, f"must be {_type_name(tp)} (got {_shown(value)})"))
     return value
 
 
 def _convert_dataclass(cls: type, value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
     if not isinstance(value, dict):
-        problems.append((path, f"must be a mapping (got {value!r})"))
+        problems.append((path, f"must be a mapping (got {_shown(value)})"))
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}

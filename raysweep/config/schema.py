@@ -16,6 +16,7 @@ value rules (``positive``, ``non_empty``...) sit in field metadata, and rules th
 from __future__ import annotations
 
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,6 +51,37 @@ def _confidence(value: float) -> str | None:
     return None if 0.5 < value < 1.0 else f"must be within (0.5, 1) (got {value!r})"
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+"""Names that become folder and file names (sweeps, recipes, sources, validation domains): no path separator,
+no leading dot, at most 128 characters."""
+
+
+def safe_name(value: str) -> str | None:
+    if SAFE_NAME.fullmatch(value):
+        return None
+    shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
+    return (f"must be a plain name: letters, digits and . _ + -, starting with a letter or digit, at most 128 "
+            f"characters (it names folders; got {shown!r})")
+
+
+MAX_SEQ_LEN = 2**20
+"""Longer than any model's context: a larger seq_len is a typo, and would allocate its position table."""
+
+
+def _sequence_length(value: int) -> str | None:
+    return None if value <= MAX_SEQ_LEN else f"must be at most {MAX_SEQ_LEN:,} tokens (got {value:,})"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else f"must be a TCP port within [0, 65535] (got {value!r})"
+
+
+def _ray_address(value: str) -> str | None:
+    if value in ("auto", "local") or re.fullmatch(r"(ray://)?[A-Za-z0-9._-]+:\d{1,5}", value):
+        return None
+    return f"must be auto, local, HOST:PORT or ray://HOST:PORT (got {value!r})"
+
+
 def _rules(*checks: typing.Callable[[Any], str | None], **kwargs: Any) -> Any:
     return field(metadata={"checks": checks}, **kwargs)
 
@@ -66,14 +98,17 @@ def _added(*checks: typing.Callable[[Any], str | None], default: Any = None) -> 
 
 @dataclass(frozen=True)
 class RayConfig:
-    address: str | None = None
+    address: str | None = _rules(_ray_address, default=None)
     """None starts an embedded Ray on this machine; "auto" joins the cluster this node belongs to."""
     num_cpus: int | None = _rules(_positive, default=None)
     """Embedded Ray only: CPUs Ray may schedule on (set it explicitly on small machines)."""
-    num_gpus: int | None = None
+    num_gpus: int | None = _rules(_non_negative, default=None)
     dashboard_host: str = "127.0.0.1"
-    """Anyone who reaches the dashboard can run code on the cluster: keep it on loopback."""
-    dashboard_port: int = 8265
+    """Anyone who reaches the dashboard can run code on the cluster (CVE-2023-48022): keep it on loopback."""
+    dashboard_port: int = _rules(_port, default=8265)
+    expose_dashboard: bool = False
+    """Set to true to accept a ``dashboard_host`` other than loopback, knowing that whoever reaches it can run
+    code on this machine; the launch then says so again."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +237,7 @@ class MixComponent:
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str
+    name: str = _rules(safe_name)
     mix: list[MixComponent] = field(default_factory=list)
     base: str | None = None
     """Start from another recipe's mix, then apply `drop` and `weights`: ablations in one line."""
@@ -379,8 +414,8 @@ class Select:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    name: str
-    seq_len: int = _rules(_positive)
+    name: str = _rules(safe_name)
+    seq_len: int = _rules(_positive, _sequence_length)
     sources: dict[str, Source] = _rules(_non_empty)
     recipes: list[Recipe] = _rules(_non_empty)
     validation: Validation
@@ -415,5 +450,5 @@ class RandomFeatureGrid:
 
 @dataclass(frozen=True)
 class RandomFeatureSweep:
-    name: str
+    name: str = _rules(safe_name)
     random_features: RandomFeatureGrid

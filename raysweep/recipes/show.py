@@ -8,6 +8,7 @@ reason. A recipe that has not been built yet (or whose inputs changed since) sho
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -22,7 +23,8 @@ def show_recipes(sweep: SweepConfig, shards_root: Path, console: Console, only: 
     """Print every recipe (or `only`); 2 when `only` names no recipe, else 0."""
     recipes = [r for r in sweep.recipes if only in (None, r.name)]
     if not recipes:
-        console.print(f"[red]no recipe {only!r} in {sweep.name} (recipes: {', '.join(r.name for r in sweep.recipes)})")
+        print(f"raysweep recipes show: no recipe {only!r} in {sweep.name} (recipes: "
+              f"{', '.join(r.name for r in sweep.recipes)})", file=sys.stderr)
         return 2
     for recipe in recipes:
         components = recipe_components(recipe, sweep)

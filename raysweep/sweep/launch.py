@@ -11,6 +11,7 @@ from rich.console import Console
 
 from raysweep import store
 from raysweep.config import ClusterConfig, RandomFeatureSweep, RayConfig, SweepConfig
+from raysweep.config.checks import is_loopback
 from raysweep.errors import ClusterError
 from raysweep.families import TrialFamily, trial_family
 from raysweep.net import free_port
@@ -48,6 +49,9 @@ def start_ray(config: RayConfig, console: Console) -> None:
         context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if config.address is None and not is_loopback(config.dashboard_host):
+        console.print(f"[bold red]The Ray dashboard listens on {config.dashboard_host}: whoever reaches it can run "
+                      "code on this machine (CVE-2023-48022). Prefer 127.0.0.1 and an SSH tunnel.[/bold red]")
     if context.dashboard_url:
         console.print(f"Ray dashboard: [bold]http://{context.dashboard_url}[/bold]  "
                       "(token authentication: `ray get-auth-token` prints the token it asks for)")
@@ -57,6 +61,11 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
            target_recipes: list[str] | None = None) -> LaunchOutcome:
     """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
     run = store.RunDir.of(cluster.storage, sweep.name)
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ClusterError(f"storage: cannot create the run directory {run.path} ({err.strerror}); point `storage:` "
+                           "in the cluster profile at a folder this user can write") from None
     done, corrupt = store.finished_keys(run)
     for line in corrupt:
         console.print(f"[yellow]corrupt result:[/yellow] {line}")

@@ -1,0 +1,142 @@
+"""Bad input, as a new user gives it: each case one clear message naming the file and key, the documented exit
+status (2: the input is wrong; 1: nothing to report on), no traceback, no hang, and bounded output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from raysweep.cli import main
+
+from conftest import micro_sweep, write_yaml
+
+Case = Callable[[Path], list[str]]
+"""Writes the files of one case under a folder; returns the command line."""
+
+
+def _launch(sweep: dict | bytes | str | None = None, **profile) -> Case:
+    """``raysweep launch`` of a micro sweep edited by ``sweep`` (a dict of top-level changes, or raw file content),
+    with a profile of ``profile``'s keys."""
+    def case(folder: Path) -> list[str]:
+        path = folder / "sweep.yaml"
+        if isinstance(sweep, bytes):
+            path.write_bytes(sweep)
+        elif isinstance(sweep, str):
+            path.write_text(sweep)
+        else:
+            write_yaml(path, micro_sweep(**(sweep or {})))
+        cluster = write_yaml(folder / "cluster.yaml", {"sweep": str(path), "storage": str(folder / "runs"), **profile})
+        return ["launch", str(cluster)]
+    return case
+
+
+def _edited(edit: Callable[[dict], None]) -> dict:
+    sweep = micro_sweep()
+    edit(sweep)
+    return sweep
+
+
+def _raw(edit: Callable[[dict], None]) -> str:
+    return yaml.safe_dump(_edited(edit), sort_keys=False)
+
+
+def _file_as_storage(folder: Path) -> list[str]:
+    (folder / "taken").write_text("a file, not a folder")
+    return _launch(storage=str(folder / "taken"))(folder)
+
+
+def _folder_as_sweep(folder: Path) -> list[str]:
+    (folder / "a_folder").mkdir()
+    cluster = write_yaml(folder / "cluster.yaml", {"sweep": str(folder / "a_folder")})
+    return ["launch", str(cluster)]
+
+
+def _run_dir(plan: str | None) -> Case:
+    def case(folder: Path) -> list[str]:
+        (folder / "run" / "results").mkdir(parents=True)
+        if plan is not None:
+            (folder / "run" / "plan.json").write_text(plan)
+        return ["status", str(folder / "run")]
+    return case
+
+
+def _report(content: bytes | None, *options: str) -> Case:
+    def case(folder: Path) -> list[str]:
+        path = folder / "results.parquet"
+        if content is not None:
+            path.write_bytes(content)
+        return ["report", str(path), *options]
+    return case
+
+
+ALIAS_BOMB = "x0: &x0 [0.1]\n" + "".join(f"x{i + 1}: &x{i + 1} [*x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}]\n"
+                     for i in range(8))
+"""Eight levels of ten aliases each: 10^8 elements when expanded."""
+
+CASES: dict[str, tuple[Case, int, str]] = {
+    # sweep files
+    "binary sweep file": (_launch(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"), 2, "not UTF-8 text"),
+    "deeply nested sweep file": (_launch("a: " + "[" * 20000 + "]" * 20000), 2, "sweep.yaml"),
+    "a key given twice": (_launch("name: a\nname: b\n"), 2, "key 'name' is given twice"),
+    "a folder as sweep file": (_folder_as_sweep, 2, "is a folder; pass a YAML file"),
+    "missing sweep file": (lambda folder: ["launch", str(write_yaml(folder / "c.yaml", {"sweep": "nowhere.yaml"}))],
+                           2, "nowhere.yaml: file not found"),
+    "empty name": (_launch({"name": ""}), 2, "name: must be a plain name"),
+    "a name that leaves storage": (_launch({"name": "../../escape_run"}), 2, "name: must be a plain name"),
+    "a 200 KB recipe name": (_launch(_edited(lambda s: s["recipes"][0].update(name="r" * 200_000))), 2,
+                             "recipes[0].name: must be a plain name"),
+    "a source name with a slash": (_launch(_edited(lambda s: s["sources"].update({"a/b": s["sources"]["web"]}))), 2,
+                                   "sources.a/b: must be a plain name"),
+    "a hidden domain name": (_launch(_edited(lambda s: s["validation"]["domains"].update(
+        {".hidden": {"type": "synthetic", "domain": "web"}}))), 2, "validation.domains..hidden: must be a plain name"),
+    "an alias bomb in a typed key": (_launch(ALIAS_BOMB + _raw(lambda s: s["proxy"].update(lrs="PLACEHOLDER"))
+                                             .replace("PLACEHOLDER", "*x8")), 2, "proxy.lrs[0]: must be float"),
+    "a string for a list": (_launch(_edited(lambda s: s["proxy"].update(lrs="1e-4"))), 2, "proxy.lrs: must be a list"),
+    "an unknown key": (_launch(_edited(lambda s: s.update(epochs=3))), 2, "epochs: unknown key"),
+    "an absurd seq_len": (_launch({"seq_len": 10**15}), 2, "seq_len: must be at most 1,048,576 tokens"),
+    "a negative learning rate": (_launch(_edited(lambda s: s["proxy"].update(lrs=[-1e-4]))), 2,
+                                 "proxy.lrs: must be > 0"),
+    "a YAML list for a sweep": (_launch("- a\n- b\n"), 2, "must be a mapping"),
+    # cluster profiles
+    "negative GPUs": (_launch(ray={"num_gpus": -1}), 2, "ray.num_gpus: must be >= 0"),
+    "a port out of range": (_launch(ray={"dashboard_port": 99999}), 2, "ray.dashboard_port: must be a TCP port"),
+    "not an address": (_launch(ray={"address": "not an address"}), 2, "ray.address: must be auto, local, HOST:PORT"),
+    "an exposed dashboard without consent": (_launch(ray={"dashboard_host": "0.0.0.0"}), 2, "CVE-2023-48022"),
+    "storage that is a file": (_file_as_storage, 2, "storage: cannot create the run directory"),
+    "zero CPUs per trial": (_launch(resources={"proxy": {"cpu": 0}}), 2, "resources.proxy.cpu: must be > 0"),
+    "zero concurrent trials": (_launch(max_concurrent_trials=0), 2, "max_concurrent_trials: must be > 0"),
+    "an unknown profile key": (_launch(gpus=8), 2, "gpus: unknown key"),
+    # run directories and result tables
+    "a plan of the wrong structure": (_run_dir(json.dumps({"recipes": [], "standard_lr": 1.0, "trial_keys": []})), 1,
+                                      "plan.json: unreadable (not a plan (trial_keys of the wrong type))"),
+    "a plan that is not JSON": (_run_dir("{not json"), 1, "plan.json: unreadable"),
+    "a plan that is a list": (_run_dir("[1, 2]"), 1, "plan.json: unreadable"),
+    "a run directory without a plan": (_run_dir(None), 1, "no plan.json"),
+    "a report of a missing path": (_report(None), 1, "no such file or folder"),
+    "a report of a file that is not Parquet": (_report(b"col\n1\n"), 1, "not a readable results table"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_one_clear_message_and_its_exit_status(name, tmp_path, capsys):
+    case, status, text = CASES[name]
+    argv = case(tmp_path)
+    assert main(argv) == status
+    out, err = capsys.readouterr()
+    assert text in err, err[:2000]
+    assert "Traceback" not in out + err and len(err) < 5000  # no stack, and a bounded message whatever the input
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.parquet"))  # nothing trained
+
+
+def test_an_exposed_dashboard_loads_once_acknowledged():
+    from raysweep.config import ClusterConfig, RayConfig
+    from raysweep.config.checks import check_cluster
+
+    exposed = RayConfig(dashboard_host="0.0.0.0")
+    assert check_cluster(ClusterConfig(sweep="s.yaml", ray=exposed)) != []
+    assert check_cluster(ClusterConfig(sweep="s.yaml", ray=RayConfig(dashboard_host="0.0.0.0",
+                                                                      expose_dashboard=True))) == []

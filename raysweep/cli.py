@@ -12,14 +12,14 @@ from rich.console import Console
 from rich.text import Text
 
 from raysweep.config import SweepConfig, load_cluster, load_sweep
-from raysweep.errors import ConfigError, ReportError, StatusError, UserError
+from raysweep.errors import ConfigError, NothingToReport, ReportError, StatusError, UserError
 
 if TYPE_CHECKING:
     from raysweep.report import Report
 
 EXIT_CONFIG = 2
-EXIT_NO_REPORT = 1
-"""Nothing to report: no such path, no finished trials, not a results table, or an unknown domain."""
+EXIT_NOTHING_YET = 1
+"""A launch whose trials failed after their retries, or a report of a run with no finished trial yet."""
 
 
 def _launch(args: argparse.Namespace, console: Console) -> int:
@@ -51,7 +51,7 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
     for error in outcome.errors:
         console.print(f"[red]failed:[/red] {error}")
     summary = _summarize(outcome.run_dir, "all", console)
-    if summary:
+    if not isinstance(summary, int):
         from raysweep.report.render import print_report
 
         print_report(summary, console)
@@ -59,7 +59,7 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
         from raysweep.select import print_selection
 
         print_selection(selection, console)
-    return 1 if outcome.errors else 0
+    return EXIT_NOTHING_YET if outcome.errors else 0
 
 
 def _language_model_sweep(path: Path) -> SweepConfig:
@@ -107,7 +107,7 @@ def _status(args: argparse.Namespace, console: Console) -> int:
         roles, eta_s = sweep_status(Path(args.run_dir))
     except StatusError as err:
         print(f"raysweep status: {err}", file=sys.stderr)
-        return EXIT_NO_REPORT
+        return EXIT_CONFIG
     print_status(roles, eta_s, console)
     return 0
 
@@ -121,8 +121,9 @@ def _recipes_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
-               seeds_paired: bool = True) -> Report | None:
-    """The report of a run directory or Parquet table; None, with the reason on stderr, when there is none."""
+               seeds_paired: bool = True) -> Report | int:
+    """The report of a run directory or Parquet table; when there is none, the reason on stderr and the exit
+    status that says why (``EXIT_NOTHING_YET`` or ``EXIT_CONFIG``)."""
     from raysweep import report  # pandas and pyarrow: only when reporting
 
     warn = functools.partial(console.print, style="yellow", markup=False)  # what the report leaves out
@@ -130,13 +131,13 @@ def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
         return report.report_run(path, warn, domain=domain, metric=metric, seeds_paired=seeds_paired)
     except ReportError as err:
         print(f"raysweep report: {err}", file=sys.stderr)
-        return None
+        return EXIT_NOTHING_YET if isinstance(err, NothingToReport) else EXIT_CONFIG
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     summary = _summarize(Path(args.path), args.domain, console, args.metric, not args.independent_seeds)
-    if summary is None:
-        return EXIT_NO_REPORT
+    if isinstance(summary, int):
+        return summary
     from raysweep.report.render import print_report
 
     print_report(summary, console)

@@ -1,6 +1,7 @@
 """The errors a user can meet: each carries one clear message that the command line prints without a traceback
-(``raysweep.cli``); results stored before it stay stored. ``UserError`` (bad input) exits with status 2,
-``ReportError`` and ``StatusError`` (nothing to report on) with 1."""
+(``raysweep.cli``); results stored before it stay stored. The exit status says whose move it is: 2 when the input
+is wrong (``UserError``, ``ReportError``, ``StatusError``: fix the file, path or option), 1 when it is right but
+holds nothing to report yet (``NothingToReport``: wait for a trial to finish, or launch)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,12 @@ class ConfigError(UserError):
 
 
 class ReportError(Exception):
-    """The input cannot be reported on (exit status 1: nothing to report); the message says why and what would work."""
+    """The input cannot be reported on (exit status 2); the message says why and what would work."""
+
+
+class NothingToReport(ReportError):
+    """A run or table that holds no finished trial yet (exit status 1)."""
 
 
 class StatusError(Exception):
-    """The folder is not a launched run (exit status 1); the message says what to pass."""
+    """The folder is not a launched run, or its plan cannot be read (exit status 2); the message says what to pass."""

@@ -1,5 +1,5 @@
-"""Bad input, as a new user gives it: each case one clear message naming the file and key, the documented exit
-status (2: the input is wrong; 1: nothing to report on), no traceback, no hang, and bounded output."""
+"""Bad input, as a new user gives it: each case one clear message naming the file and key, exit status 2 (the
+input is wrong; 1 is kept for "nothing to report yet"), no traceback, no hang, and bounded output."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from raysweep.cli import main
 
 from conftest import micro_sweep, write_yaml
+from result_tables import sweep, table
 
 Case = Callable[[Path], list[str]]
 """Writes the files of one case under a folder; returns the command line."""
@@ -73,8 +75,7 @@ def _report(content: bytes | None, *options: str) -> Case:
     return case
 
 
-ALIAS_BOMB = "x0: &x0 [0.1]\n" + "".join(f"x{i + 1}: &x{i + 1} [*x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}, *x{i}]\n"
-                     for i in range(8))
+ALIAS_BOMB = "x0: &x0 [0.1]\n" + "".join(f"x{i + 1}: &x{i + 1} [{', '.join([f'*x{i}'] * 10)}]\n" for i in range(8))
 """Eight levels of ten aliases each: 10^8 elements when expanded."""
 
 CASES: dict[str, tuple[Case, int, str]] = {
@@ -111,14 +112,29 @@ CASES: dict[str, tuple[Case, int, str]] = {
     "zero concurrent trials": (_launch(max_concurrent_trials=0), 2, "max_concurrent_trials: must be > 0"),
     "an unknown profile key": (_launch(gpus=8), 2, "gpus: unknown key"),
     # run directories and result tables
-    "a plan of the wrong structure": (_run_dir(json.dumps({"recipes": [], "standard_lr": 1.0, "trial_keys": []})), 1,
+    "a plan of the wrong structure": (_run_dir(json.dumps({"recipes": [], "standard_lr": 1.0, "trial_keys": []})), 2,
                                       "plan.json: unreadable (not a plan (trial_keys of the wrong type))"),
-    "a plan that is not JSON": (_run_dir("{not json"), 1, "plan.json: unreadable"),
-    "a plan that is a list": (_run_dir("[1, 2]"), 1, "plan.json: unreadable"),
-    "a run directory without a plan": (_run_dir(None), 1, "no plan.json"),
-    "a report of a missing path": (_report(None), 1, "no such file or folder"),
-    "a report of a file that is not Parquet": (_report(b"col\n1\n"), 1, "not a readable results table"),
+    "a plan that is not JSON": (_run_dir("{not json"), 2, "plan.json: unreadable"),
+    "a plan that is a list": (_run_dir("[1, 2]"), 2, "plan.json: unreadable"),
+    "a run directory without a plan": (_run_dir(None), 2, "no plan.json"),
+    "a report of a missing path": (_report(None), 2, "no such file or folder"),
+    "a report of a file that is not Parquet": (_report(b"col\n1\n"), 2, "not a readable results table"),
+    "an unknown domain": (lambda folder: _table(folder, "--domain", "nowhere"), 2, "no rows for validation domain"),
+    "alignment ranked by one domain": (lambda folder: _table(folder, "--metric", "alignment", "--domain", "web"), 2,
+                                       "ranks by the domain \"all\" only"),
 }
+
+
+def _table(folder: Path, *options: str) -> list[str]:
+    pq.write_table(table(*sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0}, domains={"web": 0.1})),
+                   folder / "results.parquet")
+    return ["report", str(folder / "results.parquet"), *options]
+
+
+def test_a_run_without_a_finished_trial_has_nothing_to_report_yet_exit_1(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    assert main(["report", str(tmp_path)]) == 1
+    assert "no finished trials yet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -331,7 +331,7 @@ def test_a_table_without_alignment_says_how_to_measure_it(tmp_path, capsys):
     with pytest.raises(ReportError, match="launch with proxy.alignment_every: K in the sweep file"):
         summarize(table(*groups), metric="alignment")
     pq.write_table(table(*groups), tmp_path / "old.parquet")
-    assert main(["report", str(tmp_path / "old.parquet"), "--metric", "alignment"]) == 1
+    assert main(["report", str(tmp_path / "old.parquet"), "--metric", "alignment"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "proxy.alignment_every: K" in err
 
@@ -443,5 +443,5 @@ def test_cli_report_without_results_says_so_on_stderr_and_exits_1(tmp_path, caps
     (tmp_path / "results").mkdir()
     assert main(["report", str(tmp_path)]) == 1
     assert "no finished trials yet" in capsys.readouterr().err
-    assert main(["report", str(tmp_path / "nowhere")]) == 1
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in capsys.readouterr().err

@@ -58,7 +58,7 @@ import pandas as pd
 import pyarrow as pa
 
 from raysweep.analysis import rank_transfer, seed_mean_interval, seed_std, spearman, within_noise_of_previous
-from raysweep.errors import ReportError
+from raysweep.errors import NothingToReport, ReportError
 from raysweep.report.compute import checkpoint_curve, compute_by_role
 from raysweep.report.curves import Losses, loss_curves, rank_heatmaps, regret_curves
 from raysweep.report.lr_choice import choose_lr
@@ -143,7 +143,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     frame = as_frame(table)
     frame, stale = in_plan(frame, plan)
     if frame.empty:
-        raise ReportError(f"{source}: the results table is empty; nothing to report yet")
+        raise NothingToReport(f"{source}: the results table is empty; nothing to report yet")
     domains = sorted(frame["domain"].unique(), key=lambda d: (d != "all", d))
     if domain not in domains:
         raise ReportError(f"no rows for validation domain {domain!r}; the table has: {', '.join(domains)}")

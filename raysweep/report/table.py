@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from raysweep.errors import ReportError
+from raysweep.errors import NothingToReport, ReportError
 from raysweep.store import Plan, RunDir, read_failures, read_tables
 from raysweep.trials import FAMILIES, LANGUAGE_MODEL, Family, Role
 
@@ -34,7 +34,7 @@ def load_results(path: str | Path) -> tuple[pa.Table, RunDir | None, list[str]]:
     if folder.is_dir():
         files = sorted(folder.glob("*.parquet"))
         if not files:
-            raise ReportError(f"{folder}: no finished trials yet (no .parquet files); nothing to report")
+            raise NothingToReport(f"{folder}: no finished trials yet (no .parquet files); nothing to report")
     elif path.is_file():
         files = [path]
     else:

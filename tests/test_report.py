@@ -439,7 +439,7 @@ def test_a_run_dir_report_takes_the_standard_lr_and_plan_from_its_launch(tmp_pat
     assert len(list((tmp_path / "figs").glob("*.png"))) == 7
 
 
-def test_cli_report_without_results_says_so_on_stderr_and_exits_1(tmp_path, capsys):
+def test_cli_report_without_results_exits_1_and_of_a_wrong_path_exits_2(tmp_path, capsys):
     (tmp_path / "results").mkdir()
     assert main(["report", str(tmp_path)]) == 1
     assert "no finished trials yet" in capsys.readouterr().err

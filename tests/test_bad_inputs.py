@@ -156,3 +156,21 @@ def test_an_exposed_dashboard_loads_once_acknowledged():
     assert check_cluster(ClusterConfig(sweep="s.yaml", ray=exposed)) != []
     assert check_cluster(ClusterConfig(sweep="s.yaml", ray=RayConfig(dashboard_host="0.0.0.0",
                                                                       expose_dashboard=True))) == []
+
+
+@pytest.mark.parametrize("content, text", [
+    (b'{"text": "a document"}\n{not json\n', "corpus.jsonl:2: not valid JSON"),
+    (b'{"text": "a document"}\n{"body": "x"}\n', "corpus.jsonl:2: no field 'text'"),
+    (b'{"text": "a document"}\n{"text": 3}\n', "corpus.jsonl:2: field 'text' is int, not a string"),
+    (b'{"text": "caf\xe9"}\n', "corpus.jsonl: not UTF-8 text"),
+])
+def test_a_bad_corpus_file_is_named_first_not_buried_under_the_build_s_stack(local_ray, tmp_path, capsys, content,
+                                                                             text):
+    (tmp_path / "corpus.jsonl").write_bytes(content)
+    sweep = micro_sweep()
+    sweep["sources"]["web"] = {"type": "jsonl", "path": str(tmp_path / "corpus.jsonl")}
+    argv = _launch(sweep)(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("raysweep: recipe 'balanced', source 'web': ") and text in err, err[:2000]
+    assert err.count("\n") == 1 and "Traceback" not in err  # one line: no Ray task header, stack or retry advice

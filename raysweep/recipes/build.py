@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import ray
+from ray.exceptions import RayTaskError
 
 from raysweep.config import Recipe, SweepConfig, SyntheticSource, TokenizerConfig
 from raysweep.errors import DataError
@@ -250,7 +251,9 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
                 cause = _data_error(err)
                 if cause is None:
                     raise
-                raise BuildError(f"recipe {recipe!r}, source {component.label!r}: {cause}") from None
+                # Ray Data appends its retry advice to the message: the data's fault is not transient
+                message = str(cause).split("\nFailed to ", 1)[0]
+                raise BuildError(f"recipe {recipe!r}, source {component.label!r}: {message}") from None
             stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {"num_sequences": 0}
             if stats["num_sequences"] >= count:
                 break
@@ -275,10 +278,11 @@ def _ordered_actor():
 
 
 def _data_error(err: BaseException) -> DataError | None:
-    """The DataError inside the exception chain Ray builds around a failing task, if there is one."""
+    """The DataError a source raised, from inside the exception chain Ray builds around a failing task (Ray's own
+    wrappers also pass for a DataError, with the task's name and traceback in their message: they are unwrapped)."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, DataError):
+        if isinstance(err, DataError) and not isinstance(err, RayTaskError):
             return err
         seen.add(id(err))
         err = getattr(err, "cause", None) or err.__cause__ or err.__context__

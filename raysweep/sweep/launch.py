@@ -61,6 +61,8 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
            target_recipes: list[str] | None = None) -> LaunchOutcome:
     """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
     run = store.RunDir.of(cluster.storage, sweep.name)
+    family = trial_family(sweep, cluster)  # a sweep it cannot plan is refused before anything is written
+    trials = family.plan(target_recipes)
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -69,8 +71,6 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     done, corrupt = store.finished_keys(run)
     for line in corrupt:
         console.print(f"[yellow]corrupt result:[/yellow] {line}")
-    family = trial_family(sweep, cluster)
-    trials = family.plan(target_recipes)
     entry = TrialEntry(family.resources(Role.PROXY), family.resources(Role.TARGET))
     searcher, sizing = None, []
     shortlist = [r for r in family.recipes if target_recipes is None or r in target_recipes]

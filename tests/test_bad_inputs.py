@@ -66,6 +66,19 @@ def _run_dir(plan: str | None) -> Case:
     return case
 
 
+def _written(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _run_dir_bytes(plan: bytes) -> Case:
+    def case(folder: Path) -> list[str]:
+        (folder / "run" / "results").mkdir(parents=True)
+        (folder / "run" / "plan.json").write_bytes(plan)
+        return ["status", str(folder / "run")]
+    return case
+
+
 def _report(content: bytes | None, *options: str) -> Case:
     def case(folder: Path) -> list[str]:
         path = folder / "results.parquet"
@@ -102,7 +115,61 @@ CASES: dict[str, tuple[Case, int, str]] = {
     "a negative learning rate": (_launch(_edited(lambda s: s["proxy"].update(lrs=[-1e-4]))), 2,
                                  "proxy.lrs: must be > 0"),
     "a YAML list for a sweep": (_launch("- a\n- b\n"), 2, "must be a mapping"),
+    "a negative mix weight": (_launch(_edited(lambda s: s["recipes"][0]["mix"][0].update(weight=-1))), 2,
+                              "recipes[0].mix[0].weight: must be > 0"),
+    "an unknown source in a mix": (_launch(_edited(lambda s: s["recipes"][0]["mix"][0].update(source="nope"))), 2,
+                                   "recipes[0].mix[0].source: unknown source 'nope'"),
+    "a recipe based on itself": (_launch(_edited(lambda s: s["recipes"][1].update(base="low_quality"))), 2,
+                                 "recipes[1].base: must name another recipe, without cycles"),
+    "an unknown proxy model": (_launch(_edited(lambda s: s["proxy"].update(models=["gpt5"]))), 2,
+                               "proxy.models[0]: unknown model 'gpt5'"),
+    "an unknown target model": (_launch(_edited(lambda s: s["target"].update(model="gpt5"))), 2,
+                                "target.model: unknown model 'gpt5'"),
+    "a standard lr outside the grid": (_launch(_edited(lambda s: s["proxy"].update(standard_lr=0.5))), 2,
+                                       "proxy.standard_lr: must be one of proxy.lrs"),
+    "no evaluations": (_launch(_edited(lambda s: s["training"].update(num_evals=0))), 2,
+                       "training.num_evals: must be > 0"),
+    "a warmup over the whole run": (_launch(_edited(lambda s: s["training"]["schedule"].update(warmup_frac=2))), 2,
+                                    "training.schedule.warmup_frac: must be within [0, 1]"),
+    "a negative clipping norm": (_launch(_edited(lambda s: s["training"].update(grad_clip=-1))), 2,
+                                 "training.grad_clip: must be > 0"),
+    "an hf tokenizer without a name": (_launch(_edited(lambda s: s.update(tokenizer={"type": "hf"}))), 2,
+                                       "tokenizer.name: give a name"),
+    "a shortlist longer than the recipes": (_launch(_edited(lambda s: s.update(select={"top_k": 5}))), 2,
+                                            "select.top_k: must be <= the number of recipes"),
+    "ASHA's grace at the last evaluation": (_launch(_edited(lambda s: s["target"].update(
+        asha={"grace_evals": 2, "reduction_factor": 2}))), 2, "target.asha.grace_evals: must be < training.num_evals"),
+    "a token share above one": (_launch(_edited(lambda s: s["recipes"][1].update(weights={"web_low_quality": 1.5}))),
+                                2, "must be a token share in (0, 1]"),
+    "dropping a source the base lacks": (_launch(_edited(lambda s: s["recipes"][1].update(drop=["nope"]))), 2,
+                                         "recipes[1].drop[0]: 'nope' is not in the base mix"),
+    "an early-stop confidence below one half": (_launch(_edited(lambda s: s["proxy"].update(
+        early_stop={"confidence": 0.3}))), 2, "proxy.early_stop.confidence: must be within (0.5, 1)"),
+    "no proxy learning rate": (_launch(_edited(lambda s: s["proxy"].update(lrs=[]))), 2,
+                               "proxy.lrs: must not be empty"),
+    "no target seed": (_launch(_edited(lambda s: s["target"].update(seeds=[]))), 2, "target.seeds: must not be empty"),
+    "a zero batch size": (_launch(_edited(lambda s: s["proxy"].update(batch_size=0))), 2,
+                          "proxy.batch_size: must be > 0"),
+    "an unknown source type": (_launch(_edited(lambda s: s["sources"]["web"].update(type="webcrawl"))), 2,
+                               "sources.web.type: must be one of"),
+    "a mapping for the recipe list": (_launch(_edited(lambda s: s.update(recipes={"a": 1}))), 2,
+                                      "recipes: must be a list"),
+    "an unknown weight precision": (_launch(_edited(lambda s: s["training"].update(param_dtype="float8"))), 2,
+                                    "training.param_dtype: must be one of 'float32', 'bfloat16'"),
+    "YAML that does not parse": (_launch("name: [unclosed\n"), 2, "not valid YAML"),
+    "an empty sweep file": (_launch(""), 2, "name: missing required key"),
     # cluster profiles
+    "negative GPUs per trial": (_launch(resources={"target": {"gpu": -1}}), 2, "resources.target.gpu: must be >= 0"),
+    "negative retries": (_launch(trial_retries=-1), 2, "trial_retries: must be >= 0"),
+    "zero CPUs for the embedded Ray": (_launch(ray={"num_cpus": 0}), 2, "ray.num_cpus: must be > 0"),
+    "a number for storage": (_launch(storage=123), 2, "storage: must be str"),
+    "a binary profile": (lambda folder: ["launch", str(_written(folder / "c.yaml", b"\xff\xfe\x00"))], 2,
+                         "c.yaml: not UTF-8 text"),
+    "a profile key given twice": (lambda folder: ["launch", str(_written(folder / "c.yaml", b"sweep: a\nsweep: b\n"))],
+                                  2, "key 'sweep' is given twice"),
+    "a profile without a sweep": (lambda folder: ["launch", str(_written(folder / "c.yaml", b"storage: runs\n"))], 2,
+                                  "c.yaml: sweep: missing required key"),
+    "a missing profile": (lambda folder: ["launch", str(folder / "nowhere.yaml")], 2, "nowhere.yaml: file not found"),
     "negative GPUs": (_launch(ray={"num_gpus": -1}), 2, "ray.num_gpus: must be >= 0"),
     "a port out of range": (_launch(ray={"dashboard_port": 99999}), 2, "ray.dashboard_port: must be a TCP port"),
     "not an address": (_launch(ray={"address": "not an address"}), 2, "ray.address: must be auto, local, HOST:PORT"),
@@ -117,6 +184,8 @@ CASES: dict[str, tuple[Case, int, str]] = {
     "a plan that is not JSON": (_run_dir("{not json"), 2, "plan.json: unreadable"),
     "a plan that is a list": (_run_dir("[1, 2]"), 2, "plan.json: unreadable"),
     "a run directory without a plan": (_run_dir(None), 2, "no plan.json"),
+    "a plan that is not UTF-8": (_run_dir_bytes(b"\xff\xfe"), 2, "plan.json: unreadable"),
+    "a status of a missing folder": (lambda folder: ["status", str(folder / "nowhere")], 2, "no plan.json"),
     "a report of a missing path": (_report(None), 2, "no such file or folder"),
     "a report of a file that is not Parquet": (_report(b"col\n1\n"), 2, "not a readable results table"),
     "an unknown domain": (lambda folder: _table(folder, "--domain", "nowhere"), 2, "no rows for validation domain"),

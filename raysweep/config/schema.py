@@ -114,7 +114,7 @@ class RayConfig:
 @dataclass(frozen=True)
 class TrialResources:
     cpu: float = _rules(_positive, default=1.0)
-    gpu: float = 0.0
+    gpu: float = _rules(_non_negative, default=0.0)
     """Fractions pack several trials on one GPU (0.25 = four proxies per GPU)."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from raysweep.report import Report
 
 EXIT_CONFIG = 2
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+"""Storage that is full, over quota, read-only or not this user's: a fact about the machine, not a bug."""
 EXIT_NOTHING_YET = 1
 """A launch whose trials failed after their retries, or a report of a run with no finished trial yet."""
 
@@ -245,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except UserError as err:  # results stored before it stay stored; a relaunch resumes
         print(f"raysweep: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        print(f"raysweep: storage: cannot write {err.filename or 'a file'} ({err.strerror}); every result stored "
+              "before this stays stored, and a relaunch once there is room trains only what is missing",
+              file=sys.stderr)
         return EXIT_CONFIG
 
 

@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 
 from rich.console import Console
@@ -172,3 +173,47 @@ def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes
     assert [(r.role, r.planned) for r in sweep_status(run_dir)[0]] == [("proxy", 2), ("target", 12)]
     again = launch_profile(cluster)
     assert (again.num_planned, again.num_trained) == (14, 0)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MB tmpfs to fill up (it needs the right to mount one: skipped without it)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs privileges this machine does not give")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_disk_that_fills_up_mid_sweep_loses_and_repeats_nothing_and_the_launch_says_so(local_ray, small_disk,
+                                                                                          shared_shards):
+    sweep_data = micro_sweep(name="full")
+    sweep_data["proxy"].update(lrs=[1.0e-4], seeds=[0])
+    sweep_data["target"].update(lrs=[1.0e-3], seeds=[0])
+    sweep = write_yaml(small_disk / "full.yaml", sweep_data)
+    storage = storage_with(shared_shards, small_disk)  # the shards stay outside the small disk
+    cluster = write_yaml(small_disk / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage),
+                                                       "max_concurrent_trials": 1, "trial_retries": 0})
+    run_dir = storage / "full"
+    driver = subprocess.Popen([sys.executable, "-m", "raysweep.cli", "launch", str(cluster)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: list(run_dir.glob("results/trial-*.parquet")), "a stored trial", process=driver)
+    with open(small_disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 2**16)
+    stored_before = {p.name: p.read_bytes() for p in run_dir.glob("results/trial-*.parquet")}
+    out, err = driver.communicate(timeout=600)
+    last = err.strip().splitlines()[-1]
+    assert (driver.returncode == 2 and last.startswith("raysweep: storage: cannot write")) or \
+        (driver.returncode == 1 and "No space left on device" in out), (out[-2000:], err[-2000:])
+    assert {p.name: p.read_bytes() for p in run_dir.glob("results/trial-*.parquet") if p.name in stored_before} \
+        == stored_before  # what was recorded stays whole
+
+    (small_disk / "filler").unlink()
+    again = launch_profile(cluster)
+    planned = plan_trials(load_sweep(sweep))
+    assert again.errors == [] and again.num_trained == len(planned) - len(stored_before)
+    frame = read_results(RunDir(run_dir)).to_pandas()
+    assert set(frame["trial_key"]) == {t.key for t in planned}
+    assert not frame.duplicated(["trial_key", "step", "domain"]).any()

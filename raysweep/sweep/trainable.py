@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -71,8 +72,11 @@ class TrialRecorder(tune.Callback):
         error_file = Path(trial.error_file) if trial.error_file else None
         lines = error_file.read_text().strip().splitlines() if error_file and error_file.is_file() else []
         cause = lines[-1] if lines else "no error recorded"
-        store.write_failure(self.run, spec, cause)
         self.errors.append(f"{spec.name}: {cause} (traceback: {error_file or 'none'})")
+        try:
+            store.write_failure(self.run, spec, cause)
+        except OSError as err:  # storage full or gone: the launch still lists the failure, a relaunch retries it
+            self.errors[-1] += f"; its failure record could not be written ({err.strerror})"
 
 
 def _trial_name(trial) -> str:
@@ -155,6 +159,8 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # ...and the result grid Tune builds at the end then finds no metrics files: raysweep reads the store instead.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # A failed trial's stack goes to its error file, which the launch names with the cause: not to the terminal.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     specs = {t.key: t for t in trials}
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
     cluster, run_dir = run.cluster, run.run_dir
@@ -193,4 +199,8 @@ def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha:
         run_config=tune.RunConfig(name="tune", storage_path=str(run.path), verbose=0, callbacks=callbacks,
                                   failure_config=tune.FailureConfig(max_failures=cluster.trial_retries)),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except EOFError as err:  # what Tune raises reading back a trial's error file that a full disk left empty
+        raise OSError(errno.ENOSPC, f"Tune's own files are truncated ({err}): is the storage full?",
+                      str(run.path / "tune")) from None

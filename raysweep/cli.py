@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.text import Text
 
 from raysweep.config import SweepConfig, load_cluster, load_sweep
+from raysweep import __version__
 from raysweep.errors import ConfigError, NothingToReport, ReportError, StatusError, UserError
+from raysweep.plain import plain, to_json
 
 if TYPE_CHECKING:
     from raysweep.report import Report
@@ -111,6 +113,9 @@ def _status(args: argparse.Namespace, console: Console) -> int:
     except StatusError as err:
         print(f"raysweep status: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.json:
+        print(to_json({"roles": [{**plain(role), "pending": role.pending} for role in roles], "eta_s": eta_s}))
+        return 0
     print_status(roles, eta_s, console)
     return 0
 
@@ -138,12 +143,17 @@ def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
+    if args.json:
+        console = Console(file=sys.stderr, width=160)  # what the report leaves out, and files written: stdout is JSON
     summary = _summarize(Path(args.path), args.domain, console, args.metric, not args.independent_seeds)
     if isinstance(summary, int):
         return summary
-    from raysweep.report.render import print_report
+    if args.json:
+        print(to_json(summary))
+    else:
+        from raysweep.report.render import print_report
 
-    print_report(summary, console)
+        print_report(summary, console)
     if args.html or args.figures:
         from raysweep.report.figures import draw_figures  # matplotlib: only when drawing
         from raysweep.report.html import html_page
@@ -167,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="raysweep",
         description="Rank pretraining data recipes with small proxy runs, checked against tuned target runs, "
                     "on Ray.")
+    parser.add_argument("--version", action="version", version=f"raysweep {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     launch = commands.add_parser(
         "launch", help="run a sweep (trains only what is not stored yet), then print the summary",
@@ -200,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="also write one self-contained HTML page (figures inlined); the PNGs go to "
                                     "OUT_figures/ beside it unless --figures says otherwise")
     report_parser.add_argument("--figures", metavar="DIR", help="also save the figures as PNG files in DIR")
+    report_parser.add_argument("--json", action="store_true",
+                               help="print the typed report as JSON instead of tables (NaN and infinities as null)")
     report_parser.set_defaults(handler=_report)
     status = commands.add_parser(
         "status", help="trials finished / in flight / failed / diverged per role, GPU-hours and an ETA",
@@ -208,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "killed launch), pending; GPU-hours and trial-hours (wall time summed over trials) spent; "
                     "and an ETA.")
     status.add_argument("run_dir", help="run directory: <storage>/<sweep name>, e.g. runs/demo")
+    status.add_argument("--json", action="store_true", help="print the counts and the ETA as JSON")
     status.set_defaults(handler=_status)
     estimate = commands.add_parser(
         "estimate-lr", help="how tiny: the proxy learning-rate window from curvature and gradient noise (Eq. 58)",

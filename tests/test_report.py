@@ -17,9 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+import raysweep
 from raysweep.analysis import seed_mean_interval
 from raysweep.cli import main
 from raysweep.errors import ReportError
+from raysweep.plain import plain
 from raysweep.report import load_results, report_run, summarize
 from raysweep.report.figures import draw_figures
 from raysweep.report.html import html_page
@@ -445,3 +447,14 @@ def test_cli_report_without_results_exits_1_and_of_a_wrong_path_exits_2(tmp_path
     assert "no finished trials yet" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_report_json_is_the_typed_report_as_plain_data_and_the_version_is_the_package_s(tmp_path, capsys):
+    pq.write_table(table(*demo_like_groups()), tmp_path / "results.parquet")
+    assert main(["report", str(tmp_path / "results.parquet"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = report_run(tmp_path / "results.parquet", pytest.fail)
+    assert printed == plain(report) and printed["main"]["targets"][0]["recipe"] == report.main.targets[0].recipe
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"raysweep {raysweep.__version__}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import shutil
 
@@ -138,7 +139,7 @@ def test_a_truncated_result_file_is_moved_aside_reported_and_its_trial_retrained
     assert (own_copy["run_dir"] / "corrupt" / victim.name).is_file() and victim.is_file()
 
 
-def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(own_copy):
+def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goes_on(own_copy, capsys):
     results = own_copy["run_dir"] / "results"
     frame = read_results(RunDir(own_copy["run_dir"])).to_pandas()
     doomed = set(frame.loc[(frame["recipe"] == "low_quality") & (frame["role"] == "target"), "trial_key"])
@@ -156,6 +157,10 @@ def test_trials_that_raise_are_retried_then_recorded_as_failed_and_the_sweep_goe
     report = report_run(own_copy["run_dir"], print)
     assert sum(line.startswith("failed after its retries: target-low_quality") for line in report.missing) \
         == len(doomed)
+    capsys.readouterr()  # the launch's own lines
+    assert main(["status", str(own_copy["run_dir"]), "--json"]) == 0
+    listed = {r["role"]: r for r in json.loads(capsys.readouterr().out)["roles"]}
+    assert (listed["target"]["failed"], listed["target"]["pending"]) == (4, 0)
     roles, _ = sweep_status(own_copy["run_dir"])  # counted from the files alone
     counts = {r.role: (r.planned, r.finished, r.diverged, r.failed, r.started, r.pending) for r in roles}
     assert counts == {"proxy": (12, 12, 4, 0, 0, 0), "target": (8, 4, 0, 4, 0, 0)}

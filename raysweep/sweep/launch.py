@@ -89,7 +89,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     if not todo and (searcher is None or searcher.finished):
         return LaunchOutcome(run.path, num_planned, 0, [], corrupt)
     start_ray(cluster.ray, console)
-    check_resources(cluster, family, {t.role for t in todo} | ({Role.TARGET} if searcher else set()))
+    _check_resources(cluster, family, {t.role for t in todo} | ({Role.TARGET} if searcher else set()))
     with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
         data = family.prepare(todo + sizing, store.shards_root(cluster.storage))
     trial_run = TrialRun(cluster, family.train, entry, data, run, console)
@@ -103,7 +103,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     return LaunchOutcome(run.path, num_planned, len(store.finished_keys(run)[0] - done), errors, corrupt)
 
 
-def check_resources(cluster: ClusterConfig, family: TrialFamily, roles: set[Role]) -> None:
+def _check_resources(cluster: ClusterConfig, family: TrialFamily, roles: set[Role]) -> None:
     """Raise ``ClusterError`` when no node of the running cluster could ever hold one trial of a role: Tune would
     otherwise wait at 0 of N trials forever."""
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]

@@ -16,7 +16,7 @@ def content_hash(*parts: Any) -> str:
 
 def hashable(obj: Any) -> Any:
     """`obj` as the plain data a content hash covers: ``dataclasses.asdict``, at any depth, except that fields
-    declared with ``_added`` are left out while they hold their default."""
+    declared with ``config.rules.added`` are left out while they hold their default."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: hashable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
                 if not (f.metadata.get("hashed_when_set") and getattr(obj, f.name) == f.default)}

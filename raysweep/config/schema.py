@@ -9,88 +9,19 @@ mistake: every problem is collected with its YAML key path, so a user fixes a fi
     search_spaces/bad.yaml: proxy.lrs: must not be empty
 
 The loader (``raysweep.config.loading``) is generic over the dataclasses below (their type hints are the schema);
-value rules (``positive``, ``non_empty``...) sit in field metadata, and rules that span fields live in
+value rules (``raysweep.config.rules``: ``positive``, ``non_empty``...) sit in field metadata, and rules that span
+fields live in
 ``raysweep.config.checks``.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-# ---------------------------------------------------------------------------------------------
-# Value rules, attached to fields as metadata: each returns an error message or None.
-
-
-def _positive(value: Any) -> str | None:
-    values = value if isinstance(value, list) else [value]
-    bad = [v for v in values if not (v > 0 and math.isfinite(v))]
-    return f"must be > 0 (got {bad[0]!r})" if bad else None
-
-
-def _non_negative(value: Any) -> str | None:
-    return f"must be >= 0 (got {value!r})" if value < 0 else None
-
-
-def _non_empty(value: Any) -> str | None:
-    return "must not be empty" if len(value) == 0 else None
-
-
-def _fraction(value: float) -> str | None:
-    return None if 0.0 <= value <= 1.0 else f"must be within [0, 1] (got {value!r})"
-
-
-def _at_least_two(value: int) -> str | None:
-    return None if value >= 2 else f"must be >= 2 (got {value!r})"
-
-
-def _confidence(value: float) -> str | None:
-    return None if 0.5 < value < 1.0 else f"must be within (0.5, 1) (got {value!r})"
-
-
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
-"""Names that become folder and file names (sweeps, recipes, sources, validation domains): no path separator,
-no leading dot, at most 128 characters."""
-
-
-def safe_name(value: str) -> str | None:
-    if SAFE_NAME.fullmatch(value):
-        return None
-    shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
-    return (f"must be a plain name: letters, digits and . _ + -, starting with a letter or digit, at most 128 "
-            f"characters (it names folders; got {shown!r})")
-
-
-MAX_SEQ_LEN = 2**20
-"""Longer than any model's context: a larger seq_len is a typo, and would allocate its position table."""
-
-
-def _sequence_length(value: int) -> str | None:
-    return None if value <= MAX_SEQ_LEN else f"must be at most {MAX_SEQ_LEN:,} tokens (got {value:,})"
-
-
-def _port(value: int) -> str | None:
-    return None if 0 <= value <= 65535 else f"must be a TCP port within [0, 65535] (got {value!r})"
-
-
-def _ray_address(value: str) -> str | None:
-    if value in ("auto", "local") or re.fullmatch(r"(ray://)?[A-Za-z0-9._-]+:\d{1,5}", value):
-        return None
-    return f"must be auto, local, HOST:PORT or ray://HOST:PORT (got {value!r})"
-
-
-def _rules(*checks: typing.Callable[[Any], str | None], **kwargs: Any) -> Any:
-    return field(metadata={"checks": checks}, **kwargs)
-
-
-def _added(*checks: typing.Callable[[Any], str | None], default: Any = None) -> Any:
-    """A field added after content hashes (trial keys, shard keys) were first stored: at its default it is left
-    out of them (see ``hashable``), so every key computed before it existed stays the same."""
-    return field(default=default, metadata={"checks": checks, "hashed_when_set": True})
-
+from raysweep.config.rules import (added, at_least_two, confidence, fraction, non_empty, non_negative, port, positive,
+                                   ray_address, rules, safe_name, sequence_length)
 
 # ---------------------------------------------------------------------------------------------
 # Cluster profile
@@ -98,14 +29,14 @@ def _added(*checks: typing.Callable[[Any], str | None], default: Any = None) -> 
 
 @dataclass(frozen=True)
 class RayConfig:
-    address: str | None = _rules(_ray_address, default=None)
+    address: str | None = rules(ray_address, default=None)
     """None starts an embedded Ray on this machine; "auto" joins the cluster this node belongs to."""
-    num_cpus: int | None = _rules(_positive, default=None)
+    num_cpus: int | None = rules(positive, default=None)
     """Embedded Ray only: CPUs Ray may schedule on (set it explicitly on small machines)."""
-    num_gpus: int | None = _rules(_non_negative, default=None)
+    num_gpus: int | None = rules(non_negative, default=None)
     dashboard_host: str = "127.0.0.1"
     """Anyone who reaches the dashboard can run code on the cluster (CVE-2023-48022): keep it on loopback."""
-    dashboard_port: int = _rules(_port, default=8265)
+    dashboard_port: int = rules(port, default=8265)
     expose_dashboard: bool = False
     """Set to true to accept a ``dashboard_host`` other than loopback, knowing that whoever reaches it can run
     code on this machine; the launch then says so again."""
@@ -113,8 +44,8 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class TrialResources:
-    cpu: float = _rules(_positive, default=1.0)
-    gpu: float = _rules(_non_negative, default=0.0)
+    cpu: float = rules(positive, default=1.0)
+    gpu: float = rules(non_negative, default=0.0)
     """Fractions pack several trials on one GPU (0.25 = four proxies per GPU)."""
 
 
@@ -132,10 +63,10 @@ class ClusterConfig:
     """Where shards and results live; must be shared by every node of a multi-node cluster."""
     ray: RayConfig = RayConfig()
     resources: Resources = Resources()
-    trial_retries: int = _rules(_non_negative, default=1)
+    trial_retries: int = rules(non_negative, default=1)
     """A trial that raises (or loses its worker) is retried this often, then recorded as failed with its cause;
     the sweep goes on, and a relaunch tries it again."""
-    max_concurrent_trials: int | None = _rules(_positive, default=None)
+    max_concurrent_trials: int | None = rules(positive, default=None)
     """Leave a CPU free for Ray Data on small machines; None lets Ray fill the cluster."""
     compile: bool = False
     """``torch.compile`` each trial's model: worth it on GPUs for long runs; compiling costs minutes on a CPU."""
@@ -155,9 +86,9 @@ class SyntheticSource:
     type: Literal["synthetic"]
     domain: str
     seed: int = 0
-    low_quality_frac: float = _rules(_fraction, default=0.0)
-    duplicate_frac: float = _rules(_fraction, default=0.0)
-    repetition_frac: float = _rules(_fraction, default=0.0)
+    low_quality_frac: float = rules(fraction, default=0.0)
+    duplicate_frac: float = rules(fraction, default=0.0)
+    repetition_frac: float = rules(fraction, default=0.0)
 
 
 @dataclass(frozen=True)
@@ -202,12 +133,12 @@ class PerplexityFilter:
 
     reference: str
     """Source whose text trains the Kneser-Ney model (clean text: the "head" is what resembles it)."""
-    keep: list[Literal["head", "middle", "tail"]] = _rules(_non_empty)
+    keep: list[Literal["head", "middle", "tail"]] = rules(non_empty)
     """Terciles by perplexity: head = lowest third, tail = highest third."""
-    order: int = _rules(_positive, default=3)
-    reference_bytes: int = _rules(_positive, default=4_000_000)
+    order: int = rules(positive, default=3)
+    reference_bytes: int = rules(positive, default=4_000_000)
     """Reference text the model is trained on."""
-    calibration_documents: int = _rules(_positive, default=2000)
+    calibration_documents: int = rules(positive, default=2000)
     """Leading documents of the filtered source scored to place the tercile cutoffs."""
     kenlm_model: str | None = None
     """A KenLM ``.arpa``/``.bin`` model to use instead of training one (needs ``pip install kenlm``)."""
@@ -231,13 +162,13 @@ Source = SyntheticSource | FileSource | HFSource | FilteredSource
 @dataclass(frozen=True)
 class MixComponent:
     source: str
-    weight: float = _rules(_positive, default=1.0)
+    weight: float = rules(positive, default=1.0)
     """Share of the recipe's *tokens*; weights are normalised to sum to one."""
 
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str = _rules(safe_name)
+    name: str = rules(safe_name)
     mix: list[MixComponent] = field(default_factory=list)
     base: str | None = None
     """Start from another recipe's mix, then apply `drop` and `weights`: ablations in one line."""
@@ -245,7 +176,7 @@ class Recipe:
     """Sources removed from the base mix (domain ablation: every source but these)."""
     weights: dict[str, float] = field(default_factory=dict)
     """Token shares to set, e.g. ``{web: 0.7}``; the other sources keep their proportions in the rest."""
-    epochs: int = _rules(_positive, default=1)
+    epochs: int = rules(positive, default=1)
     """Passes allowed over finite sources; a recipe short of tokens is an error unless this says so."""
 
 
@@ -259,9 +190,9 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class Validation:
-    domains: dict[str, Source] = _rules(_non_empty)
+    domains: dict[str, Source] = rules(non_empty)
     """Held-out sets, one per validation domain; each is scored separately and together as "all"."""
-    num_tokens: int = _rules(_positive, default=32768)
+    num_tokens: int = rules(positive, default=32768)
     """Tokens per validation domain (with `token_shares`: of the domain with the largest share)."""
     aggregate: Literal["mean", "token_weighted"] = "mean"
     """How "all" combines the domains. mean: the plain mean of their losses. token_weighted: the loss of every
@@ -287,10 +218,10 @@ class Validation:
 @dataclass(frozen=True)
 class ModelSpec:
     family: Literal["gpt2", "pythia", "opt"]
-    n_layer: int = _rules(_positive)
-    d_model: int = _rules(_positive)
-    n_head: int = _rules(_positive)
-    d_ff: int | None = _rules(_positive, default=None)
+    n_layer: int = rules(positive)
+    d_model: int = rules(positive)
+    n_head: int = rules(positive)
+    d_ff: int | None = rules(positive, default=None)
     """Feed-forward width; None means 4 × d_model as in all three families."""
 
 
@@ -301,23 +232,23 @@ class EarlyStop:
     ranking at this checkpoint and at the previous one is bootstrapped over seeds; when its lower bound at
     ``confidence`` reaches ``min_spearman``, the setting's runs stop there and the steps left are saved."""
 
-    min_spearman: float = _rules(_fraction, default=0.95)
-    confidence: float = _rules(_confidence, default=0.9)
+    min_spearman: float = rules(fraction, default=0.95)
+    confidence: float = rules(confidence, default=0.9)
 
 
 @dataclass(frozen=True)
 class ProxyGrid:
-    models: list[str] = _rules(_non_empty)
-    lrs: list[float] = _rules(_non_empty, _positive)
-    seeds: list[int] = _rules(_non_empty)
-    batch_size: int = _rules(_positive, default=16)
+    models: list[str] = rules(non_empty)
+    lrs: list[float] = rules(non_empty, positive)
+    seeds: list[int] = rules(non_empty)
+    batch_size: int = rules(positive, default=16)
     weight_decay: float = 0.0
-    tokens_per_param: float = _rules(_positive, default=20.0)
-    standard_lr: float | None = _rules(_positive, default=None)
+    tokens_per_param: float = rules(positive, default=20.0)
+    standard_lr: float | None = rules(positive, default=None)
     """The learning rate a fixed-configuration proxy would use: the report's baseline (default: max lrs)."""
     autocast: Literal["none", "bfloat16"] = "none"
     """Proxies train in full fp32 by default: at tiny learning rates every bit of the update matters."""
-    alignment_every: int = _rules(_non_negative, default=0)
+    alignment_every: int = rules(non_negative, default=0)
     """Also record the gradient alignment with the validation loss every this many steps (0: off), a proxy
     metric the report can rank by (``raysweep report --metric alignment``); it costs one extra forward and
     backward pass per measurement."""
@@ -340,7 +271,7 @@ class TPESearch:
     decay take the listed values. Studies are kept in the run directory, so a relaunch continues them."""
 
     type: Literal["tpe"]
-    trials_per_recipe: int = _rules(_positive)
+    trials_per_recipe: int = rules(positive)
     seed: int = 0
 
 
@@ -351,18 +282,18 @@ class ASHA:
     in the best 1/``reduction_factor`` of its recipe's with the same seed so far stops (all its seeds), stored
     with status "stopped"."""
 
-    grace_evals: int = _rules(_positive, default=1)
-    reduction_factor: int = _rules(_at_least_two, default=3)
+    grace_evals: int = rules(positive, default=1)
+    reduction_factor: int = rules(at_least_two, default=3)
 
 
 @dataclass(frozen=True)
 class TargetGrid:
     model: str
-    lrs: list[float] = _rules(_non_empty, _positive)
-    batch_sizes: list[int] = _rules(_non_empty, _positive)
-    weight_decays: list[float] = _rules(_non_empty)
-    seeds: list[int] = _rules(_non_empty)
-    tokens_per_param: float = _rules(_positive, default=20.0)
+    lrs: list[float] = rules(non_empty, positive)
+    batch_sizes: list[int] = rules(non_empty, positive)
+    weight_decays: list[float] = rules(non_empty)
+    seeds: list[int] = rules(non_empty)
+    tokens_per_param: float = rules(positive, default=20.0)
     autocast: Literal["none", "bfloat16"] = "bfloat16"
     """Forward passes under bf16 autocast over fp32 master weights, as large runs train (paper §3)."""
     search: GridSearch | TPESearch = GridSearch()
@@ -375,12 +306,12 @@ class WSDSchedule:
     """Warmup-stable-decay: linear warmup, constant, then linear decay to zero (paper §3)."""
 
     type: Literal["wsd"] = "wsd"
-    warmup_frac: float = _rules(_fraction, default=0.05)
+    warmup_frac: float = rules(fraction, default=0.05)
     """Warmup as a share of each trial's steps; ignored when `warmup_steps` is set."""
-    decay_frac: float = _rules(_fraction, default=0.34)
+    decay_frac: float = rules(fraction, default=0.34)
     """Share of the steps, at the end, over which the lr decays: the paper holds the peak until 66% of training
     and decays over the rest (D.1.2)."""
-    warmup_steps: int | None = _added(_positive)
+    warmup_steps: int | None = added(positive)
     """Warmup as a number of steps, the same for every trial whatever its length (capped at its steps): the paper
     warms up for 2,000 steps (D.1.2; 200 in the pilot of D.2.5). Takes precedence over `warmup_frac`, and a sweep
     file may give only one of the two."""
@@ -391,8 +322,8 @@ class WSDSchedule:
 @dataclass(frozen=True)
 class Training:
     schedule: WSDSchedule = WSDSchedule()
-    grad_clip: float = _rules(_positive, default=1.0)
-    num_evals: int = _rules(_positive, default=4)
+    grad_clip: float = rules(positive, default=1.0)
+    num_evals: int = rules(positive, default=4)
     """Evaluations at evenly spaced steps, the last at the end of training."""
     param_dtype: Literal["float32", "bfloat16"] = "float32"
     """Dtype of the weights the optimizer updates. bfloat16 weights round away any update below ~4e-3 of a
@@ -404,7 +335,7 @@ class Select:
     """Select mode: proxies on every recipe, targets tuned only on the ``top_k`` recipes of the proxy ranking,
     and the pick is the best of those by tuned target loss, at a fraction of the full protocol's target cost."""
 
-    top_k: int = _rules(_positive)
+    top_k: int = rules(positive)
     model: str | None = None
     """Proxy model whose ranking selects, at its chosen (tiny-lr rule) learning rate (default: the first)."""
     validated_by: str | None = None
@@ -414,10 +345,10 @@ class Select:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    name: str = _rules(safe_name)
-    seq_len: int = _rules(_positive, _sequence_length)
-    sources: dict[str, Source] = _rules(_non_empty)
-    recipes: list[Recipe] = _rules(_non_empty)
+    name: str = rules(safe_name)
+    seq_len: int = rules(positive, sequence_length)
+    sources: dict[str, Source] = rules(non_empty)
+    recipes: list[Recipe] = rules(non_empty)
     validation: Validation
     proxy: ProxyGrid
     target: TargetGrid
@@ -433,22 +364,22 @@ class RandomFeatureGrid:
     """The random-feature check of App. B (``raysweep.random_features``): synthetic datasets whose
     infinite-width optimum is known, trained by one-pass SGD at every width × learning rate × seed."""
 
-    widths: list[int] = _rules(_non_empty, _positive)
-    lrs: list[float] = _rules(_non_empty, _positive)
-    seeds: list[int] = _rules(_non_empty)
-    num_distributions: int = _rules(_positive, default=8)
-    dim: int = _rules(_positive, default=4)
+    widths: list[int] = rules(non_empty, positive)
+    lrs: list[float] = rules(non_empty, positive)
+    seeds: list[int] = rules(non_empty)
+    num_distributions: int = rules(positive, default=8)
+    dim: int = rules(positive, default=4)
     distribution_seed: int = 0
-    batch_size: int = _rules(_positive, default=8)
-    num_steps: int = _rules(_positive, default=1000)
-    num_evals: int = _rules(_positive, default=4)
-    validation_samples: int = _rules(_positive, default=2000)
-    kernel_samples: int = _rules(_positive, default=2000)
+    batch_size: int = rules(positive, default=8)
+    num_steps: int = rules(positive, default=1000)
+    num_evals: int = rules(positive, default=4)
+    validation_samples: int = rules(positive, default=2000)
+    kernel_samples: int = rules(positive, default=2000)
     """Samples per dataset for the kernel-regression estimate of its infinite-width optimum (the targets)."""
-    ridge: float = _rules(_positive, default=1e-5)
+    ridge: float = rules(positive, default=1e-5)
 
 
 @dataclass(frozen=True)
 class RandomFeatureSweep:
-    name: str = _rules(safe_name)
+    name: str = rules(safe_name)
     random_features: RandomFeatureGrid

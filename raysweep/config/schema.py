@@ -10,8 +10,7 @@ mistake: every problem is collected with its YAML key path, so a user fixes a fi
 
 The loader (``raysweep.config.loading``) is generic over the dataclasses below (their type hints are the schema);
 value rules (``raysweep.config.rules``: ``positive``, ``non_empty``...) sit in field metadata, and rules that span
-fields live in
-``raysweep.config.checks``.
+fields live in ``raysweep.config.checks``.
 """
 
 from __future__ import annotations

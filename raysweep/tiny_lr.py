@@ -270,9 +270,3 @@ def check_precision(lr: float, param_dtype: torch.dtype, weight_scale: float = 1
             f"moves a weight by about lr × {typical_update:g} = {lr * typical_update:.2g}, less than half the "
             f"spacing of {name} numbers near |w| = {weight_scale:g} ({spacing:.2g}), so rounding discards the "
             f"update and those weights never train (LayerNorm gains start at 1). {advice}")
-
-
-def update_survives(lr: float, dtype: torch.dtype, weight: float = 1.0) -> bool:
-    """Whether ``weight + lr`` computed in ``dtype`` differs from ``weight``: the floor, measured."""
-    stored = torch.tensor(weight, dtype=dtype)
-    return bool(stored + lr != stored)

@@ -9,7 +9,7 @@ import torch
 from raysweep.models import MODEL_SIZES, build_model
 from raysweep.tiny_lr import (GradientStatistics, alignment_gap, causal_lm_loss, check_precision, eta_tiny_upper_bound,
                               gradient_statistics, hessian_max_eigenvalue, precision_floor_lr,
-                              recommended_lr_range, tiny_lr_reports, trainable, update_survives)
+                              recommended_lr_range, tiny_lr_reports, trainable)
 
 
 class Point(torch.nn.Module):
@@ -18,6 +18,12 @@ class Point(torch.nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.theta = torch.nn.Parameter(torch.zeros(dim, dtype=torch.float64))
+
+
+def update_survives(lr: float, dtype: torch.dtype, weight: float = 1.0) -> bool:
+    """Whether ``weight + lr`` computed in ``dtype`` differs from ``weight``: the floor, measured."""
+    stored = torch.tensor(weight, dtype=dtype)
+    return bool(stored + lr != stored)
 
 
 def tiny_lm(name: str = "gpt2-nano") -> torch.nn.Module:

@@ -17,6 +17,7 @@ import torch
 
 from rich.console import Console
 
+from raysweep.cli import main
 from raysweep.config import load_cluster, load_sweep
 from raysweep.families.language_model import build_data, plan_trials
 from raysweep.report import report_run
@@ -187,7 +188,7 @@ def small_disk(tmp_path):
 
 
 def test_a_disk_that_fills_up_mid_sweep_loses_and_repeats_nothing_and_the_launch_says_so(local_ray, small_disk,
-                                                                                          shared_shards):
+                                                                                          shared_shards, capsys):
     sweep_data = micro_sweep(name="full")
     sweep_data["proxy"].update(lrs=[1.0e-4], seeds=[0])
     sweep_data["target"].update(lrs=[1.0e-3], seeds=[0])
@@ -196,19 +197,25 @@ def test_a_disk_that_fills_up_mid_sweep_loses_and_repeats_nothing_and_the_launch
     cluster = write_yaml(small_disk / "cluster.yaml", {"sweep": str(sweep), "storage": str(storage),
                                                        "max_concurrent_trials": 1, "trial_retries": 0})
     run_dir = storage / "full"
-    driver = subprocess.Popen([sys.executable, "-m", "raysweep.cli", "launch", str(cluster)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: list(run_dir.glob("results/trial-*.parquet")), "a stored trial", process=driver)
-    with open(small_disk / "filler", "wb") as filler, contextlib.suppress(OSError):
-        while True:
-            filler.write(b"\0" * 2**16)
-    stored_before = {p.name: p.read_bytes() for p in run_dir.glob("results/trial-*.parquet")}
-    out, err = driver.communicate(timeout=600)
-    last = err.strip().splitlines()[-1]
-    assert (driver.returncode == 2 and last.startswith("raysweep: storage: cannot write")) or \
-        (driver.returncode == 1 and "No space left on device" in out), (out[-2000:], err[-2000:])
+    stored_before: dict[str, bytes] = {}
+
+    def fill_the_disk_after_the_first_stored_trial() -> None:
+        wait_for(lambda: list(run_dir.glob("results/trial-*.parquet")), "a stored trial")
+        stored_before.update({p.name: p.read_bytes() for p in run_dir.glob("results/trial-*.parquet")})
+        with open(small_disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 2**16)
+
+    filler = threading.Thread(target=fill_the_disk_after_the_first_stored_trial)
+    filler.start()
+    status = main(["launch", str(cluster)])
+    filler.join()
+    out, err = capsys.readouterr()
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    assert (status == 2 and last.startswith("raysweep: storage: cannot write")) or \
+        (status == 1 and "No space left on device" in out), (out[-2000:], err[-2000:])
     assert {p.name: p.read_bytes() for p in run_dir.glob("results/trial-*.parquet") if p.name in stored_before} \
-        == stored_before  # what was recorded stays whole
+        == stored_before and stored_before  # what was recorded stays whole
 
     (small_disk / "filler").unlink()
     again = launch_profile(cluster)

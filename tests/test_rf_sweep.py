@@ -25,7 +25,7 @@ def test_shipped_random_feature_sweep_plans_over_a_thousand_trials():
 
 def test_a_random_feature_sweep_launches_and_reports_agreement_with_the_infinite_width_order(local_ray, tmp_path,
                                                                                              monkeypatch):
-    monkeypatch.setattr("raysweep.sweep.trainable.TRIALS_PER_EXPERIMENT", 7)  # 20 trials: three successive experiments
+    monkeypatch.setattr("raysweep.sweep.trainable.TRIALS_PER_EXPERIMENT", 12)  # 20 trials: two successive experiments
     sweep = write_yaml(tmp_path / "rf.yaml", {"name": "rf", "random_features": {
         "widths": [256], "lrs": [0.003, 1.0], "seeds": [0, 1], "num_distributions": 4, "num_steps": 500,
         "kernel_samples": 1000}})

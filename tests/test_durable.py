@@ -150,7 +150,7 @@ def test_early_stop_stops_settled_proxy_settings_and_reports_the_compute_saved(l
 
 def test_a_tpe_target_search_with_asha_gives_every_recipe_its_budget_and_resumes_its_studies(local_ray, tmp_path,
                                                                                             shared_shards, monkeypatch):
-    monkeypatch.setattr("raysweep.sweep.trainable.TRIALS_PER_EXPERIMENT", 5)  # 14 trials: successive Tune experiments
+    monkeypatch.setattr("raysweep.sweep.trainable.TRIALS_PER_EXPERIMENT", 8)  # 14 trials: two Tune experiments
     sweep_data = micro_sweep(name="searched")
     sweep_data["proxy"].update(lrs=[4.0e-3], seeds=[0])
     sweep_data["target"].update(lrs=[1.0e-3, 3.0e-2], search={"type": "tpe", "trials_per_recipe": 3, "seed": 0},

@@ -1,7 +1,9 @@
 """A trial's records, free of torch so that the store, the analysis and the report can hold them.
 
-``TrialSpec`` is everything that changes a trial's result (its ``key`` is a hash of it), ``TrialData`` where its
-shards are, ``Evaluation`` one checkpoint's losses, ``TrialResult`` the run's outcome.
+``Role`` and ``Status`` name a trial's part and its end, ``Family`` what the report needs of a sweep family,
+``AnySpec`` what every family's spec provides; ``TrialSpec`` (the language-model spec) is everything that changes a
+trial's result (its ``key`` is a hash of it), ``TrialData`` where its shards are, ``Evaluation`` one checkpoint's
+losses, ``TrialResult`` the run's outcome.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Protocol
 
 from raysweep.config import ModelSpec, WSDSchedule
 from raysweep.identity import content_hash
+
 
 class Role(StrEnum):
     """A proxy ranks recipes cheaply; a target is the tuned run whose ranking the proxies should predict."""

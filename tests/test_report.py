@@ -32,6 +32,7 @@ from raysweep.trials import LANGUAGE_MODEL, RANDOM_FEATURES
 
 from result_tables import BITS_PER_NAT, RF_WINDOW, alignment_sweep, rf_groups, rows, sweep, table
 
+
 def rendered(report) -> str:
     console = Console(width=160, record=True)
     print_report(report, console)

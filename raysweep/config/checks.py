@@ -8,6 +8,7 @@ from raysweep.config.presets import REPETITION_PRESETS
 from raysweep.config.rules import safe_name
 from raysweep.config.schema import ClusterConfig, FilteredSource, Source, SweepConfig
 
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 

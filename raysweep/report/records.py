@@ -20,6 +20,7 @@ import numpy as np
 
 from raysweep.trials import Family
 
+
 class Metric(StrEnum):
     """What ranks the proxies (targets are always scored by their loss)."""
 

@@ -26,6 +26,7 @@ from rich.text import Text
 from raysweep.report.records import Agreement, Interval, Metric, ProxySetting, Report, Terms
 from raysweep.report.verdict import ci, finding_one, setting_name, verdict
 
+
 class Column(NamedTuple):
     header: str
     numeric: bool = True

@@ -5,7 +5,7 @@ ask which one they hold.
 synthetic check of App. B, whose targets are each dataset's infinite-width optimum::
 
     trials = trial_family(sweep, cluster)
-    specs = trials.plan(target_recipes=None)          # every proxy, and the targets of the recipes asked for
+    specs = trials.plan()                             # every trial the sweep file asks for, proxies first
     data = trials.prepare(specs, shards_root)         # what the specs read (recipe shards; nothing for App. B)
     result = trials.train(spec, data, report, ...)    # in a Tune worker: one TrialResult
 
@@ -36,8 +36,8 @@ class TrialFamily(Protocol):
     asha: ASHA | None
     early_stop: EarlyStop | None
 
-    def plan(self, target_recipes: list[str] | None) -> list[AnySpec]:
-        """Every planned trial in a stable order, proxies first; targets only of ``target_recipes`` (None: all)."""
+    def plan(self) -> list[AnySpec]:
+        """Every trial the sweep file asks for, in a stable order, proxies first."""
 
     def resources(self, role: Role) -> tuple[float, float]:
         """(CPUs, GPUs) one trial of ``role`` holds."""

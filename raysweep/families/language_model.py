@@ -133,9 +133,8 @@ class LanguageModelTrials:
         self.sweep, self.cluster = sweep, cluster
         self.factory = trial_factory(sweep)
 
-    def plan(self, target_recipes: list[str] | None) -> list[TrialSpec]:
-        return [t for t in plan_trials(self.sweep, self.factory)
-                if t.role == Role.PROXY or target_recipes is None or t.recipe in target_recipes]
+    def plan(self) -> list[TrialSpec]:
+        return plan_trials(self.sweep, self.factory)
 
     @property
     def recipes(self) -> list[str]:

@@ -139,9 +139,8 @@ class RandomFeatureTrials:
         self.recipes = [d.name for d in distributions(sweep.random_features)]
         self.standard_lr = max(sweep.random_features.lrs)
 
-    def plan(self, target_recipes: list[str] | None) -> list[RandomFeatureSpec]:
-        return [t for t in plan_rf_trials(self.sweep)
-                if t.role == Role.PROXY or target_recipes is None or t.recipe in target_recipes]
+    def plan(self) -> list[RandomFeatureSpec]:
+        return plan_rf_trials(self.sweep)
 
     def resources(self, role: Role) -> tuple[float, float]:
         return 1.0, 0.0

@@ -62,7 +62,8 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
     run = store.RunDir.of(cluster.storage, sweep.name)
     family = trial_family(sweep, cluster)  # a sweep it cannot plan is refused before anything is written
-    trials = family.plan(target_recipes)
+    trials = [t for t in family.plan()
+              if t.role == Role.PROXY or target_recipes is None or t.recipe in target_recipes]
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

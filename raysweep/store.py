@@ -55,6 +55,10 @@ SCHEMA = pa.schema([
 ])
 
 
+SIDECARS = ("running", "failed", "partial", "corrupt")
+"""What sits beside ``results/`` until it is a row, or instead of one: in-flight, failed, paused, unreadable."""
+
+
 @dataclass(frozen=True)
 class RunDir:
     """One sweep's folder, ``<storage>/<sweep name>/``, and every path in it: nothing else joins a path under it.
@@ -78,14 +82,18 @@ class RunDir:
     def trial_file(self, trial_key: str) -> Path:
         return self.results / f"trial-{trial_key}.parquet"
 
+    def sidecar(self, kind: str) -> Path:
+        """One of ``SIDECARS``: the folder beside ``results/`` of what is not (yet) a row."""
+        return self.path / kind
+
     def marker(self, kind: str, trial_key: str) -> Path:
         """``kind`` is "running", "failed" or "partial": a trial's record that is not a row."""
-        return self.path / kind / f"trial-{trial_key}.json"
+        return self.sidecar(kind) / f"trial-{trial_key}.json"
 
     @property
     def corrupt(self) -> Path:
         """Result files found unreadable, kept aside (never deleted) while their trials train again."""
-        return self.path / "corrupt"
+        return self.sidecar("corrupt")
 
     def checkpoint(self, trial_key: str) -> Path:
         """Where a trial keeps its training state between evaluations."""
@@ -146,7 +154,7 @@ def read_started(run: RunDir) -> list[dict]:
 
 
 def _read_markers(run: RunDir, kind: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(run.marker(kind, "*").parent.glob("trial-*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(run.sidecar(kind).glob("trial-*.json"))]
 
 
 def write_partial(run: RunDir, result: TrialResult) -> None:
@@ -280,17 +288,14 @@ def finished_keys(run: RunDir) -> tuple[set[str], list[str]]:
     return keys, problems
 
 
-_SIDECARS = ("running", "failed", "partial", "corrupt")
-
-
 def _adopt_older_layout(run: RunDir) -> None:
     """Move the records a run written by an older raysweep keeps inside ``results/`` beside it instead."""
-    for kind in _SIDECARS:
+    for kind in SIDECARS:
         inside = run.results / kind
         if inside.is_dir():
-            (run.path / kind).mkdir(parents=True, exist_ok=True)
+            run.sidecar(kind).mkdir(parents=True, exist_ok=True)
             for record in inside.iterdir():
-                os.replace(record, run.path / kind / record.name)
+                os.replace(record, run.sidecar(kind) / record.name)
             inside.rmdir()
 
 

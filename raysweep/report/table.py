@@ -29,7 +29,8 @@ def load_results(path: str | Path) -> tuple[pa.Table, RunDir | None, list[str]]:
     columns (``bits_per_byte``, ``alignment``) combine; the missing values are null.
     """
     path = Path(path)
-    run_dir = RunDir(path) if RunDir(path).results.is_dir() else None
+    candidate = RunDir(path)
+    run_dir = candidate if candidate.results.is_dir() else None
     folder = run_dir.results if run_dir else path
     if folder.is_dir():
         files = sorted(folder.glob("*.parquet"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import reprlib
 import types
 import typing
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from raysweep.config.checks import check_cluster, check_sweep
+from raysweep.config.rules import shown
 from raysweep.config.schema import (ClusterConfig, FileSource, FilteredSource, HFSource, MixComponent,
                                     RandomFeatureSweep, Recipe, Source, SweepConfig)
 from raysweep.config.sizes import MODEL_SIZES
@@ -163,23 +163,13 @@ def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
         if not isinstance(key, typing.Hashable):
             continue  # construct_mapping refuses it
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"key {_shown(key)} is given twice",
+            raise yaml.constructor.ConstructorError(None, None, f"key {shown(key)} is given twice",
                                                     key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node)
 
 
 _UniqueKeySafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-_SHOWN = reprlib.Repr()
-_SHOWN.maxstring = _SHOWN.maxother = 80
-_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 4, 4
-
-
-def _shown(value: Any) -> str:
-    """A value as a message shows it: short, whatever its size (a YAML alias can expand to millions of items)."""
-    return _SHOWN.repr(value)
-
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
@@ -203,17 +193,17 @@ def _convert(tp: Any, value: Any, path: str, problems: list[tuple[str, str]]) ->
         return _convert_dataclass(tp, value, path, problems)
     if origin is list:
         if not isinstance(value, list):
-            problems.append((path, f"must be a list (got {_shown(value)})"))
+            problems.append((path, f"must be a list (got {shown(value)})"))
             return []
         return [_convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            problems.append((path, f"must be a mapping (got {_shown(value)})"))
+            problems.append((path, f"must be a mapping (got {shown(value)})"))
             return {}
         return {str(k): _convert(args[1], v, _join(path, str(k)), problems) for k, v in value.items()}
     if origin is Literal:
         if value not in args:
-            problems.append((path, f"must be one of {', '.join(map(repr, args))} (got {_shown(value)})"))
+            problems.append((path, f"must be one of {', '.join(map(repr, args))} (got {shown(value)})"))
         return value
     return _convert_scalar(tp, value, path, problems)
 
@@ -223,7 +213,7 @@ def _convert_variant(variants: list[type], value: Any, path: str, problems: list
     by_type = {name: cls for cls in variants for name in typing.get_args(typing.get_type_hints(cls)["type"])}
     kind = value.get("type") if isinstance(value, dict) else None
     if kind not in by_type:
-        problems.append((_join(path, "type"), f"must be one of {', '.join(map(repr, by_type))} (got {_shown(kind)})"))
+        problems.append((_join(path, "type"), f"must be one of {', '.join(map(repr, by_type))} (got {shown(kind)})"))
         return None
     return _convert_dataclass(by_type[kind], value, path, problems)
 
@@ -238,13 +228,13 @@ def _convert_scalar(tp: type, value: Any, path: str, problems: list[tuple[str, s
         return float(value)
     if isinstance(value, tp) and not (tp is not bool and isinstance(value, bool)):
         return value
-    problems.append((path, f"must be {_type_name(tp)} (got {_shown(value)})"))
+    problems.append((path, f"must be {_type_name(tp)} (got {shown(value)})"))
     return value
 
 
 def _convert_dataclass(cls: type, value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
     if not isinstance(value, dict):
-        problems.append((path, f"must be a mapping (got {_shown(value)})"))
+        problems.append((path, f"must be a mapping (got {shown(value)})"))
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}

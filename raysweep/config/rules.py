@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import typing
 from dataclasses import field
 from typing import Any
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 4, 4
+
+
+def shown(value: Any) -> str:
+    """A value as a message shows it: short, whatever its size (a YAML alias can expand to millions of items)."""
+    return _SHOWN.repr(value)
 
 
 def positive(value: Any) -> str | None:
@@ -44,9 +54,8 @@ no leading dot, at most 128 characters."""
 def safe_name(value: str) -> str | None:
     if SAFE_NAME.fullmatch(value):
         return None
-    shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
     return (f"must be a plain name: letters, digits and . _ + -, starting with a letter or digit, at most 128 "
-            f"characters (it names folders; got {shown!r})")
+            f"characters (it names folders; got {shown(value)}, {len(value)} characters)")
 
 
 MAX_SEQ_LEN = 2**20
@@ -64,7 +73,7 @@ def port(value: int) -> str | None:
 def ray_address(value: str) -> str | None:
     if value in ("auto", "local") or re.fullmatch(r"(ray://)?[A-Za-z0-9._-]+:\d{1,5}", value):
         return None
-    return f"must be auto, local, HOST:PORT or ray://HOST:PORT (got {value!r})"
+    return f"must be auto, local, HOST:PORT or ray://HOST:PORT (got {shown(value)})"
 
 
 def rules(*checks: typing.Callable[[Any], str | None], **kwargs: Any) -> Any:

@@ -64,7 +64,8 @@ def launch_select(cluster: ClusterConfig, sweep: SweepConfig, console: Console) 
     complete = len(tuned) == len(shortlist)
     bound, note = _validated_bound(rule.validated_by, model, chosen.lr, rule.top_k, warn)
     outcome = LaunchOutcome(run_dir, targets.num_planned, proxies.num_trained + targets.num_trained,
-                            proxies.errors + targets.errors, proxies.corrupt + targets.corrupt)
+                            proxies.errors + targets.errors, proxies.corrupt + targets.corrupt,
+                            proxies.outages + targets.outages)
     return outcome, Selection(model, chosen.lr, shortlist, tuned[0].recipe if complete else None,
                               tuned[0].loss if complete else None, bound, note)
 

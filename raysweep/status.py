@@ -1,8 +1,8 @@
 """`raysweep status RUN_DIR`: how far a sweep has got, from its files alone (no Ray needed).
 
 Every launch writes ``plan.json`` (the trial keys per role and the GPUs each trial holds); trials leave
-``results/running/`` markers while in flight, ``results/trial-*.parquet`` when stored and
-``results/failed/`` records when they failed after their retries. Status counts them per role::
+``running/`` markers while in flight, ``results/trial-*.parquet`` when stored and
+``failed/`` records when they failed after their retries. Status counts them per role::
 
     role     planned  finished  diverged  failed  started, not finished  pending  GPU-hours  trial-hours
     proxy         64        40         0       0                      2       22       0.00        0.10

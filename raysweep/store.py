@@ -17,6 +17,7 @@ steps it was planned for). ``alignment`` is NaN unless the sweep measures it (``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -29,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysweep.files import write_atomically, write_json
+from raysweep.files import replace_atomically, write_atomically, write_json, write_through_outage
 from raysweep.trials import AnySpec, Evaluation, Status, TrialResult
 
 SCHEMA = pa.schema([
@@ -55,7 +56,11 @@ SCHEMA = pa.schema([
 ])
 
 
-SIDECARS = ("running", "failed", "partial", "corrupt")
+SIDECARS = ("running", "failed", "partial", "corrupt", "outages")
+
+STORAGE_PATIENCE_S = 600.0
+"""How long a trial's write waits for a storage that has gone away (a shared file system unmounted, a stale
+handle) before the trial counts as failed: far cheaper than training it again, at any scale."""
 """What sits beside ``results/`` until it is a row, or instead of one: in-flight, failed, paused, unreadable."""
 
 
@@ -65,8 +70,9 @@ class RunDir:
 
     ``results/`` is the table and holds nothing else, so that pandas, pyarrow or DuckDB read it as one Parquet
     dataset while trials are in flight; what is not (yet) a row sits beside it: ``running/``, ``failed/``,
-    ``partial/`` and ``corrupt/`` records, ``checkpoints/``, ``studies/`` (target search journals), ``tune/`` (Tune's
-    experiment state), ``plan.json``, ``sweep.yaml`` and ``lr_window.json``.
+    ``partial/`` and ``corrupt/`` records, ``outages/`` (writes that waited for the storage), ``checkpoints/``,
+    ``studies/`` (target search journals), ``tune/`` (Tune's experiment state), ``plan.json``, ``sweep.yaml`` and
+    ``lr_window.json``.
     """
 
     path: Path
@@ -74,6 +80,12 @@ class RunDir:
     @classmethod
     def of(cls, storage: str | Path, sweep_name: str) -> RunDir:
         return cls(Path(storage).absolute() / sweep_name)
+
+    def create(self) -> None:
+        """The folders trials write their records into: made once, by the launch, never by a trial's write (see
+        ``write_through_outage``)."""
+        for folder in (self.results, *(self.sidecar(kind) for kind in ("running", "failed", "partial", "outages"))):
+            folder.mkdir(parents=True, exist_ok=True)
 
     @property
     def results(self) -> Path:
@@ -130,10 +142,11 @@ def write_trial(run: RunDir, result: TrialResult) -> Path:
              "bits_per_byte": evaluation.bits_per_byte[domain], "alignment": evaluation.alignment,
              "initial_loss": result.initial_losses.get(domain, math.nan)}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
-    path = write_atomically(run.trial_file(spec.key),
-                            lambda staging: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging))
+    path = _write_record(run, run.trial_file(spec.key),
+                         lambda staging: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging))
     for stale in ("failed", "running", "partial"):  # it may have failed before; it is no longer in flight
-        run.marker(stale, spec.key).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a marker an outage left behind is harmless: the stored file decides
+            run.marker(stale, spec.key).unlink(missing_ok=True)
     return path
 
 
@@ -143,9 +156,9 @@ def mark_started(run: RunDir, spec: AnySpec) -> None:
     A marker left behind by a killed launch means "interrupted": a relaunch starts that trial again. Its node and
     process id say where to look for a trial that seems stuck.
     """
-    write_json(run.marker("running", spec.key),
-               {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
-                "node": socket.gethostname(), "pid": os.getpid()})
+    _write_json_record(run, run.marker("running", spec.key),
+                       {"trial_key": spec.key, "name": spec.name, "role": spec.role, "started_s": time.time(),
+                        "node": socket.gethostname(), "pid": os.getpid()})
 
 
 def read_started(run: RunDir) -> list[dict]:
@@ -160,9 +173,9 @@ def _read_markers(run: RunDir, kind: str) -> list[dict]:
 def write_partial(run: RunDir, result: TrialResult) -> None:
     """``partial/trial-<key>.json``: the evaluations of a trial paused between early-stopping rounds (its
     weights are in its checkpoint); the round's settle check reads them, ``write_trial`` removes them."""
-    write_json(run.marker("partial", result.spec.key),
-               {"trial_key": result.spec.key, "evaluations": [dataclasses.asdict(e) for e in result.evaluations],
-                "wall_s": result.wall_s, "initial_losses": result.initial_losses})
+    _write_json_record(run, run.marker("partial", result.spec.key),
+                       {"trial_key": result.spec.key, "wall_s": result.wall_s, "initial_losses": result.initial_losses,
+                        "evaluations": [dataclasses.asdict(e) for e in result.evaluations]})
 
 
 def read_partial(run: RunDir, spec: AnySpec) -> TrialResult | None:
@@ -255,11 +268,44 @@ def write_failure(run: RunDir, spec: AnySpec, cause: str) -> Path:
 
     Failed trials are not finished: a relaunch retries them, and their record goes when one succeeds.
     """
-    path = write_json(run.marker("failed", spec.key),
-                      {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
-                       "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
+    path = _write_json_record(run, run.marker("failed", spec.key),
+                              {"trial_key": spec.key, "name": spec.name, "role": spec.role, "recipe": spec.recipe,
+                               "model": spec.model, "lr": spec.lr, "seed": spec.seed, "cause": cause})
     run.marker("running", spec.key).unlink(missing_ok=True)
     return path
+
+
+def _write_record(run: RunDir, path: Path, write) -> Path:
+    """A trial's record, written through a storage outage of up to ``STORAGE_PATIENCE_S``: the wait is noted in
+    ``outages/`` when it begins (where the storage lets it) and when it ends, for the launch to say."""
+    note = run.sidecar("outages") / f"{path.name}.{os.getpid()}-{time.time_ns()}.json"
+    record = {"file": str(path), "node": socket.gethostname(), "since_s": time.time(), "waited_s": None}
+
+    def write_note(**changes) -> None:
+        record.update(changes)
+        with contextlib.suppress(OSError):  # a note, never a reason to fail the write it is about
+            replace_atomically(note, lambda staging: staging.write_text(json.dumps(record)))
+
+    waited = write_through_outage(path, write, STORAGE_PATIENCE_S,
+                                  lambda err: write_note(cause=err.strerror or str(err), since_s=time.time()))
+    if "cause" in record:
+        write_note(waited_s=waited)
+    return path
+
+
+def _write_json_record(run: RunDir, path: Path, record: dict) -> Path:
+    return _write_record(run, path, lambda staging: staging.write_text(json.dumps(record, indent=2)))
+
+
+def take_outages(run: RunDir) -> list[dict]:
+    """The notes of writes that waited for the storage (``waited_s`` None: it gave up), removed once read: the
+    launch that reads them says them."""
+    notes = []
+    for path in sorted(run.sidecar("outages").glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            notes.append(json.loads(path.read_text()))
+            path.unlink()
+    return sorted(notes, key=lambda note: note["since_s"])
 
 
 def read_failures(run: RunDir) -> list[dict]:

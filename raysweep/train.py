@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from raysweep.config import WSDSchedule
-from raysweep.files import write_atomically
+from raysweep.files import OUTAGE_ERRORS, write_atomically
 from raysweep.models import build_model
 from raysweep.recipes.sequences import SequenceReader
 from raysweep.trials import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps
@@ -181,11 +181,16 @@ def _gradient(model: torch.nn.Module, batch: torch.Tensor, autocast: torch.autoc
 def _save_checkpoint(path: Path, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      evaluations: list[Evaluation], alignment: float, step: int, wall_s: float,
                      initial_losses: dict[str, float]) -> None:
-    """Written atomically: a kill during the write leaves the previous checkpoint whole."""
+    """Written atomically: a kill during the write leaves the previous checkpoint whole. While the storage is away
+    the checkpoint is skipped and training goes on: only a kill before the next one would cost more."""
     state = {"trial_key": spec.key, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "evaluations": [asdict(e) for e in evaluations], "alignment": alignment, "wall_s": wall_s,
              "initial_losses": initial_losses}
-    write_atomically(path, lambda staging: torch.save(state, staging))
+    try:
+        write_atomically(path, lambda staging: torch.save(state, staging))
+    except OSError as err:
+        if err.errno not in OUTAGE_ERRORS:
+            raise
 
 
 def _load_checkpoint(path: Path | None, spec: TrialSpec, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -224,3 +224,59 @@ def test_a_disk_that_fills_up_mid_sweep_loses_and_repeats_nothing_and_the_launch
     frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned}
     assert not frame.duplicated(["trial_key", "step", "domain"]).any()
+
+
+def test_a_results_folder_briefly_away_loses_and_repeats_nothing_and_the_launch_says_so(local_ray, tmp_path,
+                                                                                        shared_shards):
+    sweep_data = micro_sweep(name="away")
+    sweep_data["proxy"].update(lrs=[1.0e-4], seeds=[0])
+    sweep_data["target"].update(lrs=[1.0e-3], seeds=[0])
+    sweep = write_yaml(tmp_path / "away.yaml", sweep_data)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {"sweep": str(sweep), "max_concurrent_trials": 1,
+                                                     "storage": str(storage_with(shared_shards, tmp_path))})
+    run_dir = tmp_path / "runs" / "away"
+    results, away = run_dir / "results", run_dir / "results.away"
+    stored_before: dict[str, bytes] = {}
+
+    def take_the_results_folder_away_for_a_while() -> None:
+        wait_for(lambda: list(results.glob("trial-*.parquet")), "a stored trial")
+        stored_before.update({p.name: p.read_bytes() for p in results.glob("trial-*.parquet")})
+        os.replace(results, away)  # as an unmounted share: the folder is gone, not empty
+        try:
+            wait_for(lambda: list(run_dir.glob("outages/*.json")), "a trial's write meeting the outage")
+        finally:
+            os.replace(away, results)
+
+    thread = threading.Thread(target=take_the_results_folder_away_for_a_while)
+    thread.start()
+    outcome = launch_profile(cluster)
+    thread.join()
+
+    planned = plan_trials(load_sweep(sweep))
+    assert outcome.errors == [] and outcome.num_trained == len(planned)
+    assert len(outcome.outages) == 1 and "was written after waiting" in outcome.outages[0], outcome.outages
+    assert {p.name: p.read_bytes() for p in results.glob("trial-*.parquet") if p.name in stored_before} \
+        == stored_before and stored_before
+    frame = read_results(RunDir(run_dir)).to_pandas()
+    assert set(frame["trial_key"]) == {t.key for t in planned}
+    assert not frame.duplicated(["trial_key", "step", "domain"]).any()
+    assert not away.exists() and not list(run_dir.glob("outages/*"))  # said once, then gone
+
+
+def test_trials_that_cannot_start_for_long_stop_the_launch_with_what_they_ask_and_what_is_free(local_ray, tmp_path,
+                                                                                               shared_shards, capsys):
+    sweep_data = micro_sweep(name="starved")
+    sweep_data["proxy"].update(lrs=[1.0e-4], seeds=[0])
+    sweep = write_yaml(tmp_path / "starved.yaml", sweep_data)
+    cluster = write_yaml(tmp_path / "cluster.yaml", {
+        "sweep": str(sweep), "storage": str(storage_with(shared_shards, tmp_path)), "wait_for_resources_s": 2,
+        "resources": {"proxy": {"cpu": 2}, "target": {"cpu": 2}}})  # a node has 2: another job holds one
+    held = local_ray.util.placement_group([{"CPU": 1}])
+    local_ray.get(held.ready(), timeout=60)
+    try:
+        status = main(["launch", str(cluster)])
+    finally:
+        local_ray.util.remove_placement_group(held)
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err, err[-2000:]
+    assert "wait_for_resources_s: stopped after" in err and "asks for 2 CPU" in err and "1 CPU free" in err, err

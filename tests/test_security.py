@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,29 @@ def test_shipped_cluster_files_keep_the_dashboard_on_loopback(path):
     for command in heads:
         hosts = [arg.split("=", 1)[1] for arg in command.split() if arg.startswith("--dashboard-host=")]
         assert all(host in LOOPBACK for host in hosts), command
+
+
+PORT_RACE = """
+import importlib, socket
+from rich.console import Console
+from raysweep.config import RayConfig
+launch = importlib.import_module("raysweep.sweep.launch")
+held = socket.socket()
+held.bind(("127.0.0.1", 0))
+held.listen()
+probes = []
+real_probe = launch.free_port
+def racy_probe(host, preferred=0):  # another process binds the first port found free before Ray does
+    probes.append(preferred)
+    return held.getsockname()[1] if len(probes) == 1 else real_probe(host, preferred)
+launch.free_port = racy_probe
+launch.start_ray(RayConfig(num_cpus=1), Console(width=200))
+import ray
+print("started", ray.is_initialized(), probes)
+"""
+
+
+def test_a_dashboard_port_taken_between_the_probe_and_ray_binding_it_starts_ray_on_another():
+    out = subprocess.run([sys.executable, "-c", PORT_RACE], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "started True [8265, 0]" in out.stdout and "the dashboard uses" in out.stdout, out.stdout

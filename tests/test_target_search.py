@@ -84,6 +84,7 @@ def spec_of(config: dict, planned: dict[str, TrialSpec]) -> TrialSpec:
 def train(config: dict, root: str, planned: dict[str, TrialSpec]) -> None:
     """The test trainable; each run leaves a file in ``runs/``, so a trial trained twice shows."""
     spec, run = spec_of(config, planned), RunDir(Path(root))
+    run.create()  # as the launch does before any trial
     (run.path / "runs").mkdir(parents=True, exist_ok=True)
     (run.path / "runs" / f"{spec.key}-{uuid.uuid4().hex}").touch()
     evaluations = evaluations_of(spec)
@@ -133,6 +134,7 @@ def run_tune(root: Path, *, searcher: RecipeTPESearcher | None = None, specs: tu
 
 def drive(searcher: RecipeTPESearcher, root: Path) -> None:
     """Run the searcher's trials one at a time, as Tune does at ``max_concurrent_trials=1``."""
+    RunDir(root).create()
     for number in range(10_000):
         suggestion = searcher.suggest(f"trial-{number}")
         assert suggestion is not None, "the searcher waits with no trial running"

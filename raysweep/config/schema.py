@@ -67,6 +67,10 @@ class ClusterConfig:
     the sweep goes on, and a relaunch tries it again."""
     max_concurrent_trials: int | None = rules(positive, default=None)
     """Leave a CPU free for Ray Data on small machines; None lets Ray fill the cluster."""
+    wait_for_resources_s: float = rules(positive, default=1800.0)
+    """How long trials may wait with none running (other jobs hold the resources, nodes were lost, an autoscaler
+    cannot add what a trial asks) before the launch stops, says what they ask and what the cluster has free, and
+    keeps what is stored."""
     compile: bool = False
     """``torch.compile`` each trial's model: worth it on GPUs for long runs; compiling costs minutes on a CPU."""
     launcher: str | None = None

@@ -30,6 +30,8 @@ class LaunchOutcome:
     """One line per trial that raised after its retries: its name, cause and traceback file."""
     corrupt: list[str]
     """One line per stored result file found unreadable: moved aside, its trial trained again."""
+    outages: list[str]
+    """One line per trial record whose write waited for the storage to come back (or gave up waiting)."""
 
 
 def start_ray(config: RayConfig, console: Console) -> None:
@@ -37,14 +39,7 @@ def start_ray(config: RayConfig, console: Console) -> None:
     if ray.is_initialized():
         return
     if config.address is None:
-        port = free_port(config.dashboard_host, config.dashboard_port)
-        if port != config.dashboard_port:
-            console.print(f"[yellow]port {config.dashboard_port} is taken (another Ray on this machine?); the "
-                          f"dashboard uses {port}[/yellow]")
-        # "local": a new Ray of our own, even when `ray start` left a cluster running on this machine
-        context = ray.init(address="local", num_cpus=config.num_cpus, num_gpus=config.num_gpus,
-                           include_dashboard=True, dashboard_host=config.dashboard_host, dashboard_port=port,
-                           logging_level="warning", log_to_driver=False)
+        context = _start_embedded_ray(config, console)
     else:
         context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress
@@ -57,6 +52,34 @@ def start_ray(config: RayConfig, console: Console) -> None:
                       "(token authentication: `ray get-auth-token` prints the token it asks for)")
 
 
+PORT_TRIES = 3
+"""A free port is a probe, not a reservation: another process may bind it before Ray does, so Ray is started
+again on a fresh one this often."""
+
+
+def _start_embedded_ray(config: RayConfig, console: Console):
+    """A new Ray of our own ("local": even when `ray start` left a cluster running on this machine), its dashboard
+    on ``dashboard_port`` or, when that is taken, on a port the system picks."""
+    wanted = config.dashboard_port
+    for _ in range(PORT_TRIES):
+        port = free_port(config.dashboard_host, wanted)
+        try:
+            context = ray.init(address="local", num_cpus=config.num_cpus, num_gpus=config.num_gpus,
+                               include_dashboard=True, dashboard_host=config.dashboard_host, dashboard_port=port,
+                               logging_level="warning", log_to_driver=False)
+        except ValueError as err:  # Ray's own check found the port bound since the probe: nothing started yet
+            if "already occupied" not in str(err):
+                raise
+            wanted = 0
+            continue
+        if port != config.dashboard_port:
+            console.print(f"[yellow]port {config.dashboard_port} is taken (another Ray on this machine?); the "
+                          f"dashboard uses {port}[/yellow]")
+        return context
+    raise ClusterError(f"ray.dashboard_port: {PORT_TRIES} free ports in a row were taken before Ray could bind "
+                       "them; is something on this machine binding every free port?")
+
+
 def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, console: Console,
            target_recipes: list[str] | None = None) -> LaunchOutcome:
     """Train what is not stored yet; ``target_recipes`` limits the targets to those recipes (select mode)."""
@@ -65,7 +88,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     trials = [t for t in family.plan()
               if t.role == Role.PROXY or target_recipes is None or t.recipe in target_recipes]
     try:
-        run.path.mkdir(parents=True, exist_ok=True)
+        run.create()
     except OSError as err:
         raise ClusterError(f"storage: cannot create the run directory {run.path} ({err.strerror}); point `storage:` "
                            "in the cluster profile at a folder this user can write") from None
@@ -88,7 +111,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     console.print(f"[bold]{sweep.name}[/bold]: {num_planned} trials planned, {stored} already stored in "
                   f"{run.results}")
     if not todo and (searcher is None or searcher.finished):
-        return LaunchOutcome(run.path, num_planned, 0, [], corrupt)
+        return LaunchOutcome(run.path, num_planned, 0, [], corrupt, [])
     start_ray(cluster.ray, console)
     _check_resources(cluster, family, {t.role for t in todo} | ({Role.TARGET} if searcher else set()))
     with console.status("Building recipe shards with Ray Data (cached: a relaunch reuses them)"):
@@ -101,7 +124,21 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
                             num_searched=num_planned - stored - len(todo))
     if searcher:
         _write_plan(run, cluster, family, trials, searcher)  # now with the targets the search proposed
-    return LaunchOutcome(run.path, num_planned, len(store.finished_keys(run)[0] - done), errors, corrupt)
+    outages = _outage_lines(run)
+    for line in outages:
+        console.print(f"[yellow]storage unavailable:[/yellow] {line}")
+    return LaunchOutcome(run.path, num_planned, len(store.finished_keys(run)[0] - done), errors, corrupt, outages)
+
+
+def _outage_lines(run: store.RunDir) -> list[str]:
+    """What the trials' writes met while the storage was away: each waited and was written (nothing lost, nothing
+    twice), or gave up after ``store.STORAGE_PATIENCE_S`` and its trial is among the failed."""
+    lines = []
+    for note in store.take_outages(run):
+        what = f"{Path(note['file']).name} (node {note['node']}: {note.get('cause', 'unknown')})"
+        lines.append(f"{what} was written after waiting {note['waited_s']:.1f} s" if note["waited_s"] is not None
+                     else f"{what} could not be written; its trial failed, a relaunch trains it again")
+    return lines
 
 
 def _check_resources(cluster: ClusterConfig, family: TrialFamily, roles: set[Role]) -> None:

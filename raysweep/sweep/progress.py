@@ -1,13 +1,20 @@
-"""The launch's progress display: a Rich bar on a terminal, a line a minute in a log."""
+"""The launch's progress display: a Rich bar on a terminal, a line a minute in a log; and the watch on trials that
+cannot start."""
 
 from __future__ import annotations
 
 import datetime
 import time
 
+import ray
+from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from ray import tune
+
+WARN_WAITING_AFTER_S = 60.0
+"""When the launch first says that trials are waiting for resources (Tune's own warning, which raysweep's quiet
+Tune output hides, comes after as long)."""
 
 LOG_EVERY_S = 60.0
 """How often a launch whose output is not a terminal (a Ray Job's log, ``make demo > log``) prints a progress line:
@@ -44,6 +51,62 @@ class TrialProgress(tune.Callback):
         self.progress.console.print(f"{task.description}: {task.completed:.0f}/{task.total:.0f} done, "
                                     f"{self.num_failed} failed, {_duration(task.elapsed or 0)} elapsed, eta {eta}",
                                     markup=False, highlight=False)
+
+
+class ResourceWait(tune.Callback):
+    """Watches for trials that cannot start: pending with none running. Warns after ``WARN_WAITING_AFTER_S``; after
+    ``patience_s`` it holds the reason in ``stalled`` and ``stopper`` ends the experiment, so the launch stops and
+    says why instead of waiting forever."""
+
+    def __init__(self, patience_s: float, console: Console):
+        self.patience_s, self.console = patience_s, console
+        self.since: float | None = None
+        self.warned = False
+        self.stalled: str | None = None
+        self.stopper = _StopWhenStalled(self)
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def on_step_begin(self, iteration, trials, **info):
+        pending = [t for t in trials if t.status == "PENDING"]
+        if not pending or any(t.status == "RUNNING" for t in trials):
+            self.since = None
+            return
+        now = time.monotonic()
+        self.since = self.since or now
+        waited = now - self.since
+        if waited < min(WARN_WAITING_AFTER_S, self.patience_s) or self.stalled:
+            return
+        asked = {kind: amount for kind, amount in pending[0].placement_group_factory.required_resources.items()
+                 if amount}
+        free, total = ray.available_resources(), ray.cluster_resources()
+        situation = (f"{len(pending)} trial(s) waiting and none running for {_duration(waited)}: the next asks for "
+                     f"{_resources(asked)} on one node; the cluster has {_resources(free, asked)} free of "
+                     f"{_resources(total, asked)} (other jobs hold the rest, nodes were lost, or an autoscaler "
+                     "cannot add them)")
+        if waited >= self.patience_s:
+            self.stalled = situation
+        elif not self.warned:
+            self.warned = True
+            self.console.print(f"[yellow]{situation}; waiting up to {_duration(self.patience_s)} "
+                               "(wait_for_resources_s)[/yellow]")
+
+
+class _StopWhenStalled(tune.Stopper):
+    def __init__(self, watch: ResourceWait):
+        self.watch = watch
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.watch.stalled is not None
+
+
+def _resources(amounts: dict[str, float], kinds: dict[str, float] | None = None) -> str:
+    shown = {kind: amounts.get(kind, 0.0) for kind in (kinds or amounts)}
+    return ", ".join(f"{amount:g} {kind}" for kind, amount in shown.items())
 
 
 def _duration(seconds: float) -> str:

@@ -23,7 +23,8 @@ from ray import tune
 from raysweep import store
 from raysweep.config import ASHA, ClusterConfig
 from raysweep.sweep.early_stop import store_stopped
-from raysweep.sweep.progress import TrialProgress
+from raysweep.errors import ClusterError
+from raysweep.sweep.progress import ResourceWait, TrialProgress
 from raysweep.sweep.search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
 from raysweep.trials import AnySpec, Evaluation, Role, Status, TrialData, TrialResult, eval_steps
 
@@ -173,20 +174,25 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
     with Progress(*columns, console=run.console) as progress:
         task = progress.add_task(label, total=len(trials) + num_searched)
         recorder = TrialRecorder(specs, run_dir)
-        callbacks = [recorder, TrialProgress(progress, task)]  # stored before the progress line counts it
+        wait = ResourceWait(cluster.wait_for_resources_s, run.console)
+        callbacks = [recorder, TrialProgress(progress, task), wait]  # stored before the progress line counts it
         if searcher:
-            while searcher.next_experiment(TRIALS_PER_EXPERIMENT):
-                _fit(trainable, {}, searcher, asha, callbacks, cluster, run_dir)
+            while not wait.stalled and searcher.next_experiment(TRIALS_PER_EXPERIMENT):
+                _fit(trainable, {}, searcher, asha, callbacks, wait.stopper, cluster, run_dir)
         else:
             for start in range(0, len(ordered), TRIALS_PER_EXPERIMENT):
                 chunk = ordered[start:start + TRIALS_PER_EXPERIMENT]
-                _fit(trainable, {"trial": tune.grid_search([run.entry(t) for t in chunk])}, None, asha, callbacks,
-                     cluster, run_dir)
+                if not wait.stalled:
+                    _fit(trainable, {"trial": tune.grid_search([run.entry(t) for t in chunk])}, None, asha,
+                         callbacks, wait.stopper, cluster, run_dir)
+    if wait.stalled:
+        raise ClusterError(f"wait_for_resources_s: stopped after {wait.stalled}. What was stored is kept: relaunch "
+                           "when the cluster has room, or ask for less under resources: in the cluster profile")
     return recorder.errors
 
 
 def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha: ASHA | None,
-         callbacks: list[tune.Callback], cluster: ClusterConfig, run: store.RunDir) -> None:
+         callbacks: list[tune.Callback], stopper: tune.Stopper, cluster: ClusterConfig, run: store.RunDir) -> None:
     """One Tune experiment: the grid of ``param_space``, or the trials ``searcher`` hands out."""
     tuner = tune.Tuner(
         trainable,
@@ -197,6 +203,7 @@ def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha:
                                     max_concurrent_trials=cluster.max_concurrent_trials, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(name="tune", storage_path=str(run.path), verbose=0, callbacks=callbacks,
+                                  stop=stopper,
                                   failure_config=tune.FailureConfig(max_failures=cluster.trial_retries)),
     )
     try:

@@ -114,10 +114,12 @@ def child_plain(sweep_path: Path, results_dir: Path, events_path: Path) -> int:
     from raysweep.families.random_features import plan_rf_trials, run_rf_trial
 
     trials = plan_rf_trials(load_sweep(sweep_path))
+    run = store.RunDir(results_dir.parent)
+    run.create()
     mark("trials_start")
     for spec in trials:
-        store.mark_started(store.RunDir(results_dir.parent), spec)
-        store.write_trial(store.RunDir(results_dir.parent), run_rf_trial(spec))
+        store.mark_started(run, spec)
+        store.write_trial(run, run_rf_trial(spec))
     mark("trials_end")
     return 0
 

@@ -177,6 +177,7 @@ def relaunched(local_ray, tmp_path_factory):
     root = tmp_path_factory.mktemp("relaunch")
     killed = searcher_for(root, budget=4)
     handed = [killed.suggest(f"killed-{i}")["spec"] for i in range(3)]
+    RunDir(root).create()
     for i, spec in enumerate(handed):
         store.write_trial(RunDir(root), TrialResult(spec, status_of(evaluations_of(spec)), evaluations_of(spec)))
         killed.on_trial_complete(f"killed-{i}")

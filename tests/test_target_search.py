@@ -218,6 +218,7 @@ def test_a_relaunch_continues_the_killed_studies_without_training_a_stored_trial
 
 
 def test_a_configuration_is_told_what_the_store_holds_for_all_its_seeds(tmp_path):
+    RunDir(tmp_path).create()  # as the launch does before any trial
     searcher = searcher_for(tmp_path, budget=4, recipes=("good",))
     final_losses = {"ok": (1.0, 3.0), "diverged": (1.0, math.inf), "stopped": (1.0, None), "raised": (1.0, "nothing")}
     for name, per_seed in final_losses.items():
@@ -239,6 +240,7 @@ def test_a_configuration_is_told_what_the_store_holds_for_all_its_seeds(tmp_path
 
 
 def test_a_relaunch_retries_a_configuration_whose_seed_raised_once_for_the_seeds_it_lacks(tmp_path):
+    RunDir(tmp_path).create()  # as the launch does before any trial
     searcher = searcher_for(tmp_path, budget=2, recipes=("good",))
     specs = [searcher.suggest(f"first-{seed}")["spec"] for seed in (0, 1)]
     store.write_trial(RunDir(tmp_path), TrialResult(specs[0], "ok", evaluations_of(specs[0])))
@@ -265,6 +267,7 @@ def test_a_relaunch_retries_a_configuration_whose_seed_raised_once_for_the_seeds
 
 
 def test_a_search_runs_as_successive_experiments_of_at_most_the_given_number_of_trials(tmp_path):
+    RunDir(tmp_path).create()  # as the launch does before any trial
     searcher = searcher_for(tmp_path, budget=3, proxies=(make_spec("good", 1e-3, 16, 0.0, 0, role="proxy"),))
     handed_out = []
     while searcher.next_experiment(4):

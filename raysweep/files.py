@@ -73,5 +73,10 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def json_writer(record: dict) -> Callable[[Path], object]:
+    """The ``write`` of the functions above for one JSON record."""
+    return lambda staging: staging.write_text(json.dumps(record, indent=2))
+
+
 def write_json(path: Path, record: dict) -> Path:
-    return write_atomically(path, lambda staging: staging.write_text(json.dumps(record, indent=2)))
+    return write_atomically(path, json_writer(record))

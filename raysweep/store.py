@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raysweep.files import replace_atomically, write_atomically, write_json, write_through_outage
+from raysweep.files import json_writer, replace_atomically, write_atomically, write_json, write_through_outage
 from raysweep.trials import AnySpec, Evaluation, Status, TrialResult
 
 SCHEMA = pa.schema([
@@ -57,11 +57,12 @@ SCHEMA = pa.schema([
 
 
 SIDECARS = ("running", "failed", "partial", "corrupt", "outages")
+"""What sits beside ``results/`` until it is a row, or instead of one: in-flight, failed, paused, unreadable, and
+the notes of writes that waited for the storage."""
 
 STORAGE_PATIENCE_S = 600.0
 """How long a trial's write waits for a storage that has gone away (a shared file system unmounted, a stale
 handle) before the trial counts as failed: far cheaper than training it again, at any scale."""
-"""What sits beside ``results/`` until it is a row, or instead of one: in-flight, failed, paused, unreadable."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ def _write_record(run: RunDir, path: Path, write) -> Path:
     def write_note(**changes) -> None:
         record.update(changes)
         with contextlib.suppress(OSError):  # a note, never a reason to fail the write it is about
-            replace_atomically(note, lambda staging: staging.write_text(json.dumps(record)))
+            replace_atomically(note, json_writer(record))
 
     waited = write_through_outage(path, write, STORAGE_PATIENCE_S,
                                   lambda err: write_note(cause=err.strerror or str(err), since_s=time.time()))
@@ -294,14 +295,14 @@ def _write_record(run: RunDir, path: Path, write) -> Path:
 
 
 def _write_json_record(run: RunDir, path: Path, record: dict) -> Path:
-    return _write_record(run, path, lambda staging: staging.write_text(json.dumps(record, indent=2)))
+    return _write_record(run, path, json_writer(record))
 
 
 def take_outages(run: RunDir) -> list[dict]:
     """The notes of writes that waited for the storage (``waited_s`` None: it gave up), removed once read: the
     launch that reads them says them."""
     notes = []
-    for path in sorted(run.sidecar("outages").glob("*.json")):
+    for path in run.sidecar("outages").glob("*.json"):
         with contextlib.suppress(OSError, ValueError):
             notes.append(json.loads(path.read_text()))
             path.unlink()

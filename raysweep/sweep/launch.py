@@ -135,7 +135,7 @@ def _outage_lines(run: store.RunDir) -> list[str]:
     twice), or gave up after ``store.STORAGE_PATIENCE_S`` and its trial is among the failed."""
     lines = []
     for note in store.take_outages(run):
-        what = f"{Path(note['file']).name} (node {note['node']}: {note.get('cause', 'unknown')})"
+        what = f"{Path(note['file']).name} (node {note['node']}: {note['cause']})"
         lines.append(f"{what} was written after waiting {note['waited_s']:.1f} s" if note["waited_s"] is not None
                      else f"{what} could not be written; its trial failed, a relaunch trains it again")
     return lines

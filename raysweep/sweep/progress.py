@@ -76,8 +76,8 @@ class ResourceWait(tune.Callback):
         now = time.monotonic()
         self.since = self.since or now
         waited = now - self.since
-        if waited < min(WARN_WAITING_AFTER_S, self.patience_s) or self.stalled:
-            return
+        if self.stalled or waited < (self.patience_s if self.warned else min(WARN_WAITING_AFTER_S, self.patience_s)):
+            return  # what the cluster has free is asked only when there is something to say
         asked = {kind: amount for kind, amount in pending[0].placement_group_factory.required_resources.items()
                  if amount}
         free, total = ray.available_resources(), ray.cluster_resources()

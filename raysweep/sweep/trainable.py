@@ -22,8 +22,8 @@ from ray import tune
 
 from raysweep import store
 from raysweep.config import ASHA, ClusterConfig
-from raysweep.sweep.early_stop import store_stopped
 from raysweep.errors import ClusterError
+from raysweep.sweep.early_stop import store_stopped
 from raysweep.sweep.progress import ResourceWait, TrialProgress
 from raysweep.sweep.search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
 from raysweep.trials import AnySpec, Evaluation, Role, Status, TrialData, TrialResult, eval_steps
@@ -181,10 +181,11 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
                 _fit(trainable, {}, searcher, asha, callbacks, wait.stopper, cluster, run_dir)
         else:
             for start in range(0, len(ordered), TRIALS_PER_EXPERIMENT):
+                if wait.stalled:
+                    break
                 chunk = ordered[start:start + TRIALS_PER_EXPERIMENT]
-                if not wait.stalled:
-                    _fit(trainable, {"trial": tune.grid_search([run.entry(t) for t in chunk])}, None, asha,
-                         callbacks, wait.stopper, cluster, run_dir)
+                _fit(trainable, {"trial": tune.grid_search([run.entry(t) for t in chunk])}, None, asha,
+                     callbacks, wait.stopper, cluster, run_dir)
     if wait.stalled:
         raise ClusterError(f"wait_for_resources_s: stopped after {wait.stalled}. What was stored is kept: relaunch "
                            "when the cluster has room, or ask for less under resources: in the cluster profile")

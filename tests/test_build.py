@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raysweep.config import SyntheticSource, TokenizerConfig
-from raysweep.recipes.build import Component, build_shards, component_counts
+from raysweep.recipes.build import Component, _Pack, _tokenize, _unmarked, build_shards, component_counts
 from raysweep.recipes.sequences import SequenceReader
 from raysweep.recipes.streams import Stream
+from raysweep.recipes.tokenizer import ByteTokenizer
 
 WEB = SyntheticSource(type="synthetic", domain="web")
 CODE = SyntheticSource(type="synthetic", domain="code")
@@ -58,3 +60,37 @@ def test_changing_a_source_changes_the_cache_folder(local_ray, tmp_path):
     noisy = build_shards("web", mix((noisy_web, 1.0)), TokenizerConfig(), 32, 10, tmp_path)
     assert clean.path != noisy.path
     assert not np.array_equal(SequenceReader(clean.path, 10).read_all(), SequenceReader(noisy.path, 10).read_all())
+
+
+def test_the_byte_tokenizer_closes_every_document_and_counts_its_utf8_bytes():
+    documents = ["héllo", "", "a€b"]
+    ids, lengths = ByteTokenizer().encode_batch(documents)
+    assert lengths.tolist() == [len(d.encode()) + 1 for d in documents]
+    pieces = np.split(ids, np.cumsum(lengths)[:-1])
+    assert [bytes(p[:-1].astype(np.uint8)).decode() for p in pieces] == documents
+    assert all(p[-1] == EOS for p in pieces) and ids.dtype == np.int32
+    assert ByteTokenizer().encode_documents([]).shape == (0,)
+
+
+def test_packing_gives_the_same_sequences_and_counts_however_the_documents_are_batched(tmp_path):
+    documents = [f"document {i} " * (1 + i % 7) for i in range(300)]
+    reasons = ["" if i % 5 else ("exact duplicate" if i % 2 else "repetition: dup_line_frac") for i in range(300)]
+
+    def pack(batch_size: int):
+        packer = _Pack(0, 0.5, 16, 150, str(tmp_path / f"stats-{batch_size}.json"))
+        tables = []
+        for start in range(0, len(documents), batch_size):
+            batch = _unmarked(documents[start:start + batch_size]).set_column(
+                1, "reason", pa.array(reasons[start:start + batch_size], pa.string()))
+            tables.append(packer(_tokenize(batch, TokenizerConfig())))
+        return pa.concat_tables(tables), packer.stats
+
+    whole, whole_stats = pack(300)
+    assert whole.num_rows == 150 and whole.column("order_key").to_pylist()[:2] == [1.0, 3.0]
+    assert whole_stats["documents_read"] < 300  # counts stop at the document that completes the 150th sequence
+    assert whole_stats["documents_read"] == whole_stats["documents_kept"] + sum(
+        r["documents"] for r in whole_stats["removed"].values())
+    assert list(whole_stats["removed"]) == ["repetition: dup_line_frac", "exact duplicate"]  # in the order met
+    for batch_size in (1, 7, 64):
+        table, stats = pack(batch_size)
+        assert table.equals(whole) and stats == whole_stats

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from ray.exceptions import RayTaskError
 
@@ -53,14 +54,19 @@ from raysweep.identity import content_hash
 from raysweep.recipes.streams import Dedup, Marker, Stream, describe, parts, prepare_models, read_part, resolve_stream
 from raysweep.recipes.tokenizer import load_tokenizer
 
-DOCUMENTS_PER_BATCH = 256
-"""Documents per Ray Data batch: large enough to amortise a task, small enough to stream."""
+BATCH_BYTES = 2**20
+"""Text per Ray Data batch: each batch costs a task and object-store round trips, which at a few hundred
+documents cost more than tokenizing them; 1 MiB of text (4 MiB of int32 ids) still streams."""
 
 FORMAT_VERSION = 2
 
 ROW_GROUP_BYTES = 2**18
 """Token bytes per Parquet row group: the unit a trial reads. Drawing one sequence at random decodes its whole
 group (~0.5 ms at 256 KiB), while each group costs ~360 bytes of footer that every trial reads (0.14% of the set)."""
+
+MAX_BLOCK_BYTES = 8 * 2**20
+"""Largest Ray Data block the build makes. Ray's default (128 MiB) joins a part's batches into blocks that
+outgrow a small object store and spill to disk, which made the build several times slower than its work."""
 
 MIN_KEPT_SHARE = 0.01
 """An endless synthetic source whose operators keep less than this share of documents is an error, not a
@@ -224,7 +230,8 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
     num_synthetic_parts = 2 * math.ceil(count * seq_len / 2**20) + 2
     rows_per_group = max(1, ROW_GROUP_BYTES // (4 * seq_len))  # int32 tokens
     context = ray.data.DataContext.get_current()
-    preserve_order, context.execution_options.preserve_order = context.execution_options.preserve_order, True
+    saved = context.execution_options.preserve_order, context.target_max_block_size
+    context.execution_options.preserve_order, context.target_max_block_size = True, MAX_BLOCK_BYTES
     try:
         while True:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -238,8 +245,7 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
                         else ray.data.ActorPoolStrategy(min_size=1, max_size=os.cpu_count()))
                 dataset = dataset.map_batches(_Mark, batch_format="pyarrow", num_cpus=0.5, compute=pool,
                                               fn_constructor_kwargs={"operators": stream.operators, "models": models})
-            dataset = dataset.map_batches(_tokenize, batch_format="pyarrow", batch_size=DOCUMENTS_PER_BATCH,
-                                          fn_kwargs={"tokenizer": tokenizer})
+            dataset = dataset.map_batches(_tokenize, batch_format="pyarrow", fn_kwargs={"tokenizer": tokenizer})
             dataset = dataset.map_batches(_Pack, batch_format="pyarrow", num_cpus=0.1,
                                           compute=_ordered_actor(),
                                           fn_constructor_kwargs={"component": index, "weight": weight,
@@ -264,7 +270,7 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
             growth = min(16.0, 1.5 * count / max(1, stats["num_sequences"]))
             num_synthetic_parts = math.ceil(num_synthetic_parts * growth)
     finally:
-        context.execution_options.preserve_order = preserve_order
+        context.execution_options.preserve_order, context.target_max_block_size = saved
     os.replace(stats_path, done)
     return stats
 
@@ -304,15 +310,21 @@ def _short_message(recipe: str, component: Component, stats: dict, count: int, s
 
 
 def _read_part(batch: dict[str, np.ndarray], reader) -> object:
-    """A generator UDF: the documents of one part, in batches, none marked yet."""
+    """A generator UDF: the documents of one part, in batches of about ``BATCH_BYTES`` of text, none marked yet."""
     documents: list[str] = []
+    size = 0
     for doc in read_part(reader, str(batch["part"][0])):  # a chunk number names the same text as an int
         documents.append(doc)
-        if len(documents) == DOCUMENTS_PER_BATCH:
-            yield {"text": np.array(documents, dtype=object), "reason": np.full(len(documents), "", dtype=object)}
-            documents = []
+        size += len(doc)
+        if size >= BATCH_BYTES:
+            yield _unmarked(documents)
+            documents, size = [], 0
     if documents:
-        yield {"text": np.array(documents, dtype=object), "reason": np.full(len(documents), "", dtype=object)}
+        yield _unmarked(documents)
+
+
+def _unmarked(documents: list[str]) -> pa.Table:
+    return pa.table({"text": pa.array(documents, pa.string()), "reason": pa.array([""] * len(documents), pa.string())})
 
 
 class _Mark:
@@ -334,12 +346,16 @@ def _tokenizer(config: TokenizerConfig):
 
 def _tokenize(batch: pa.Table, tokenizer: TokenizerConfig) -> pa.Table:
     """One row per document: its ids (empty when removed), its size in tokens and bytes, why it was removed."""
-    texts, reasons = batch.column("text").to_pylist(), batch.column("reason").to_pylist()
-    encoded = _tokenizer(tokenizer).encode_each(texts)  # removed documents too: the manifest counts their tokens
-    return pa.table({"ids": pa.array([ids if not r else ids[:0] for ids, r in zip(encoded, reasons)],
-                                     pa.list_(pa.int32())),
-                     "num_tokens": [len(ids) for ids in encoded],
-                     "num_bytes": [len(text.encode("utf-8")) for text in texts],
+    texts, reasons = batch.column("text"), batch.column("reason")
+    ids, lengths = _tokenizer(tokenizer).encode_batch(texts.to_pylist())  # removed documents too: the manifest
+    kept = pc.equal(reasons, "").to_numpy(zero_copy_only=False)            # counts their tokens
+    if not kept.all():
+        ids = ids[np.repeat(kept, lengths)]
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(np.where(kept, lengths, 0), out=offsets[1:])
+    return pa.table({"ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids, pa.int32())),
+                     "num_tokens": pa.array(lengths, pa.int64()),
+                     "num_bytes": pc.binary_length(texts).cast(pa.int64()),
                      "reason": reasons})
 
 
@@ -359,20 +375,16 @@ class _Pack:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         first = made = self.stats["num_sequences"]
-        pending = [self.buffer]
-        pending_tokens = len(self.buffer)
         ids_column = batch.column("ids").combine_chunks()
         offsets, values = ids_column.offsets.to_numpy(), ids_column.values.to_numpy()
-        sizes = zip(batch.column("reason").to_pylist(), batch.column("num_tokens").to_pylist(),
-                    batch.column("num_bytes").to_pylist())
-        for i, (reason, num_tokens, num_bytes) in enumerate(sizes):
-            if made + pending_tokens // self.seq_len >= self.count:
-                break
-            self._count(reason, num_tokens, num_bytes)
-            if not reason:
-                pending.append(values[offsets[i]:offsets[i + 1]])
-                pending_tokens += num_tokens
-        stream = np.concatenate(pending)
+        reasons = batch.column("reason").to_numpy(zero_copy_only=False)
+        num_tokens, num_bytes = batch.column("num_tokens").to_numpy(), batch.column("num_bytes").to_numpy()
+        # A document is used while the sequences made and pending fall short of the count: the tokens of the
+        # kept documents before it (and the buffer) are fewer than the count's remaining tokens.
+        kept_before = np.cumsum(offsets[1:] - offsets[:-1]) - (offsets[1:] - offsets[:-1])
+        used = int(np.searchsorted(kept_before, (self.count - made) * self.seq_len - len(self.buffer)))
+        self._count(reasons[:used], num_tokens[:used], num_bytes[:used])
+        stream = np.concatenate([self.buffer, values[offsets[0]:offsets[used]]])  # removed documents have no ids
         usable = min(len(stream) // self.seq_len, self.count - made)
         ids, self.buffer = stream[:usable * self.seq_len], stream[usable * self.seq_len:]
         made += usable
@@ -385,14 +397,14 @@ class _Pack:
             "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids, type=pa.int32()), self.seq_len),
         })
 
-    def _count(self, reason: str, num_tokens: int, num_bytes: int) -> None:
+    def _count(self, reasons: np.ndarray, num_tokens: np.ndarray, num_bytes: np.ndarray) -> None:
         stats = self.stats
-        stats["documents_read"] += 1
-        if reason:
+        kept = reasons == ""
+        stats["documents_read"] += len(reasons)
+        stats["documents_kept"] += int(kept.sum())
+        stats["bytes_kept"] += int(num_bytes[kept].sum())
+        stats["tokens_kept"] += int(num_tokens[kept].sum())
+        for reason in dict.fromkeys(reasons[~kept]):  # in the order first met, as the manifest lists them
             removed = stats["removed"].setdefault(reason, {"documents": 0, "tokens": 0})
-            removed["documents"] += 1
-            removed["tokens"] += num_tokens
-        else:
-            stats["documents_kept"] += 1
-            stats["bytes_kept"] += num_bytes
-            stats["tokens_kept"] += num_tokens
+            removed["documents"] += int((reasons == reason).sum())
+            removed["tokens"] += int(num_tokens[reasons == reason].sum())

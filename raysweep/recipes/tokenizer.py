@@ -12,6 +12,7 @@ downloads, and it pickles as its name so Ray Data workers load their own copy::
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,17 +23,30 @@ from raysweep.errors import DataError
 
 
 class _Encoder:
-    """``encode_documents`` for any tokenizer that can encode documents one by one."""
+    """``encode_documents`` for any tokenizer that can encode a batch of documents into one stream."""
 
     eos_id: int
 
-    def encode_each(self, documents: list[str]) -> list[np.ndarray]:
+    def encode_batch(self, documents: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The documents as one int32 stream, an end-of-text id after each, and each document's length in it.
+
+        One flat array rather than an array per document: the build moves millions of documents, and a
+        Python object per document costs more than tokenizing it."""
         raise NotImplementedError
 
     def encode_documents(self, documents: list[str]) -> np.ndarray:
         """All documents as one int32 stream, an end-of-text id after each."""
-        encoded = self.encode_each(documents)
-        return np.concatenate(encoded) if encoded else np.zeros(0, dtype=np.int32)
+        return self.encode_batch(documents)[0]
+
+
+def _closed(ids: np.ndarray, lengths: np.ndarray, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """`ids` (the documents back to back, `lengths` each) with `eos_id` after each document."""
+    ends = np.cumsum(lengths + 1)
+    stream = np.full(int(ends[-1]) if len(ends) else 0, eos_id, dtype=np.int32)
+    keep = np.ones(len(stream), dtype=bool)
+    keep[ends - 1] = False
+    stream[keep] = ids
+    return stream, (lengths + 1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -40,10 +54,11 @@ class ByteTokenizer(_Encoder):
     vocab_size: int = 257
     eos_id: int = 256
 
-    def encode_each(self, documents: list[str]) -> list[np.ndarray]:
-        """Each document's UTF-8 bytes as int32 ids, closed by the end-of-text id."""
-        return [np.append(np.frombuffer(doc.encode("utf-8"), dtype=np.uint8), self.eos_id).astype(np.int32)
-                for doc in documents]
+    def encode_batch(self, documents: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each document's UTF-8 bytes as ids, closed by the end-of-text id."""
+        encoded = [doc.encode("utf-8") for doc in documents]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        return _closed(np.frombuffer(b"".join(encoded), dtype=np.uint8), lengths, self.eos_id)
 
 
 class TokenizerError(DataError):
@@ -63,13 +78,15 @@ class HFTokenizer(_Encoder):
         self.eos_id: int = int(self._tokenizer.eos_token_id)
         self.vocab_size: int = len(self._tokenizer)  # counts added tokens too, unlike `.vocab_size`
 
-    def encode_each(self, documents: list[str]) -> list[np.ndarray]:
+    def encode_batch(self, documents: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each document's ids (no other special tokens), closed by the end-of-text id; one batched call."""
         if not documents:  # transformers fails on an empty batch
-            return []
+            return _closed(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64), self.eos_id)
         encoded = self._tokenizer(list(documents), add_special_tokens=False, return_attention_mask=False,
                                   verbose=False)["input_ids"]  # verbose=False: long documents are expected
-        return [np.append(np.asarray(ids, dtype=np.int32), np.int32(self.eos_id)) for ids in encoded]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(lengths.sum()))
+        return _closed(ids, lengths, self.eos_id)
 
     def __getstate__(self) -> dict:
         return {"name_or_path": self.name_or_path}  # the loaded tokenizer is rebuilt where it lands

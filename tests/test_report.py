@@ -162,6 +162,26 @@ def test_early_stopped_proxies_count_the_flops_of_the_steps_they_did_not_train()
                                                    n_boot=50, n_boot_figures=50))
 
 
+def test_the_decision_is_priced_against_the_full_protocol_it_stands_in_for():
+    # Proxies on three recipes (two stopped at step 2 of 8), targets tuned on a shortlist of two.
+    groups = [rows("target", r, lr, 0, 1.0 + i, num_params=100) for i, r in enumerate("ab") for lr in (1e-3, 3e-3)]
+    groups += [rows("proxy", r, 1e-5, 0, 1.0 + i, num_params=10, status="stopped" if r != "c" else "ok")
+               for i, r in enumerate("abc")]
+    num_steps = [8 if g[0]["role"] == "proxy" and g[0]["status"] == "stopped" else 2 for g in groups for _ in g]
+    frame = table(*groups).append_column("num_steps", pa.array(num_steps, pa.int64()))
+    report = summarize(frame, n_boot=50, n_boot_figures=50)
+    # 32 tokens per step. Spent: 4 targets × 6·100·64, 3 proxies × 6·10·64. Full: the stopped proxies to step 8
+    # (6·10·256 each) and each target recipe's two configurations on the third recipe too.
+    spent = 4 * 6 * 100 * 64 + 3 * 6 * 10 * 64
+    full = 6 * 100 * 64 * 2 * 3 + 2 * 6 * 10 * 256 + 6 * 10 * 64
+    assert sum(r.flops for r in report.compute) == pytest.approx(spent)
+    assert report.full_protocol_flops == pytest.approx(full)
+    assert f"This decision cost {spent / full:.1%} of the full protocol" in rendered(report).replace("\n", " ")
+    complete = summarize(table(*sweep({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0})), n_boot=50, n_boot_figures=50)
+    assert complete.full_protocol_flops == pytest.approx(sum(r.flops for r in complete.compute))
+    assert "This decision ran the full protocol" in rendered(complete)
+
+
 def test_checkpoints_score_each_step_against_the_final_targets_with_cumulative_proxy_flops():
     # At step 1 the proxy orders the recipes backwards; by step 2 it has it right.
     groups = [rows("target", r, 1e-3, s, loss) for r, loss in {"a": 1.0, "b": 2.0, "c": 3.0}.items() for s in (0, 1)]

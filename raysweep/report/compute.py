@@ -6,6 +6,7 @@ every intermediate checkpoint is scored against the final tuned targets, so a re
 ranking settles (the paper's App. D.2.5: at a tiny lr, early checkpoints rank as well as final ones)::
 
     compute_by_role(one_row_per_trial)    # [ComputeRow(role="proxy", num_trials=48, flops=7.4e12, ...), ...]
+    full_protocol_flops(one_row_per_trial)  # 9.1e12: what the same sweep costs without early stops or a shortlist
     checkpoint_curve(rows, setting, tuned, n_boot=2000)   # [CheckpointPoint(step=175, proxy_flops=4.6e11, ...)]
 """
 
@@ -66,3 +67,24 @@ def compute_by_role(trials: pd.DataFrame) -> list[ComputeRow]:
                                float(group["wall_s"].sum() / 3600.0), len(stopped),
                                float(training_flops(stopped["num_params"], tokens_left).sum())))
     return rows
+
+
+def _planned_tokens(trials: pd.DataFrame) -> pd.Series:
+    """Tokens each trial would have trained had nothing stopped it early (a diverged run ends where it did)."""
+    stopped = trials["status"] == Status.STOPPED
+    return trials["tokens"].where(~stopped, trials["num_steps"] * trials["tokens"] / trials["step"])
+
+
+def full_protocol_flops(trials: pd.DataFrame) -> float:
+    """FLOPs of the full protocol this run's decision stands in for, from one row per trial.
+
+    The full protocol trains every proxy to its last planned step and runs the target search on every recipe the
+    proxies rank, each target to its last planned step. Early stops (settled proxies, ASHA) and a shortlist
+    (select mode) spend less: a recipe without targets is counted at the mean planned cost of the recipes with
+    them, since every recipe gets the same search. Equal to the FLOPs spent when nothing was cut short.
+    """
+    planned = training_flops(trials["num_params"], _planned_tokens(trials))
+    proxies, targets = trials["role"] == "proxy", trials["role"] == "target"
+    proxy_recipes, target_recipes = trials.loc[proxies, "recipe"].nunique(), trials.loc[targets, "recipe"].nunique()
+    per_recipe = float(planned[targets].sum()) / target_recipes if target_recipes else 0.0
+    return float(planned[proxies].sum()) + per_recipe * max(proxy_recipes, target_recipes)

@@ -298,6 +298,9 @@ class Report:
     loss_curves: list[LossCurve]
     checkpoints: list[CheckpointPoint]
     compute: list[ComputeRow]
+    full_protocol_flops: float
+    """What the same sweep would cost with every proxy and every recipe's target search run to the end
+    (``compute.full_protocol_flops``); the decision's share of it is what early stops and a shortlist saved."""
     missing: list[str]
     """One line per gap: runs absent, seeds uneven, settings not compared."""
     num_diverged: int

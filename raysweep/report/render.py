@@ -217,7 +217,18 @@ def compute_table(report: Report) -> TextTable:
     return TextTable("Compute spent (FLOPs = 6 · parameters · tokens trained, at each trial's last step)",
                      [Column("role", False), Column("trials"), Column("diverged"), Column("FLOPs"),
                       Column("wall hours\n(summed over trials)"), *saved_columns],
-                     [*(cells(r.role, [r]) for r in compute), cells("total", compute)])
+                     [*(cells(r.role, [r]) for r in compute), cells("total", compute)], [protocol_share_line(report)])
+
+
+def protocol_share_line(report: Report) -> str:
+    """The decision's FLOPs as a share of the full protocol's (every proxy and every recipe's search to the end)."""
+    spent, full = sum(r.flops for r in report.compute), report.full_protocol_flops
+    terms = report.terms()
+    if full <= 0 or spent >= full * (1 - 1e-9):
+        return f"This decision ran the full protocol: every proxy and every {terms.recipe}'s target search to the end."
+    return (f"This decision cost {spent / full:.1%} of the full protocol ({full:.2e} FLOPs: every proxy to its last "
+            f"planned step, the target search on every {terms.recipe} to the end); the rest was never trained "
+            "(early stops, or targets on a shortlist only).")
 
 
 def tables(report: Report) -> list[TextTable]:

@@ -59,7 +59,7 @@ import pyarrow as pa
 
 from raysweep.analysis import rank_transfer, seed_mean_interval, seed_std, spearman, within_noise_of_previous
 from raysweep.errors import NothingToReport, ReportError
-from raysweep.report.compute import checkpoint_curve, compute_by_role
+from raysweep.report.compute import checkpoint_curve, compute_by_role, full_protocol_flops
 from raysweep.report.curves import Losses, loss_curves, rank_heatmaps, regret_curves
 from raysweep.report.lr_choice import choose_lr
 from raysweep.report.records import (Metric, Agreement, DomainSummary, FixedConfigBaseline, Interval, LrChoice,
@@ -180,6 +180,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         heatmaps=[] if computed else rank_heatmaps(main, main_losses),
         loss_curves=[c for c in loss_curves(main, main_losses) if not (computed and c.role == Role.TARGET)],
         checkpoints=checkpoints, compute=compute_by_role(trial_keys),
+        full_protocol_flops=full_protocol_flops(trial_keys),
         missing=(unreadable or []) + stale + plan_gaps(trial_keys, plan) + unmeasured + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None,

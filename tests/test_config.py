@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from raysweep.cli import main
-from raysweep.config import ModelSpec, WSDSchedule, load_cluster, load_sweep
+from raysweep.config import ModelSpec, WSDSchedule, load_cluster, load_sweep, sweep_from_dict
 from raysweep.errors import ConfigError
 from raysweep.identity import content_hash, hashable
 
@@ -207,3 +207,18 @@ def test_a_config_field_added_later_leaves_existing_content_hashes_alone():
     assert content_hash(ModelSpec(family="gpt2", n_layer=2, d_model=32, n_head=2)) == "03adac665dcbf510"
     assert content_hash(WSDSchedule(warmup_steps=2000)) != content_hash(WSDSchedule())
     assert hashable({"s": [WSDSchedule()]}) == {"s": [{"type": "wsd", "warmup_frac": 0.05, "decay_frac": 0.34}]}
+
+
+def test_a_sweep_from_a_dict_is_the_sweep_from_its_file_and_its_errors_name_key_paths(tmp_path):
+    data = micro_sweep()
+    data["sources"]["files"] = {"type": "jsonl", "path": "data/*.jsonl"}
+    from_file = load_sweep(write_yaml(tmp_path / "s.yaml", data))
+    assert sweep_from_dict(data, base_dir=tmp_path) == from_file  # relative paths from base_dir, as from the file's
+    data["proxy"]["lrs"] = []
+    data["recipes"][0]["mix"][0]["weight"] = -1
+    with pytest.raises(ConfigError) as info:
+        sweep_from_dict(data)
+    assert info.value.file == "<dict>"
+    assert set(dict(info.value.problems)) == {"proxy.lrs", "recipes[0].mix[0].weight"}
+    with pytest.raises(ConfigError, match="<dict>: must be a mapping"):
+        sweep_from_dict(["not", "a", "mapping"])

@@ -479,3 +479,21 @@ def test_report_json_is_the_typed_report_as_plain_data_and_the_version_is_the_pa
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"raysweep {raysweep.__version__}"
+
+
+def test_every_view_of_the_report_is_a_dataframe_with_its_intervals_spread_into_columns():
+    report = summarize(table(*sweep({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.0, "b": 2.5, "c": 2.0}, lrs=(1e-5, 1e-4))),
+                       n_boot=50, n_boot_figures=50)
+    targets = report.to_pandas("targets")
+    assert targets["recipe"].tolist() == ["a", "b", "c"] and {"loss", "loss_low", "loss_high", "lr"} <= set(targets)
+    assert targets["loss"].tolist() == [t.loss.point for t in report.main.targets]
+    proxies = report.to_pandas("proxies")
+    assert len(proxies) == 2 * 3 and proxies.set_index(["lr", "recipe"])["rank"][(1e-5, "c")] == 2
+    agreement = report.to_pandas("agreement").set_index("lr")
+    setting = next(s for s in report.main.proxies if s.lr == 1e-5)
+    assert agreement.loc[1e-5, "spearman_low"] == setting.agreement.spearman.low
+    assert agreement.loc[1e-5, "regret@2"] == setting.agreement.regret[2].point
+    assert report.to_pandas("compute")["role"].tolist() == [r.role for r in report.compute]
+    assert len(report.to_pandas("checkpoints")) == len(report.checkpoints)
+    with pytest.raises(ValueError, match="the views are targets, proxies"):
+        report.to_pandas("everything")

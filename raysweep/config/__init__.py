@@ -11,7 +11,7 @@ the first mistake: every problem is collected with its YAML key path, so a user 
 ``checks`` holds the rules that span fields, ``presets`` and ``sizes`` the named values a file may use.
 """
 
-from raysweep.config.loading import load_cluster, load_sweep
+from raysweep.config.loading import load_cluster, load_sweep, sweep_from_dict
 from raysweep.config.schema import (ASHA, ClusterConfig, EarlyStop, FileSource, FilteredSource, GridSearch, HFSource,
                                     MixComponent, ModelSpec, PerplexityFilter, ProxyGrid, RandomFeatureGrid,
                                     RandomFeatureSweep, RayConfig, Recipe, RepetitionFilter, Resources, Select, Source,
@@ -19,8 +19,8 @@ from raysweep.config.schema import (ASHA, ClusterConfig, EarlyStop, FileSource, 
                                     TrialResources, Validation, WSDSchedule)
 from raysweep.config.sizes import MODEL_SIZES
 
-__all__ = ["MODEL_SIZES", "load_cluster", "load_sweep", "ASHA", "ClusterConfig", "EarlyStop", "FileSource",
-           "FilteredSource", "GridSearch", "HFSource", "MixComponent", "ModelSpec", "PerplexityFilter", "ProxyGrid",
-           "RandomFeatureGrid", "RandomFeatureSweep", "RayConfig", "Recipe", "RepetitionFilter", "Resources", "Select",
-           "Source", "SweepConfig", "SyntheticSource", "TPESearch", "TargetGrid", "TokenizerConfig", "Training",
-           "TrialResources", "Validation", "WSDSchedule"]
+__all__ = ["MODEL_SIZES", "load_cluster", "load_sweep", "sweep_from_dict", "ASHA", "ClusterConfig", "EarlyStop",
+           "FileSource", "FilteredSource", "GridSearch", "HFSource", "MixComponent", "ModelSpec", "PerplexityFilter",
+           "ProxyGrid", "RandomFeatureGrid", "RandomFeatureSweep", "RayConfig", "Recipe", "RepetitionFilter",
+           "Resources", "Select", "Source", "SweepConfig", "SyntheticSource", "TPESearch", "TargetGrid",
+           "TokenizerConfig", "Training", "TrialResources", "Validation", "WSDSchedule"]

@@ -33,14 +33,35 @@ def load_cluster(path: str | Path) -> ClusterConfig:
 
 def load_sweep(path: str | Path) -> SweepConfig | RandomFeatureSweep:
     """A language-model sweep, or a random-feature sweep when the file has a ``random_features:`` block."""
-    sweep = _load_file(lambda data: RandomFeatureSweep if "random_features" in data else SweepConfig, path)
+    return _checked_sweep(_load_file(_sweep_class, path), path, Path(path).absolute().parent)
+
+
+def sweep_from_dict(data: dict, base_dir: str | Path = ".") -> SweepConfig | RandomFeatureSweep:
+    """A sweep given as a mapping (a notebook's or a pipeline's dict), checked exactly as a file is; relative data
+    paths are taken from `base_dir`. Errors name the key paths, as for a file, with ``<dict>`` as its name."""
+    origin = "<dict>"
+    if not isinstance(data, dict):
+        raise ConfigError(origin, [("", f"must be a mapping (got {type(data).__name__})")])
+    problems: list[tuple[str, str]] = []
+    sweep = _convert(_sweep_class(data), data, "", problems)
+    if problems:
+        raise ConfigError(origin, problems)
+    return _checked_sweep(sweep, origin, Path(base_dir).absolute())
+
+
+def _sweep_class(data: dict) -> type:
+    return RandomFeatureSweep if "random_features" in data else SweepConfig
+
+
+def _checked_sweep(sweep: SweepConfig | RandomFeatureSweep, origin: str | Path,
+                   base_dir: Path) -> SweepConfig | RandomFeatureSweep:
+    """The sweep's cross-field checks, recipes resolved, data paths made absolute from `base_dir`."""
     if isinstance(sweep, RandomFeatureSweep):
         return sweep
     problems = check_sweep(sweep, set(MODEL_SIZES))
     recipes = _resolve_recipes(sweep.recipes, set(sweep.sources), problems)
     if problems:
-        raise ConfigError(path, problems)
-    base_dir = Path(path).absolute().parent
+        raise ConfigError(origin, problems)
     sources = {name: _absolute_paths(source, base_dir) for name, source in sweep.sources.items()}
     domains = {name: _absolute_paths(source, base_dir) for name, source in sweep.validation.domains.items()}
     return dataclasses.replace(sweep, recipes=recipes, sources=sources,

@@ -310,6 +310,36 @@ class Report:
     seeds_paired: bool
     """Whether seed s was taken as the same initialisation and data order for every recipe (resampled jointly)."""
 
+    VIEWS = ("targets", "proxies", "agreement", "checkpoints", "compute")
+
+    def to_pandas(self, view: str) -> "pandas.DataFrame":  # noqa: F821 (pandas is imported when called)
+        """One table of the report as a DataFrame, for notebooks: ``targets`` (tuned score per recipe),
+        ``proxies`` (score and rank per proxy setting × recipe), ``agreement`` (per proxy setting, every statistic
+        with its CI), ``checkpoints`` or ``compute``. An interval ``x`` becomes columns ``x``, ``x_low``,
+        ``x_high``; losses are on the main domain, in the report's units."""
+        import pandas as pd
+
+        main = self.main
+        if view == "targets":
+            rows = [{**_flat(t, skip={"config"}), **_flat(t.config)} for t in main.targets]
+        elif view == "proxies":
+            rows = [{"model": s.model, "lr": s.lr, "recipe": recipe, "rank": s.rank[recipe], "score": score,
+                     "seed_std": s.seed_std[recipe], "chosen": s.is_chosen, "standard": s.is_standard}
+                    for s in main.proxies for recipe, score in s.mean_score.items()]
+        elif view == "agreement":
+            rows = []
+            for s in main.proxies:
+                if s.agreement:
+                    rows.append({"model": s.model, "lr": s.lr, "chosen": s.is_chosen, "standard": s.is_standard,
+                                 **_flat(s.agreement, skip={"regret"})})
+                    for k, regret in s.agreement.regret.items():
+                        rows[-1].update(_interval(f"regret@{k}", regret))
+        elif view in ("checkpoints", "compute"):
+            rows = [_flat(record) for record in getattr(self, view)]
+        else:
+            raise ValueError(f"no view {view!r}; the views are {', '.join(self.VIEWS)}")
+        return pd.DataFrame(rows)
+
     def terms(self) -> Terms:
         family = self.family
         loss_unit = family.loss_unit
@@ -317,3 +347,17 @@ class Report:
         return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=loss_unit,
                      proxy_score="gradient alignment" if alignment else "loss",
                      proxy_unit="" if alignment else loss_unit, proxy_sign=self.metric.sign)
+
+
+def _interval(name: str, value: Interval) -> dict[str, float]:
+    return {name: value.point, f"{name}_low": value.low, f"{name}_high": value.high}
+
+
+def _flat(record, skip: set[str] = frozenset()) -> dict:
+    """A record's fields as columns, intervals spread into three."""
+    columns = {}
+    for name in record.__dataclass_fields__:
+        if name not in skip:
+            value = getattr(record, name)
+            columns.update(_interval(name, value) if isinstance(value, Interval) else {name: value})
+    return columns

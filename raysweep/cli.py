@@ -28,6 +28,8 @@ EXIT_NOTHING_YET = 1
 
 
 def _launch(args: argparse.Namespace, console: Console) -> int:
+    if args.dry_run:
+        return _plan(args, console)
     cluster = load_cluster(args.cluster)
     if args.up:
         from raysweep.jobs import launch_as_job  # Ray's job client: only when submitting
@@ -65,6 +67,26 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
 
         print_selection(selection, console)
     return EXIT_NOTHING_YET if outcome.errors else 0
+
+
+def _plan(args: argparse.Namespace, console: Console) -> int:
+    from raysweep.dry_run import calibrate, plan_launch, print_plan
+
+    cluster = load_cluster(args.cluster)
+    sweep_path = Path(args.sweep or cluster.sweep)
+    sweep = load_sweep(sweep_path)
+    try:
+        plan = plan_launch(cluster, sweep)
+        if args.calibrate_steps and isinstance(sweep, SweepConfig):
+            with console.status(f"Timing {args.calibrate_steps} training steps of each trial shape"):
+                plan = calibrate(plan, cluster, sweep, args.calibrate_steps)
+    except ConfigError as err:  # a budget too small to train: name the sweep file, as a launch does
+        raise ConfigError(sweep_path, err.problems) from None
+    if args.json:
+        print(to_json(plain(plan)))
+    else:
+        print_plan(plan, sweep, console)
+    return 0
 
 
 def _language_model_sweep(path: Path) -> SweepConfig:
@@ -189,7 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first start the cluster from the profile's `launcher:` file (ray up), then run the "
                              "sweep there as a Ray Job that outlives this machine; prints the job id and how to "
                              "follow it")
-    launch.set_defaults(handler=_launch)
+    launch.add_argument("--dry-run", action="store_true",
+                        help="print what the launch would train and build, and its cost, instead (as `plan`)")
+    launch.set_defaults(handler=_launch, calibrate_steps=5, json=False)
+    plan = commands.add_parser(
+        "plan", help="what a launch would train and build, its FLOPs and trial-hours, before anything runs",
+        description="Count the trials per role a launch would train (planned, already stored, left), their "
+                    "training FLOPs (6 · parameters · tokens), the recipe shard sets it would build, and, from a "
+                    "few timed training steps of each trial shape on this machine, the trial-hours they need. "
+                    "Nothing is trained and Ray is not started.")
+    plan.add_argument("cluster", help="cluster profile, e.g. cluster/local.yaml")
+    plan.add_argument("--sweep", help="sweep file to plan instead of the profile's `sweep:`")
+    plan.add_argument("--calibrate-steps", type=int, default=5, metavar="N",
+                      help="timed training steps per trial shape (default: 5; 0 skips the calibration)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=_plan)
     report_parser = commands.add_parser(
         "report", help="the decision and how far the proxies can be trusted, from stored results",
         description="Print the decision table, reliability table (with baselines), per-domain agreement, decision "

@@ -7,6 +7,7 @@ import errno
 import logging
 import math
 import os
+import pickle
 import time
 from pathlib import Path
 from typing import Callable
@@ -209,6 +210,7 @@ def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha:
     )
     try:
         tuner.fit()
-    except EOFError as err:  # what Tune raises reading back a trial's error file that a full disk left empty
+    except (EOFError, pickle.UnpicklingError) as err:  # what Tune raises reading back a trial's error file that a
+        # full disk left empty or cut short
         raise OSError(errno.ENOSPC, f"Tune's own files are truncated ({err}): is the storage full?",
                       str(run.path / "tune")) from None

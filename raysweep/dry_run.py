@@ -22,8 +22,8 @@ from rich.table import Table
 from raysweep import store
 from raysweep.analysis import training_flops
 from raysweep.config import ClusterConfig, RandomFeatureSweep, SweepConfig
-from raysweep.families import trial_family
-from raysweep.trials import Role
+from raysweep.families import TrialFamily, trial_family
+from raysweep.trials import AnySpec, Role
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,12 @@ class LaunchPlan:
 
 @dataclass(frozen=True)
 class _Work:
-    family: object
-    trials: list
+    family: TrialFamily
+    trials: list[AnySpec]
     """Every trial the sweep file plans."""
     stored: set[str]
     """Keys of the trials stored already (read only: a plan moves no file, unlike a launch)."""
-    proposed: list
+    proposed: list[AnySpec]
     """Targets a TPE search will still propose, each as its recipe's target at the grid's first batch size."""
     proposed_stored: int
 
@@ -78,7 +78,7 @@ def _work(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep) -> _W
     return _Work(family, family.plan(), stored, proposed[:len(proposed) - proposed_stored], proposed_stored)
 
 
-def _tokens(spec) -> int:
+def _tokens(spec: AnySpec) -> int:
     return spec.num_sequences * getattr(spec, "seq_len", 1)
 
 

@@ -35,15 +35,17 @@ class LaunchOutcome:
 
 
 def start_ray(config: RayConfig, console: Console) -> None:
-    """Embedded Ray with explicit resources, or join an existing cluster; print where its dashboard is."""
+    """Embedded Ray with explicit resources, or join an existing cluster; print where its dashboard is.
+
+    A Ray the caller started already (a notebook's ``ray.init()``) is used as it is, Ray Data made as quiet."""
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # a failed build is reported by raysweep itself
     if ray.is_initialized():
         return
     if config.address is None:
         context = _start_embedded_ray(config, console)
     else:
         context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the launch shows its own progress
-    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # a failed build is reported by raysweep itself
     if config.address is None and not is_loopback(config.dashboard_host):
         console.print(f"[bold red]The Ray dashboard listens on {config.dashboard_host}: whoever reaches it can run "
                       "code on this machine (CVE-2023-48022). Prefer 127.0.0.1 and an SSH tunnel.[/bold red]")

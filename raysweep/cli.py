@@ -70,16 +70,14 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
 
 
 def _plan(args: argparse.Namespace, console: Console) -> int:
-    from raysweep.dry_run import calibrate, plan_launch, print_plan
+    from raysweep.dry_run import plan_launch, print_plan
 
     cluster = load_cluster(args.cluster)
     sweep_path = Path(args.sweep or cluster.sweep)
     sweep = load_sweep(sweep_path)
     try:
-        plan = plan_launch(cluster, sweep)
-        if args.calibrate_steps and isinstance(sweep, SweepConfig):
-            with console.status(f"Timing {args.calibrate_steps} training steps of each trial shape"):
-                plan = calibrate(plan, cluster, sweep, args.calibrate_steps)
+        with console.status(f"Planning; timing {args.calibrate_steps} training steps of each trial shape"):
+            plan = plan_launch(cluster, sweep, args.calibrate_steps)
     except ConfigError as err:  # a budget too small to train: name the sweep file, as a launch does
         raise ConfigError(sweep_path, err.problems) from None
     if args.json:

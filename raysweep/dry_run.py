@@ -6,7 +6,7 @@ calibration it also times a few real training steps of each distinct trial shape
 there is one, else the CPU, with the threads a trial gets) and scales them to trial-hours::
 
     plan = plan_launch(cluster, sweep)                 # no Ray, no training: the sweep file and the stored results
-    plan = calibrate(plan, cluster, sweep, steps=3)    # a few steps per shape: seconds on the demo's models
+    plan = plan_launch(cluster, sweep, calibrate_steps=5)   # a few steps per shape: seconds on the demo's models
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def _work(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep) -> _W
     if family.tpe:
         search, grid, _ = family.tpe
         budget = search.trials_per_recipe * len(grid.seeds)
-        proposed = [family.largest_targets([recipe])[0] for recipe in family.recipes for _ in range(budget)]
+        proposed = [target for target in family.largest_targets(family.recipes)[::len(grid.batch_sizes)]
+                    for _ in range(budget)]
         previous = store.read_plan(run) if run.plan_file.is_file() else None
         proposed_stored = len(stored.intersection(previous.trial_keys.get(Role.TARGET, []))) if previous else 0
     return _Work(family, family.plan(), stored, proposed[:len(proposed) - proposed_stored], proposed_stored)
@@ -82,8 +83,10 @@ def _tokens(spec: AnySpec) -> int:
     return spec.num_sequences * getattr(spec, "seq_len", 1)
 
 
-def plan_launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep) -> LaunchPlan:
-    """Count what ``launch`` would train, from the sweep file and the results already stored; nothing starts."""
+def plan_launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep,
+                calibrate_steps: int = 0) -> LaunchPlan:
+    """Count what ``launch`` would train, from the sweep file and the results already stored; nothing starts. With
+    ``calibrate_steps`` (language-model sweeps), also time that many training steps of each trial shape."""
     work = _work(cluster, sweep)
     roles = []
     for role in Role:
@@ -100,11 +103,13 @@ def plan_launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep)
         sequences[t.recipe] = max(sequences.get(t.recipe, 0), t.num_sequences)
     shards = [] if isinstance(sweep, RandomFeatureSweep) else \
         [(recipe, sequences[recipe]) for recipe in work.family.recipes if recipe in sequences]
-    return LaunchPlan(sweep.name, str(store.RunDir.of(cluster.storage, sweep.name).path), roles, shards,
+    plan = LaunchPlan(sweep.name, str(store.RunDir.of(cluster.storage, sweep.name).path), roles, shards,
                       cluster.max_concurrent_trials)
+    return _calibrated(plan, work, cluster, calibrate_steps) if calibrate_steps and isinstance(sweep, SweepConfig) \
+        else plan
 
 
-def calibrate(plan: LaunchPlan, cluster: ClusterConfig, sweep: SweepConfig, steps: int) -> LaunchPlan:
+def _calibrated(plan: LaunchPlan, work: _Work, cluster: ClusterConfig, steps: int) -> LaunchPlan:
     """`plan` with trial-hours from `steps` timed training steps (after one untimed) of each distinct shape."""
     import torch
 
@@ -114,7 +119,6 @@ def calibrate(plan: LaunchPlan, cluster: ClusterConfig, sweep: SweepConfig, step
     threads = max(1, int(cluster.resources.proxy.cpu))
     if device == "cpu":
         torch.set_num_threads(threads)
-    work = _work(cluster, sweep)
     step_s: dict[tuple, float] = {}
     hours = {role: 0.0 for role in Role}
     for t in [t for t in work.trials if t.key not in work.stored] + work.proposed:

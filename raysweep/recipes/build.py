@@ -405,6 +405,6 @@ class _Pack:
         stats["bytes_kept"] += int(num_bytes[kept].sum())
         stats["tokens_kept"] += int(num_tokens[kept].sum())
         for reason in dict.fromkeys(reasons[~kept]):  # in the order first met, as the manifest lists them
-            removed = stats["removed"].setdefault(reason, {"documents": 0, "tokens": 0})
-            removed["documents"] += int((reasons == reason).sum())
-            removed["tokens"] += int(num_tokens[reasons == reason].sum())
+            removed, mine = stats["removed"].setdefault(reason, {"documents": 0, "tokens": 0}), reasons == reason
+            removed["documents"] += int(mine.sum())
+            removed["tokens"] += int(num_tokens[mine].sum())

@@ -61,7 +61,7 @@ def compute_by_role(trials: pd.DataFrame) -> list[ComputeRow]:
     rows = []
     for role, group in trials.groupby("role"):
         stopped = group[group["status"] == Status.STOPPED]
-        tokens_left = (stopped["num_steps"] - stopped["step"]) * stopped["tokens"] / stopped["step"]
+        tokens_left = _planned_tokens(stopped) - stopped["tokens"]
         rows.append(ComputeRow(str(role), len(group), int(np.isinf(group["loss"]).sum()),
                                float(training_flops(group["num_params"], group["tokens"]).sum()),
                                float(group["wall_s"].sum() / 3600.0), len(stopped),

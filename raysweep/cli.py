@@ -17,6 +17,9 @@ from raysweep import __version__
 from raysweep.errors import ConfigError, NothingToReport, ReportError, StatusError, UserError
 from raysweep.plain import plain, to_json
 
+METRICS = ("loss", "alignment", "acc", "acc_norm", "acc_bytes", "gold_logprob_per_byte")
+"""``raysweep.report.records.Metric``'s values, named here so that ``--help`` imports no report code."""
+
 if TYPE_CHECKING:
     from raysweep.report import Report
 
@@ -232,11 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("path", help="run directory (<storage>/<sweep name>, e.g. runs/demo), or a results "
                                             "Parquet file, or a folder of them")
     report_parser.add_argument("--domain", default="all",
-                               help="validation domain to rank by (default: all, the aggregate over domains)")
-    report_parser.add_argument("--metric", choices=("loss", "alignment"), default="loss",
-                               help="what ranks the proxies: their validation loss (default), or their accumulated "
-                                    "gradient alignment with the validation loss (higher first; needs "
-                                    "proxy.alignment_every in the sweep file); targets are scored by their loss")
+                               help="validation domain to rank by, or with a task metric the task (default: all, "
+                                    "the aggregate over domains, or the mean over tasks)")
+    report_parser.add_argument("--metric", choices=METRICS, default="loss",
+                               help="what ranks: the validation loss (default); the proxies' accumulated gradient "
+                                    "alignment with it (higher first; needs proxy.alignment_every; targets still by "
+                                    "loss); or a downstream task's score for proxies and targets alike (acc, "
+                                    "acc_norm, acc_bytes in accuracy points, gold_logprob_per_byte; higher first; "
+                                    "needs tasks: in the sweep file)")
     report_parser.add_argument("--independent-seeds", action="store_true",
                                help="resample each recipe's seeds on its own, for tables whose seed s is not the "
                                     "same initialisation and data order for every recipe (runs made elsewhere); "

@@ -5,10 +5,14 @@ step × validation domain. A file appears whole or not at all (written aside, th
 crash never leaves half a trial, and "is this trial done?" is a file lookup: relaunching a sweep
 skips every trial whose file exists. Records become rows only here.
 
-Schema (one row per trial × checkpoint × domain)::
+Schema (one row per trial × checkpoint × domain, and per downstream task × metric)::
 
     trial_key role recipe model num_params lr batch_size weight_decay seed step tokens domain loss bits_per_byte
-    alignment initial_loss status num_steps wall_s
+    alignment initial_loss status num_steps wall_s metric value
+
+A validation domain's row has ``metric`` "loss" and its loss as ``value``. A task's rows (``domain`` the task's
+name) have ``metric`` one of ``raysweep.tasks.scoring.METRICS`` (acc, acc_norm, acc_bytes, gold_logprob_per_byte:
+higher is better) or ``DESCRIPTIONS`` (chance, items), ``value`` its score and a null loss.
 
 ``status`` is "ok", "diverged", or "stopped" (an early-stopped proxy: its last step is below ``num_steps``, the
 steps it was planned for). ``alignment`` is NaN unless the sweep measures it (``proxy.alignment_every``).
@@ -53,6 +57,8 @@ SCHEMA = pa.schema([
     ("status", pa.string()),
     ("num_steps", pa.int64()),
     ("wall_s", pa.float64()),
+    ("metric", pa.string()),
+    ("value", pa.float64()),
 ])
 
 
@@ -141,8 +147,13 @@ def write_trial(run: RunDir, result: TrialResult) -> Path:
     identity = {"trial_key": spec.key, **spec.columns(), "status": result.status, "wall_s": result.wall_s}
     rows = [{**identity, "step": evaluation.step, "tokens": evaluation.tokens, "domain": domain, "loss": loss,
              "bits_per_byte": evaluation.bits_per_byte[domain], "alignment": evaluation.alignment,
-             "initial_loss": result.initial_losses.get(domain, math.nan)}
+             "initial_loss": result.initial_losses.get(domain, math.nan), "metric": "loss", "value": loss}
             for evaluation in result.evaluations for domain, loss in evaluation.losses.items()]
+    rows += [{**identity, "step": evaluation.step, "tokens": evaluation.tokens, "domain": task, "loss": math.nan,
+              "bits_per_byte": math.nan, "alignment": math.nan, "initial_loss": math.nan, "metric": metric,
+              "value": value}
+             for evaluation in result.evaluations for task, scores in evaluation.tasks.items()
+             for metric, value in scores.items()]
     path = _write_record(run, run.trial_file(spec.key),
                          lambda staging: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging))
     for stale in ("failed", "running", "partial"):  # it may have failed before; it is no longer in flight

@@ -32,6 +32,7 @@ from raysweep.config import WSDSchedule
 from raysweep.files import OUTAGE_ERRORS, write_atomically
 from raysweep.models import build_model
 from raysweep.recipes.sequences import SequenceReader
+from raysweep.tasks.scoring import METRICS, score_tasks
 from raysweep.trials import Evaluation, TrialData, TrialResult, TrialSpec, eval_steps
 
 EVAL_BATCH_SIZE = 64
@@ -134,16 +135,17 @@ def _train(spec: TrialSpec, data: TrialData, report: Callable[[Evaluation], None
         if step + 1 in checkpoints:
             diverged_at = int(first_nonfinite)
             if diverged_at >= 0:
-                return _diverged(spec, [*validation, "all"], evaluations, diverged_at + 1, elapsed(), report,
-                                 initial), model
+                return _diverged(spec, data, evaluations, diverged_at + 1, elapsed(), report, initial), model
             alignment = float(alignment_sum)
             with autocast:
                 losses = evaluate(forward, validation, device, weights)
             if not all(math.isfinite(v) for v in losses.values()):
-                return _diverged(spec, [*validation, "all"], evaluations, step + 1, elapsed(), report, initial), model
+                return _diverged(spec, data, evaluations, step + 1, elapsed(), report, initial), model
+            with autocast:
+                tasks = score_tasks(forward, data.tasks, device)
             evaluations.append(Evaluation(step + 1, (step + 1) * tokens_per_step, losses,
                                           bits_per_byte(losses, data.validation_bytes_per_token, weights),
-                                          alignment if spec.alignment_every else math.nan))
+                                          alignment if spec.alignment_every else math.nan, tasks))
             if report:
                 report(evaluations[-1])
             if checkpoint and step + 1 < spec.num_steps:
@@ -211,12 +213,14 @@ def _load_checkpoint(path: Path | None, spec: TrialSpec, model: torch.nn.Module,
             state.get("initial_losses", {}))
 
 
-def _diverged(spec: TrialSpec, domains: list[str], evaluations: list[Evaluation], step: int, wall_s: float,
+def _diverged(spec: TrialSpec, data: TrialData, evaluations: list[Evaluation], step: int, wall_s: float,
               report: Callable[[Evaluation], None] | None, initial_losses: dict[str, float]) -> TrialResult:
-    """The run stops at `step`; its losses there are +inf (and its alignment -inf) so that it ranks last."""
-    infinite = {name: math.inf for name in domains}
+    """The run stops at `step`; its losses there are +inf (its alignment and task scores -inf) so that it ranks
+    last."""
+    infinite = {name: math.inf for name in [*data.validation_dirs, "all"]}
+    tasks = {task: {metric: -math.inf for metric in METRICS} for task in data.tasks}
     evaluation = Evaluation(step, step * spec.batch_size * spec.seq_len, infinite, infinite,
-                            -math.inf if spec.alignment_every else math.nan)
+                            -math.inf if spec.alignment_every else math.nan, tasks)
     if report:
         report(evaluation)
     return TrialResult(spec, "diverged", [*evaluations, evaluation], wall_s, initial_losses)

@@ -12,10 +12,13 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from raysweep.config import ModelSpec, WSDSchedule
 from raysweep.identity import content_hash
+
+if TYPE_CHECKING:
+    from raysweep.tasks.scoring import EncodedTask
 
 
 class Role(StrEnum):
@@ -124,6 +127,8 @@ class TrialSpec:
     """Measure the gradient alignment every this many steps (0: off)."""
     aggregate: str = "mean"
     """How the "all" loss combines the validation domains: "mean" or "token_weighted" (``Validation.aggregate``)."""
+    tasks_key: str = ""
+    """Content hash of the downstream tasks scored at each evaluation ("": none)."""
 
     @property
     def key(self) -> str:
@@ -157,6 +162,8 @@ class TrialData:
     """Sequences scored per validation domain (``Validation.sequences_per_domain``)."""
     validation_bytes_per_token: dict[str, float]
     """UTF-8 bytes of text per token of each validation set: converts nats per token to bits per byte."""
+    tasks: dict[str, EncodedTask] = field(default_factory=dict)
+    """Downstream tasks by name, tokenized once for every trial (``raysweep.tasks.scoring``)."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,8 @@ class Evaluation:
     alignment: float = math.nan
     """Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t) up to this step (paper D.2.4), estimated every ``alignment_every`` steps on
     one fixed validation batch; larger means training moved further down the validation loss. NaN when off."""
+    tasks: dict[str, dict[str, float]] = field(default_factory=dict)
+    """task → its scores (``raysweep.tasks.scoring.METRICS`` and ``DESCRIPTIONS``); -inf scores for a diverged run."""
 
 
 @dataclass(frozen=True)

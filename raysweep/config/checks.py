@@ -45,6 +45,7 @@ def check_sweep(sweep: SweepConfig, model_names: set[str]) -> list[tuple[str, st
     if sweep.proxy.standard_lr is not None and sweep.proxy.standard_lr not in sweep.proxy.lrs:
         problems.append(("proxy.standard_lr", f"must be one of proxy.lrs (got {sweep.proxy.standard_lr:g})"))
     problems += _check_validation(sweep)
+    problems += _check_tasks(sweep)
     if (sweep.tokenizer.type == "hf") != (sweep.tokenizer.name is not None):
         problems.append(("tokenizer.name", "give a name (hub name or local folder) for type hf, and only then"))
     for i, name in enumerate(sweep.proxy.models):
@@ -87,6 +88,21 @@ def _check_validation(sweep: SweepConfig) -> list[tuple[str, str]]:
     missing = [domain for domain in validation.domains if domain not in validation.token_shares]
     if missing:
         problems.append(("validation.token_shares", f"give every domain a share (missing: {', '.join(missing)})"))
+    return problems
+
+
+def _check_tasks(sweep: SweepConfig) -> list[tuple[str, str]]:
+    """Task names are the report's domains: unique, apart from the validation domains and their "all"."""
+    problems, seen = [], set()
+    for i, task in enumerate(sweep.tasks):
+        if task.name in seen or task.name == "all" or task.name in sweep.validation.domains:
+            problems.append((f"tasks[{i}].name", f"{task.name!r} is taken (task names must differ from each other, "
+                                                 "from the validation domains and from \"all\")"))
+        seen.add(task.name)
+        if task.preset == "continuation" and task.path is not None:
+            problems.append((f"tasks[{i}].path", "continuation is made from the validation text: give no path"))
+        if task.preset != "continuation" and task.path is None:
+            problems.append((f"tasks[{i}].path", "give the task's local file (JSON lines, or a harness task YAML)"))
     return problems
 
 

@@ -64,7 +64,9 @@ def _checked_sweep(sweep: SweepConfig | RandomFeatureSweep, origin: str | Path,
         raise ConfigError(origin, problems)
     sources = {name: _absolute_paths(source, base_dir) for name, source in sweep.sources.items()}
     domains = {name: _absolute_paths(source, base_dir) for name, source in sweep.validation.domains.items()}
-    return dataclasses.replace(sweep, recipes=recipes, sources=sources,
+    tasks = [dataclasses.replace(task, path=os.path.normpath(base_dir / task.path)) if task.path else task
+             for task in sweep.tasks]
+    return dataclasses.replace(sweep, recipes=recipes, sources=sources, tasks=tasks,
                                validation=dataclasses.replace(sweep.validation, domains=domains))
 
 

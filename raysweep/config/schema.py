@@ -218,6 +218,34 @@ class Validation:
         return out
 
 
+TASK_PRESETS = ("hellaswag", "winogrande", "openbookqa", "arc_easy", "commonsense_qa", "continuation")
+"""The paper's five downstream tasks (App. D.1.3: the harness's prompts, each read from a local copy of its
+dataset) and the built-in task made from the validation text (``raysweep.tasks``)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A multiple-choice task every trial scores at each evaluation, as the LM Evaluation Harness scores it: the
+    log-likelihood of each choice after the context (``raysweep.tasks``)."""
+
+    name: str = rules(safe_name)
+    """Its rows' ``domain`` in the results table, and ``report --domain``."""
+    preset: Literal["hellaswag", "winogrande", "openbookqa", "arc_easy", "commonsense_qa", "continuation"] | None = None
+    """One of ``TASK_PRESETS``: a paper task read from `path` in its dataset's own layout, or "continuation", made
+    from the validation text (no file). None: `path` holds the items themselves."""
+    path: str | None = None
+    """A local file, never downloaded: JSON lines (with a preset: the dataset's rows; without: ``context``,
+    ``choices``, ``gold`` per line), or the YAML of a harness task reading local JSON (``dataset_path: json``)."""
+    max_items: int = rules(positive, default=500)
+    """Items scored: a fixed subsample when the task has more, so that evaluation stays a small share of a trial."""
+    num_choices: int = rules(at_least_two, default=4)
+    """continuation: the true continuation and this many less one from other documents."""
+    context_chars: int = rules(positive, default=96)
+    """continuation: characters of a document before the cut (whole words)."""
+    continuation_chars: int = rules(positive, default=32)
+    """continuation: characters after it (whole words): the answer."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     family: Literal["gpt2", "pythia", "opt"]
@@ -360,6 +388,8 @@ class SweepConfig:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     """Extra named model sizes, or overrides of the built-in ones (``raysweep.models.MODEL_SIZES``)."""
     select: Select | None = None
+    tasks: list[Task] = field(default_factory=list)
+    """Downstream multiple-choice tasks scored in every trial beside the validation loss (``report --metric``)."""
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@ trials read, and one trial trained by ``raysweep.train``."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -15,8 +16,10 @@ from raysweep.errors import ConfigError
 from raysweep.identity import content_hash
 from raysweep.models import count_parameters, resolve_model
 from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
-from raysweep.recipes.streams import describe
+from raysweep.recipes.streams import describe, iter_documents
 from raysweep.recipes.tokenizer import load_tokenizer
+from raysweep.tasks.items import interleaved, load_items
+from raysweep.tasks.scoring import EncodedTask, encode_task
 from raysweep.tiny_lr import check_precision, precision_floor_lr
 from raysweep.train import train
 from raysweep.trials import LANGUAGE_MODEL, Evaluation, Role, TrialData, TrialResult, TrialSpec
@@ -26,6 +29,38 @@ def _validation_key(sweep: SweepConfig) -> str:
     streams = {domain: describe(c[0].stream) for domain, c in validation_components(sweep).items()}
     shares = [sweep.validation.token_shares] if sweep.validation.token_shares else []  # none: the keys as before
     return content_hash(streams, sweep.tokenizer, sweep.seq_len, *shares)
+
+
+TASKS_FORMAT = 1
+"""Bumped when the scoring of tasks changes, so that stored trials are scored again."""
+
+
+def _validation_readers(sweep: SweepConfig) -> Callable[[], Iterator[str]]:
+    """The held-out documents of every validation domain in turn, as read (the built-in task's text)."""
+    readers = [components[0].stream.reader for components in validation_components(sweep).values()]
+    return lambda: interleaved([iter_documents(reader) for reader in readers])
+
+
+def _tasks_key(sweep: SweepConfig, validation_key: str) -> str:
+    """What the tasks' scores depend on: each task's settings and items (loaded here, so that a missing or
+    malformed file stops the launch before anything trains); "" without tasks, keeping every earlier key."""
+    if not sweep.tasks:
+        return ""
+    described = []
+    for task in sweep.tasks:
+        settings = {k: v for k, v in dataclasses.asdict(task).items() if k != "path"}
+        content = validation_key if task.preset == "continuation" else [dataclasses.astuple(i) for i in load_items(task)]
+        described.append((settings, content))
+    return content_hash(TASKS_FORMAT, described, sweep.tokenizer, sweep.seq_len)
+
+
+def encode_tasks(sweep: SweepConfig) -> dict[str, EncodedTask]:
+    """Every task of the sweep, tokenized once for all its trials."""
+    tokenizer = load_tokenizer(sweep.tokenizer)
+    documents = _validation_readers(sweep)
+    return {task.name: encode_task(task.name, load_items(task, documents), tokenizer.encode_texts, sweep.seq_len,
+                                   tokenizer.eos_id)
+            for task in sweep.tasks}
 
 
 @dataclass(frozen=True)
@@ -39,6 +74,7 @@ class TrialFactory:
     num_params: dict[str, int]
     vocab_size: int
     eos_id: int
+    tasks_key: str
 
     def spec(self, role: Role, recipe: str, model: str, lr: float, batch_size: int, weight_decay: float,
              seed: int) -> TrialSpec:
@@ -56,7 +92,7 @@ class TrialFactory:
             grad_clip=sweep.training.grad_clip, num_evals=sweep.training.num_evals,
             param_dtype=sweep.training.param_dtype, autocast=grid.autocast,
             alignment_every=sweep.proxy.alignment_every if role == Role.PROXY else 0,
-            aggregate=sweep.validation.aggregate)
+            aggregate=sweep.validation.aggregate, tasks_key=self.tasks_key)
 
     def target(self, recipe: str, lr: float, batch_size: int, weight_decay: float, seed: int) -> TrialSpec:
         """A target trial of ``recipe``: what a target searcher builds from the configurations it proposes."""
@@ -78,8 +114,9 @@ def trial_factory(sweep: SweepConfig) -> TrialFactory:
     num_params = {model: count_parameters(resolve_model(model, sweep.models), tokenizer.vocab_size, sweep.seq_len,
                                           tokenizer.eos_id)
                   for model in {*proxy.models, target.model}}
-    return TrialFactory(sweep, recipe_keys, _validation_key(sweep), num_params, tokenizer.vocab_size,
-                        tokenizer.eos_id)
+    validation_key = _validation_key(sweep)
+    return TrialFactory(sweep, recipe_keys, validation_key, num_params, tokenizer.vocab_size, tokenizer.eos_id,
+                        _tasks_key(sweep, validation_key))
 
 
 def plan_trials(sweep: SweepConfig, factory: TrialFactory | None = None) -> list[TrialSpec]:
@@ -106,13 +143,14 @@ def largest_targets(sweep: SweepConfig, factory: TrialFactory, recipes: list[str
 
 
 def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -> dict[str, TrialData]:
-    """Shards for every recipe the trials use (sized for the largest of them) and for validation."""
+    """Shards for every recipe the trials use (sized for the largest of them) and for validation, and the tasks."""
     validation_sequences = sweep.validation.sequences_per_domain(sweep.seq_len)
     validation = {domain: build_shards(f"validation-{domain}", components, sweep.tokenizer, sweep.seq_len,
                                        validation_sequences[domain], shards_root)
                   for domain, components in validation_components(sweep).items()}
     validation_dirs = {domain: shards.path for domain, shards in validation.items()}
     bytes_per_token = {domain: read_manifest(shards.path).bytes_per_token for domain, shards in validation.items()}
+    tasks = encode_tasks(sweep)
     data = {}
     for recipe in sweep.recipes:
         needed = [t for t in trials if t.recipe == recipe.name]
@@ -120,7 +158,7 @@ def build_data(sweep: SweepConfig, trials: list[TrialSpec], shards_root: Path) -
             shards = build_shards(recipe.name, recipe_components(recipe, sweep), sweep.tokenizer, sweep.seq_len,
                                   max(t.num_sequences for t in needed), shards_root, epochs=recipe.epochs,
                                   key=needed[0].recipe_key)
-            data[recipe.name] = TrialData(shards.path, validation_dirs, validation_sequences, bytes_per_token)
+            data[recipe.name] = TrialData(shards.path, validation_dirs, validation_sequences, bytes_per_token, tasks)
     return data
 
 

@@ -38,6 +38,11 @@ class _Encoder:
         """All documents as one int32 stream, an end-of-text id after each."""
         return self.encode_batch(documents)[0]
 
+    def encode_texts(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text's ids, no end-of-text: how an evaluation harness encodes a context and its continuation."""
+        ids, lengths = self.encode_batch(texts)
+        return [piece[:-1] for piece in np.split(ids, np.cumsum(lengths)[:-1])]
+
 
 def _closed(ids: np.ndarray, lengths: np.ndarray, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
     """`ids` (the documents back to back, `lengths` each) with `eos_id` after each document."""

@@ -164,12 +164,13 @@ def loss_vs_lr(report: Report) -> Figure:
     terms = report.terms()
     groups = [("target", "")] * any(c.role == "target" for c in report.loss_curves)
     groups += [("proxy", m) for m in sorted({c.model for c in report.loss_curves if c.role == "proxy"})]
-    shown = "validation loss" if terms.proxy_score == "loss" else f"target loss and proxy {terms.proxy_score}"
+    shown = ("validation loss" if terms.proxy_score == "loss" else terms.proxy_score if report.metric.is_task
+             else f"target loss and proxy {terms.proxy_score}")
     figure, axes = _panels(len(groups), f"(d) {shown.capitalize()} vs learning rate; ★ marks each {terms.recipe}'s "
                                         f"best lr ({report.main.domain})")
     recipes = report.main.recipes
     for ax, (role, model) in zip(axes, groups):
-        sign = terms.proxy_sign if role == "proxy" else 1.0  # a curve holds the ranked value: lower is better
+        sign = terms.proxy_sign if role == "proxy" else terms.target_sign  # a curve holds the ranked value
         for curve in (c for c in report.loss_curves if c.role == role and c.model == model):
             lrs, losses = np.array(curve.lrs), np.array(curve.losses)
             finite = np.isfinite(losses)
@@ -181,6 +182,8 @@ def loss_vs_lr(report: Report) -> Figure:
         title = f"{terms.target} {report.target_model}" if role == "target" else f"proxy {model}"
         ylabel = (f"validation loss ({terms.loss_unit}, mean over seeds)" if sign > 0
                   else f"{terms.proxy_score} (mean over seeds; higher is better)")
+        if sign < 0 and report.metric.is_task:
+            ylabel = f"{terms.proxy_score} ({terms.loss_unit}, mean over seeds; higher is better)"
         ax.set(title=title, xscale="log", xlabel="peak learning rate (log scale)", ylabel=ylabel)
         ax.grid(alpha=0.3)
         _bits_axis(ax, report.main.bits_per_nat if sign > 0 else None)
@@ -191,7 +194,8 @@ def loss_vs_lr(report: Report) -> Figure:
 def spearman_by_domain(report: Report) -> Figure:
     terms = report.terms()
     models = _models(report)
-    figure, axes = _panels(len(models), "(e) Spearman ρ per validation domain (each tuned and ranked on its own)")
+    kind = "task" if report.metric.is_task else "validation domain"
+    figure, axes = _panels(len(models), f"(e) Spearman ρ per {kind} (each tuned and ranked on its own)")
     domains = [d.domain for d in report.domains]
     for ax, model in zip(axes, models):
         lrs = sorted({s.lr for d in report.domains for s in d.proxies if s.model == model and s.agreement})
@@ -210,7 +214,7 @@ def spearman_by_domain(report: Report) -> Figure:
                         ecolor="black", elinewidth=0.8, capsize=2)
         ax.set_xticks(range(len(domains)), domains)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=f"proxy {model}", xlabel="validation domain",
+        ax.set(title=f"proxy {model}", xlabel=kind,
                ylabel=f"Spearman ρ vs {terms.target} ranking (95% CI)")
         _correlation_limits(ax, np.array([s.agreement.spearman.low for d in report.domains for s in d.proxies
                                           if s.model == model and s.agreement]))

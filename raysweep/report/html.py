@@ -53,9 +53,12 @@ def html_page(report: Report, figures: list[FigureImage]) -> str:
     """The whole page: verdict first, then tables, what is missing, and the figures."""
     terms = report.terms()
     units = f"losses in {terms.loss_unit}" + (" (bits/byte where recorded)" if report.main.bits_per_nat else "")
-    if terms.proxy_sign < 0:
+    if report.metric.is_task:
+        units = f"{terms.target_score} in {terms.loss_unit}, higher first, for proxies and targets"
+    elif terms.proxy_sign < 0:
         units += f" · proxies ranked by {terms.proxy_score} (dimensionless, higher first)"
     question = report.family.question
+    kind = "task" if report.metric.is_task else "validation domain"
     missing = "".join(f'<li class="missing">{escape(line)}</li>' for line in report.missing)
     diverged = (f"<p>{report.num_diverged} run(s) diverged; their loss counts as +inf.</p>"
                 if report.num_diverged else "")
@@ -63,7 +66,7 @@ def html_page(report: Report, figures: list[FigureImage]) -> str:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>raysweep report: {escape(report.source)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{escape(question)}</h1>",
-        f'<p class="source">{escape(report.source)} · ranked by validation domain "{escape(report.main.domain)}" · '
+        f'<p class="source">{escape(report.source)} · ranked by {kind} "{escape(report.main.domain)}" · '
         f"{escape(units)} · 95% bootstrap CIs over seeds</p>",
         f'<p class="verdict">{escape(verdict(report))}</p>',
         *[f"<p>{escape(line)}</p>" for line in finding_one(report)],

@@ -12,7 +12,7 @@ an alignment; ``ProxySetting.ranked`` orients it so that lower ranks first), and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -22,16 +22,37 @@ from raysweep.trials import Family
 
 
 class Metric(StrEnum):
-    """What ranks the proxies (targets are always scored by their loss)."""
+    """What ranks the proxies: their loss, their gradient alignment (targets then still by loss), or a downstream
+    task's score (proxies and targets alike)."""
 
     LOSS = "loss"
     ALIGNMENT = "alignment"
     """The accumulated gradient alignment Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t) (App. D.2.4): larger ranks first."""
+    ACC = "acc"
+    ACC_NORM = "acc_norm"
+    """Accuracy with each choice's log-likelihood over its length in characters (the harness's, App. D.1.3)."""
+    ACC_BYTES = "acc_bytes"
+    GOLD_LOGPROB_PER_BYTE = "gold_logprob_per_byte"
+    """The gold choice's log-likelihood per UTF-8 byte (nats/byte): a smooth score where accuracy is coarse."""
 
     @property
     def sign(self) -> float:
-        """+1 where a lower score ranks first (a loss), -1 where a higher one does (the alignment)."""
-        return -1.0 if self is Metric.ALIGNMENT else 1.0
+        """+1 where a lower score ranks first (a loss), -1 where a higher one does (alignment, task scores)."""
+        return 1.0 if self is Metric.LOSS else -1.0
+
+    @property
+    def is_task(self) -> bool:
+        """Scored on the downstream tasks' rows, for targets as for proxies."""
+        return self not in (Metric.LOSS, Metric.ALIGNMENT)
+
+    @property
+    def scale(self) -> float:
+        """Accuracies are reported in points (percent), so that regret reads as accuracy points."""
+        return 100.0 if self in (Metric.ACC, Metric.ACC_NORM, Metric.ACC_BYTES) else 1.0
+
+    @property
+    def unit(self) -> str:
+        return "accuracy points" if self.scale == 100.0 else "nats/byte"
 
 
 class Interval(NamedTuple):
@@ -281,6 +302,54 @@ class Terms:
     """Unit of the proxy score: ``loss_unit``, or "" for the dimensionless alignment."""
     proxy_sign: float
     """``Metric.sign``: -1 where a higher proxy score ranks first (alignment); a ranked value × it is the score."""
+    target_score: str = "loss"
+    """What scores the targets: "loss", or the task metric ranked by."""
+    target_sign: float = 1.0
+    """-1 for a task metric: targets are ranked by the negated score (lower first), shown with its own sign."""
+
+    def shown(self, ranked: Interval) -> Interval:
+        """A target's ranked value (and CI) as the score it is: for a task metric, the accuracy, not its negation."""
+        if self.target_sign > 0:
+            return ranked
+        return Interval(-ranked.point, -ranked.high, -ranked.low)
+
+
+@dataclass(frozen=True)
+class ChanceCheck:
+    """A task's accuracy against a uniform guess: near chance, its ranking says nothing."""
+
+    chance: float
+    """Expected accuracy of a uniform guess over the choices (points)."""
+    items: int
+    best: float
+    """The best accuracy ranked (the best tuned target's, else the best proxy recipe's), in points."""
+
+    @property
+    def margin(self) -> float:
+        """Two binomial standard errors of an accuracy at chance over ``items`` items (points)."""
+        p = self.chance / 100
+        return 200 * float(np.sqrt(p * (1 - p) / max(self.items, 1)))
+
+    @property
+    def near_chance(self) -> bool:
+        return self.best < self.chance + self.margin
+
+
+TASK_METRIC = Metric.ACC_NORM
+"""What the loss report's downstream table ranks by (the paper's, App. D.1.3)."""
+
+
+@dataclass(frozen=True)
+class TaskRanking:
+    """One downstream task (or "all": their mean) ranked by ``TASK_METRIC``, from ``summarize(metric=...)``."""
+
+    task: str
+    best: TunedTarget | None
+    """The best recipe by tuned target score (its ``loss`` holds the negated score: see ``Terms.shown``)."""
+    chance: ChanceCheck | None
+    chosen: list[ProxySetting]
+    standard: list[ProxySetting]
+    versus_loss: list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
@@ -309,6 +378,13 @@ class Report:
     metric: Metric
     seeds_paired: bool
     """Whether seed s was taken as the same initialisation and data order for every recipe (resampled jointly)."""
+    chance: ChanceCheck | None = None
+    """Ranked by a task's accuracy: how far the best score stands from a uniform guess."""
+    versus_loss: list[tuple[str, float]] = field(default_factory=list)
+    """Ranked by a task metric: (whose ranking, Spearman between its ranking by this metric and by the validation
+    loss "all") for the tuned targets and each chosen proxy."""
+    tasks: list[TaskRanking] = field(default_factory=list)
+    """Ranked by loss: each downstream task's ranking by ``TASK_METRIC``, beside the loss ranking."""
 
     VIEWS = ("targets", "proxies", "agreement", "checkpoints", "compute")
 
@@ -341,12 +417,15 @@ class Report:
         return pd.DataFrame(rows)
 
     def terms(self) -> Terms:
-        family = self.family
-        loss_unit = family.loss_unit
-        alignment = self.metric == Metric.ALIGNMENT
-        return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=loss_unit,
+        family, metric = self.family, self.metric
+        if metric.is_task:
+            return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=metric.unit,
+                         proxy_score=metric.value, proxy_unit=metric.unit, proxy_sign=-1.0,
+                         target_score=metric.value, target_sign=-1.0)
+        alignment = metric == Metric.ALIGNMENT
+        return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=family.loss_unit,
                      proxy_score="gradient alignment" if alignment else "loss",
-                     proxy_unit="" if alignment else loss_unit, proxy_sign=self.metric.sign)
+                     proxy_unit="" if alignment else family.loss_unit, proxy_sign=metric.sign)
 
 
 def _interval(name: str, value: Interval) -> dict[str, float]:

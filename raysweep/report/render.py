@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from raysweep.report.records import Agreement, Interval, Metric, ProxySetting, Report, Terms
+from raysweep.report.records import TASK_METRIC, Agreement, Interval, Metric, ProxySetting, Report, Terms
 from raysweep.report.verdict import ci, finding_one, setting_name, verdict
 
 
@@ -86,10 +86,10 @@ def decision_table(report: Report) -> TextTable:
     notes = [f"≈ : within seed noise of the {terms.recipe} ranked just above ({test})."]
     if main.targets:
         has_bits = any(t.bits_per_byte is not None for t in main.targets)
-        title = (f"{terms.recipe.capitalize()}s by {terms.target} loss (validation: {main.domain}), beside each "
-                 "proxy's ranking at its chosen lr (inside the tiny-lr window, decided from the proxies alone)")
+        title = (f"{terms.recipe.capitalize()}s by {terms.target} {terms.target_score} ({_where(report)}), beside "
+                 "each proxy's ranking at its chosen lr (inside the tiny-lr window, decided from the proxies alone)")
         columns = [Column("#"), Column(terms.recipe, False),
-                   Column(f"{terms.target} loss\n{terms.loss_unit}" + ("" if computed else " [95% CI]")),
+                   Column(f"{terms.target} {terms.target_score}\n{terms.loss_unit}" + ("" if computed else " [95% CI]")),
                    *([Column("bits/byte")] if has_bits else []),
                    *([] if computed else [Column("target\nseed std"), Column("best target config", False)]),
                    *proxy_columns]
@@ -98,7 +98,7 @@ def decision_table(report: Report) -> TextTable:
             bits = [f"{target.bits_per_byte:.4f}" if target.bits_per_byte is not None else "–"] if has_bits else []
             spread = [] if computed else [f"{target.seed_std:.4f}", str(target.config)]
             rows.append([f"{rank}{' ≈' if target.within_noise_of_previous else ''}", target.recipe,
-                         f"{target.loss.point:.4f}" if computed else ci(target.loss, 4), *bits, *spread,
+                         f"{target.loss.point:.4f}" if computed else ci(terms.shown(target.loss), 4), *bits, *spread,
                          *[cell for s in chosen for cell in _proxy_cells(s, target.recipe, terms)]])
         flagged = [f"{prev.recipe} ≈ {t.recipe}" for prev, t in zip(main.targets, main.targets[1:])
                    if t.within_noise_of_previous]
@@ -106,7 +106,7 @@ def decision_table(report: Report) -> TextTable:
             notes.append(f"Tuned targets within noise: {', '.join(flagged)}.")
     else:
         order_word = " (higher first)" if terms.proxy_sign < 0 else ""
-        title = (f"{terms.recipe.capitalize()}s by proxy {terms.proxy_score}{order_word} (validation: {main.domain}) "
+        title = (f"{terms.recipe.capitalize()}s by proxy {terms.proxy_score}{order_word} ({_where(report)}) "
                  "at the chosen lr; no target runs yet, so nothing checks this ranking")
         columns = [Column(terms.recipe, False), *proxy_columns]
         order = sorted(main.recipes, key=lambda r: chosen[0].rank[r]) if chosen else main.recipes
@@ -115,6 +115,12 @@ def decision_table(report: Report) -> TextTable:
         notes.append(f"Proxy {setting_name(setting)}: {len(setting.within_noise_of_previous)} of "
                      f"{len(main.recipes) - 1} neighbouring pairs within noise.")
     return TextTable(title, columns, rows, notes)
+
+
+def _where(report: Report) -> str:
+    """What the ranking is on: a validation domain, or a downstream task ("all": the mean over tasks)."""
+    kind = "task" if report.metric.is_task else "validation"
+    return f"{kind}: {report.main.domain}"
 
 
 def _proxy_cells(setting: ProxySetting, recipe: str, terms: Terms) -> list[str]:
@@ -161,10 +167,12 @@ def reliability_table(report: Report) -> TextTable:
     if report.fixed_configs and report.fixed_configs[0].label:
         notes.append(f"{report.num_target_configs} target configurations: best, median and worst by Spearman shown "
                      "(the best is itself chosen in hindsight).")
-    ranked_by = f"proxies ranked by {terms.proxy_score}; " if report.metric == Metric.ALIGNMENT else ""
+    ranked_by = f"proxies ranked by {terms.proxy_score}; " if report.metric != Metric.LOSS else ""
     seeds = "paired seeds" if report.seeds_paired else "seeds"
-    return TextTable(f"How far each ranking can be trusted against the {terms.target} ranking (validation: "
-                     f"{main.domain}; {ranked_by}95% bootstrap CI over {seeds}; regret in {terms.loss_unit}, lower is "
+    notes += [f"{report.metric} ranking vs loss ranking (validation: all), {who}: Spearman {rho:.2f}."
+              for who, rho in report.versus_loss]
+    return TextTable(f"How far each ranking can be trusted against the {terms.target} ranking ({_where(report)}; "
+                     f"{ranked_by}95% bootstrap CI over {seeds}; regret in {terms.loss_unit}, lower is "
                      "better)", columns, rows, notes)
 
 
@@ -184,9 +192,41 @@ def domain_table(report: Report) -> TextTable:
             cells.append(ci(match.agreement.spearman) if match and match.agreement else "–")
         best = summary.targets[0].recipe if summary.targets else "–"
         rows.append([summary.domain + (" (ranked by)" if summary is report.main else ""), best, *cells])
-    return TextTable("Agreement per validation domain (each domain tuned and ranked on its own loss)", columns, rows,
+    title = ("Agreement per task (each tuned and ranked on its own score)" if report.metric.is_task
+             else "Agreement per validation domain (each domain tuned and ranked on its own loss)")
+    return TextTable(title, columns, rows,
                      ["Other domains' CIs use fewer resamples (those of the figures); the HTML page adds the "
                       "standard lr."])
+
+
+def task_table(report: Report) -> TextTable:
+    """The loss report's downstream tasks: each ranked by ``TASK_METRIC`` with its own tuned targets, beside the
+    loss ranking of the same runs; near chance, flagged as uninformative."""
+    metric = TASK_METRIC
+    rows, flagged = [], []
+    for ranking in report.tasks:
+        best = ranking.best
+        score = ci(Interval(-best.loss.point, -best.loss.high, -best.loss.low), 1) if best else "–"
+        chance = f"{ranking.chance.chance:.1f} ({ranking.chance.items} items)" if ranking.chance else "–"
+        if ranking.chance and ranking.chance.near_chance:
+            flagged.append(ranking.task)
+        chosen = "; ".join(f"{setting_name(s)}: {ci(s.agreement.spearman)}" for s in ranking.chosen if s.agreement)
+        standard = "; ".join(f"{setting_name(s)}: {ci(s.agreement.spearman)}" for s in ranking.standard
+                             if s.agreement and not s.is_chosen)
+        versus = "; ".join(f"{rho:.2f}" for who, rho in ranking.versus_loss if who == "tuned targets")
+        rows.append([ranking.task + (" (near chance)" if ranking.task in flagged else ""),
+                     best.recipe if best else "–", score, chance, chosen or "–", standard or "–", versus or "–"])
+    notes = [f"Each task tunes the targets on its own {metric} (accuracy points; higher is better); "
+             f"`raysweep report RUN --metric {metric} --domain TASK` gives its full report. The last column: "
+             "Spearman between the tuned targets' ranking by it and by the validation loss (all)."]
+    if flagged:
+        notes.append(f"Near chance ({', '.join(flagged)}): the best {metric} is within two standard errors of a "
+                     "uniform guess, so these rankings say nothing; do not decide on them.")
+    return TextTable(f"Downstream tasks ranked by {metric} (task \"all\": their mean)",
+                     [Column("task", False), Column(f"best {report.terms().recipe}\n(tuned target)", False),
+                      Column(f"its {metric}\npoints [95% CI]"), Column("chance\npoints"),
+                      Column("chosen proxy\nSpearman", False), Column("standard lr\nSpearman", False),
+                      Column(f"targets: {metric}\nvs loss ranking")], rows, notes)
 
 
 def checkpoint_table(report: Report) -> TextTable:
@@ -237,6 +277,7 @@ def tables(report: Report) -> list[TextTable]:
     candidates = [decision_table(report)]
     if any(s.agreement for s in main.proxies) or report.fixed_configs:
         candidates += [reliability_table(report), domain_table(report)]
+    candidates.append(task_table(report))
     candidates += [lr_choice_table(report), checkpoint_table(report), compute_table(report)]
     return [t for t in candidates if t.rows]
 

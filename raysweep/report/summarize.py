@@ -62,9 +62,10 @@ from raysweep.errors import NothingToReport, ReportError
 from raysweep.report.compute import checkpoint_curve, compute_by_role, full_protocol_flops
 from raysweep.report.curves import Losses, loss_curves, rank_heatmaps, regret_curves
 from raysweep.report.lr_choice import choose_lr
-from raysweep.report.records import (Metric, Agreement, DomainSummary, FixedConfigBaseline, Interval, LrChoice,
-                                     ProxySetting, Report, TargetConfig, TunedTarget)
-from raysweep.report.table import as_frame, family_of, in_plan, load_results, plan_gaps
+from raysweep.report.records import (TASK_METRIC, Agreement, ChanceCheck, DomainSummary, FixedConfigBaseline,
+                                     Interval, LrChoice, Metric, ProxySetting, Report, TargetConfig, TaskRanking,
+                                     TunedTarget)
+from raysweep.report.table import as_frame, family_of, in_plan, load_results, plan_gaps, split_tasks
 from raysweep.store import Plan, read_lr_windows, read_plan
 from raysweep.trials import Family, Role
 
@@ -73,6 +74,8 @@ CONFIG = ["lr", "batch_size", "weight_decay"]
 FIXED_CONFIGS_SHOWN_ALL = 4
 """Up to this many target configurations, every one is shown as a baseline; beyond, best, median, worst."""
 ALIGNMENT_FIX = "launch with proxy.alignment_every: K in the sweep file"
+TASK_FIGURE_RESAMPLES = 200
+"""Resamples behind the figures of the downstream table's own reports, which draw no figure."""
 
 
 def report_run(path: str | Path, warn: Callable[[str], None], **options) -> Report:
@@ -140,27 +143,32 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     if metric == Metric.ALIGNMENT and domain != "all":
         raise ReportError(f"--metric alignment ranks by the domain \"all\" only, not {domain!r}: the gradient "
                           "alignment is measured on one validation batch mixing every domain")
-    frame = as_frame(table)
+    frame, task_rows = split_tasks(as_frame(table))
     frame, stale = in_plan(frame, plan)
+    task_rows, _ = in_plan(task_rows, plan)
     if frame.empty:
         raise NothingToReport(f"{source}: the results table is empty; nothing to report yet")
     domains = sorted(frame["domain"].unique(), key=lambda d: (d != "all", d))
-    if domain not in domains:
+    if domain not in domains and not metric.is_task:
         raise ReportError(f"no rows for validation domain {domain!r}; the table has: {', '.join(domains)}")
     family = family_of(frame, plan)
     last_step = frame.groupby("trial_key")["step"].transform("max")
-    trial_keys = frame[frame["step"] == last_step].drop_duplicates("trial_key")  # compute and divergence, by loss
-    drops = _loss_drops(frame[frame["step"] == last_step])  # how far each proxy trained, whatever ranks them
+    loss_final = frame[frame["step"] == last_step]
+    trial_keys = loss_final.drop_duplicates("trial_key")  # compute and divergence, by loss
+    drops = _loss_drops(loss_final)  # how far each proxy trained, whatever ranks them
     unmeasured = []
     if metric == Metric.ALIGNMENT:
         frame, unmeasured = _ranked_by_alignment(frame, last_step)
         domains = ["all"]
+    elif metric.is_task:
+        frame, domains = _ranked_by_task(task_rows, metric, domain)
+        last_step = frame.groupby("trial_key")["step"].transform("max")
     final = frame[frame["step"] == last_step.loc[frame.index]]
     summaries, notes = {}, []
     window = _Window(standard_lr, eta_58 or {}, plan.precision_floor_lr if plan else None, seeds_paired)
     for name in domains:
-        summaries[name], losses, domain_notes = _summarize_domain(
-            name, final[final["domain"] == name], drops.get(name, {}), window,
+        summaries[name], losses, domain_notes = _summarize_domain(  # a task's chosen lr is the loss's ("all")
+            name, final[final["domain"] == name], drops.get("all" if metric.is_task else name, {}), window,
             n_boot if name == domain else n_boot_figures, family, metric)
         if name == domain:
             main_losses, notes = losses, domain_notes
@@ -170,6 +178,11 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     settings = {(s.model, s.lr): s for s in main.proxies if s.agreement}
     checkpoints = [point for (model, lr), rows in proxy_rows.groupby(["model", "lr"]) if (model, lr) in settings
                    for point in checkpoint_curve(rows, settings[(model, lr)], tuned, n_boot_figures, seeds_paired)]
+    chance = _chance(task_rows, domain, main, metric) if metric.is_task else None
+    if chance and chance.near_chance:
+        notes.append(f"{domain}: the best {metric} ({chance.best:.1f}) is within two standard errors "
+                     f"({chance.margin:.1f} points over {chance.items} items) of chance ({chance.chance:.1f}): "
+                     "accuracy here cannot tell the recipes apart, so this ranking is uninformative")
     computed = not family.tuned_targets  # one optimum per dataset: no target configurations, no target lr
     fixed_configs, num_configs = ([], 0) if computed else _fixed_configs(main_losses.target_runs, main.recipes,
                                                                    main_losses.tuned, n_boot, notes, seeds_paired)
@@ -184,7 +197,87 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         missing=(unreadable or []) + stale + plan_gaps(trial_keys, plan) + unmeasured + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None,
-        family=family, metric=metric, seeds_paired=seeds_paired)
+        family=family, metric=metric, seeds_paired=seeds_paired, chance=chance,
+        versus_loss=_versus_loss(loss_final, main) if metric.is_task else [],
+        tasks=(_task_rankings(table, task_rows, standard_lr=standard_lr, plan=plan, eta_58=eta_58,
+                              seeds_paired=seeds_paired, n_boot=n_boot_figures)
+               if metric == Metric.LOSS and not task_rows.empty else []))
+
+
+def _ranked_by_task(rows: pd.DataFrame, metric: Metric, domain: str) -> tuple[pd.DataFrame, list[str]]:
+    """The task rows of ``metric``, each score negated into the loss column (lower first; accuracies in points),
+    with "all": the mean over tasks of every evaluation that scored them all. Returns them and the domains."""
+    tasks = sorted(rows["domain"].unique())
+    rows = rows[rows["metric"] == metric.value].copy()
+    if rows.empty:
+        raise ReportError(f"no downstream task rows with metric {metric.value!r} in the table"
+                          + (f" (its tasks: {', '.join(tasks)})" if tasks else
+                             "; add tasks: to the sweep file (see the README's downstream tasks)"))
+    rows["loss"] = -metric.scale * rows["value"]
+    rows[["bits_per_byte", "initial_loss"]] = np.nan
+    tasks = sorted(rows["domain"].unique())
+    if domain not in ["all", *tasks]:
+        raise ReportError(f"no rows for task {domain!r}; the tasks are: all, {', '.join(tasks)}")
+    evaluation = rows.groupby(["trial_key", "step"])
+    complete = rows[evaluation["domain"].transform("nunique") == len(tasks)]
+    mean = complete.groupby(["trial_key", "step"])["loss"].mean()
+    combined = complete.drop_duplicates(["trial_key", "step"]).assign(domain="all")
+    combined["loss"] = mean.reindex(pd.MultiIndex.from_frame(combined[["trial_key", "step"]])).to_numpy()
+    return pd.concat([combined, rows], ignore_index=True), ["all", *tasks]
+
+
+def _chance(task_rows: pd.DataFrame, domain: str, main: DomainSummary, metric: Metric) -> ChanceCheck | None:
+    """The best accuracy ranked against a uniform guess on ``domain`` (all tasks pooled for "all"); None for a
+    score that is not an accuracy, or a table without the tasks' descriptions."""
+    if metric.scale != 100.0:
+        return None
+    described = task_rows[task_rows["metric"].isin(["chance", "items"])]
+    if domain != "all":
+        described = described[described["domain"] == domain]
+    per_task = described.groupby(["domain", "metric"])["value"].max().unstack("metric")
+    if per_task.empty or not {"chance", "items"} <= set(per_task.columns):
+        return None
+    if main.targets:
+        best = -main.targets[0].loss.point
+    elif main.chosen():
+        best = max(max(s.mean_score.values()) for s in main.chosen())
+    else:
+        return None
+    return ChanceCheck(100 * float(per_task["chance"].mean()), int(per_task["items"].sum()), float(best))
+
+
+def _versus_loss(loss_final: pd.DataFrame, main: DomainSummary) -> list[tuple[str, float]]:
+    """Spearman between the task metric's ranking and the validation loss's ("all") for the tuned targets and each
+    chosen proxy: do accuracy and loss pick the same recipes?"""
+    rows = loss_final[loss_final["domain"] == "all"]
+    out = []
+    targets = rows[rows["role"] == "target"]
+    if len(main.targets) >= 2 and not targets.empty:
+        tuned = targets.groupby(["recipe", *CONFIG])["loss"].mean().groupby(level="recipe").min()
+        ranked = [t for t in main.targets if t.recipe in tuned.index]
+        out.append(("tuned targets", spearman(np.array([t.loss.point for t in ranked]),
+                                              tuned.reindex([t.recipe for t in ranked]).to_numpy(float))))
+    proxies = rows[rows["role"] == "proxy"].groupby(["model", "lr", "recipe"])["loss"].mean()
+    for setting in main.chosen():
+        by_loss = proxies[(proxies.index.get_level_values("model") == setting.model)
+                          & np.isclose(proxies.index.get_level_values("lr"), setting.lr, rtol=1e-9)]
+        by_loss = by_loss.droplevel(["model", "lr"]).reindex(main.recipes).to_numpy(float)
+        out.append((f"proxy {setting.model} @ lr {setting.lr:g}",
+                    spearman(np.array([setting.ranked(r) for r in main.recipes]), by_loss)))
+    return out
+
+
+def _task_rankings(table: pa.Table, task_rows: pd.DataFrame, **options) -> list[TaskRanking]:
+    """Each task (and "all", with several) ranked by ``TASK_METRIC``: the loss report's downstream table."""
+    tasks = sorted(task_rows.loc[task_rows["metric"] == TASK_METRIC.value, "domain"].unique())
+    rankings = []
+    for task in (["all"] if len(tasks) > 1 else []) + tasks:
+        report = summarize(table, domain=task, metric=TASK_METRIC.value, n_boot_figures=TASK_FIGURE_RESAMPLES,
+                           **options)
+        main = report.main
+        rankings.append(TaskRanking(task, main.targets[0] if main.targets else None, report.chance, main.chosen(),
+                                    main.standard(), report.versus_loss))
+    return rankings
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from raysweep.trials import FAMILIES, LANGUAGE_MODEL, Family, Role
 
 COLUMNS = ("trial_key", "role", "recipe", "model", "num_params", "lr", "batch_size", "weight_decay", "seed",
            "step", "tokens", "domain", "loss", "status", "wall_s")
-"""Columns the report needs; ``bits_per_byte``, ``alignment``, ``initial_loss`` and ``num_steps`` are optional (null
-when absent)."""
-OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "initial_loss", "num_steps")
+"""Columns the report needs; ``bits_per_byte``, ``alignment``, ``initial_loss``, ``num_steps``, ``metric`` and
+``value`` are optional (null when absent; a row without ``metric`` is a loss)."""
+OPTIONAL_COLUMNS = ("bits_per_byte", "alignment", "initial_loss", "num_steps", "metric", "value")
 
 
 def load_results(path: str | Path) -> tuple[pa.Table, RunDir | None, list[str]]:
@@ -64,10 +64,18 @@ def as_frame(table: pa.Table) -> pd.DataFrame:
     for column in OPTIONAL_COLUMNS:
         if column not in extra:
             frame[column] = np.nan
-    for column in ("loss", *OPTIONAL_COLUMNS, "lr", "weight_decay", "wall_s"):
+    frame["metric"] = frame["metric"].where(frame["metric"].notna(), "loss").astype(str)
+    for column in ("loss", *(c for c in OPTIONAL_COLUMNS if c != "metric"), "lr", "weight_decay", "wall_s"):
         frame[column] = frame[column].astype(float)
-    frame.loc[~np.isfinite(frame["loss"]), ["loss", "bits_per_byte"]] = np.inf
+    losses = frame["metric"] == "loss"
+    frame.loc[losses & ~np.isfinite(frame["loss"]), ["loss", "bits_per_byte"]] = np.inf
     return frame
+
+
+def split_tasks(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validation-loss rows, downstream-task rows) of ``as_frame``'s frame."""
+    losses = frame["metric"] == "loss"
+    return frame[losses], frame[~losses]
 
 
 def family_of(frame: pd.DataFrame, plan: Plan | None) -> Family:

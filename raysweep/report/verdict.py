@@ -47,11 +47,11 @@ def finding_one(report: Report) -> list[str]:
     return lines
 
 
-def _stats(agreement: Agreement, bits_per_nat: float | None) -> str:
+def _stats(agreement: Agreement, bits_per_nat: float | None, unit: str) -> str:
     text = f"Spearman {ci(agreement.spearman)}"
     if 1 in agreement.regret:
         regret = agreement.regret[1]
-        text += f", regret@1 {ci(regret, 3)} nats/token"
+        text += f", regret@1 {ci(regret, 3)} {unit}"
         if bits_per_nat is not None and not np.isnan(regret.point):
             text += f" ({regret.point * bits_per_nat:.3f} bits/byte)"
     return text
@@ -87,19 +87,25 @@ def verdict(report: Report) -> str:
         return _window_verdict(report)
     best = main.targets[0]
     bits = f" ({best.bits_per_byte:.4f} bits/byte)" if best.bits_per_byte is not None else ""
-    parts = [f"ship {best.recipe}: lowest tuned target loss {ci(best.loss, 4)} nats/token{bits}"]
+    lowest = "highest" if terms.target_sign < 0 else "lowest"
+    parts = [f"ship {best.recipe}: {lowest} tuned target {terms.target_score} {ci(terms.shown(best.loss), 4)} "
+             f"{terms.loss_unit}{bits}"]
+    if report.chance and report.chance.near_chance:
+        parts[0] = (f"cannot tell on {main.domain}: the best {terms.target_score} ({report.chance.best:.1f}) is within "
+                    f"noise of chance ({report.chance.chance:.1f} ± {report.chance.margin:.1f} points), so no "
+                    f"{terms.recipe} stands out")
     if len(main.targets) > 1 and main.targets[1].within_noise_of_previous:
         parts[0] += (f", but {main.targets[1].recipe} is within seed noise of it: the targets cannot separate them, "
                      "add target seeds before committing")
     scored = [s for s in main.proxies if s.agreement]
-    ranked_by = " ranked by gradient alignment" if report.metric == Metric.ALIGNMENT else ""
+    ranked_by = f" ranked by {terms.proxy_score}" if report.metric != Metric.LOSS else ""
     untrusted = {c.model for c in main.lr_choices if not c.trusted}
     for s in (s for s in scored if s.is_chosen):
         caveat = " (a fallback: no lr passed the window's checks)" if s.model in untrusted else ""
         parts.append(f"proxy {s.model}{ranked_by} at the chosen lr {s.lr:g}{caveat} {_trust(s.agreement.spearman)}: "
-                     f"{_stats(s.agreement, main.bits_per_nat)}")
+                     f"{_stats(s.agreement, main.bits_per_nat, terms.loss_unit)}")
     for s in (s for s in scored if s.is_standard and not s.is_chosen):
-        parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat)}")
+        parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat, terms.loss_unit)}")
         chosen = next((c for c in scored if c.is_chosen and c.model == s.model), None)
         if chosen and not _clearly_below(s.agreement.spearman, chosen.agreement.spearman):
             parts.append(f"here the standard lr ranks {_as_well(s.agreement.spearman, chosen.agreement.spearman)} "

@@ -53,6 +53,7 @@ def micro_sweep(**changes) -> dict:
     sweep["proxy"].update(lrs=[1.0e-4, 4.0e-3], seeds=[0, 1], tokens_per_param=1, alignment_every=10)
     sweep["target"].update(lrs=[1.0e-3, 1.0e-2], weight_decays=[0.1], seeds=[0, 1], tokens_per_param=0.5)
     sweep["training"]["num_evals"] = 2
+    sweep["tasks"] = [{**task, "max_items": 40} for task in sweep["tasks"]]
     sweep.update(changes)
     return sweep
 

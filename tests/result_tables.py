@@ -12,9 +12,9 @@ FIELDS = [("trial_key", pa.string()), ("role", pa.string()), ("recipe", pa.strin
           ("num_params", pa.int64()), ("lr", pa.float64()), ("batch_size", pa.int64()),
           ("weight_decay", pa.float64()), ("seed", pa.int64()), ("step", pa.int64()), ("tokens", pa.int64()),
           ("domain", pa.string()), ("loss", pa.float64()), ("bits_per_byte", pa.float64()), ("status", pa.string()),
-          ("wall_s", pa.float64()), ("alignment", pa.float64())]
+          ("wall_s", pa.float64()), ("alignment", pa.float64()), ("metric", pa.string()), ("value", pa.float64())]
 BITS_PER_NAT = 0.4  # as if 1 / (ln 2 · 3.6 bytes per token)
-OPTIONAL = ("bits_per_byte", "alignment")
+OPTIONAL = ("bits_per_byte", "alignment", "metric", "value")
 
 
 def rows(role, recipe, lr, seed, loss, *, model=None, status="ok", batch_size=8, weight_decay=0.0, num_params=10,
@@ -36,10 +36,11 @@ def rows(role, recipe, lr, seed, loss, *, model=None, status="ok", batch_size=8,
             for step, value in by_step.items() for domain, offset in {"all": 0.0, **(domains or {})}.items()]
 
 
-def table(*groups, bits=False, alignment=False):
-    """The rows as a results table; ``bits=False`` and ``alignment=False`` leave those columns out, as older
-    tables do."""
-    kept = [name for name, on in (("bits_per_byte", bits), ("alignment", alignment)) if on]
+def table(*groups, bits=False, alignment=False, tasks=False):
+    """The rows as a results table; ``bits=False``, ``alignment=False`` and ``tasks=False`` (no ``metric`` and
+    ``value``) leave those columns out, as older tables do."""
+    kept = [name for name, on in (("bits_per_byte", bits), ("alignment", alignment), ("metric", tasks),
+                                  ("value", tasks)) if on]
     fields = [f for f in FIELDS if f[0] not in OPTIONAL or f[0] in kept]
     records = [{k: v for k, v in row.items() if k not in OPTIONAL or k in kept} for group in groups for row in group]
     return pa.Table.from_pylist(records, schema=pa.schema(fields))

@@ -82,9 +82,16 @@ def test_results_follow_the_documented_schema_one_row_per_trial_checkpoint_and_d
     assert set(frame["trial_key"]) == set(planned)
     finished = frame[frame["status"] == "ok"]
     domains = {"web", "code", "math", "dialog", "science", "all"}
-    assert finished.groupby("trial_key").size().eq(2 * len(domains)).all()  # 2 evaluations × 6 domains
-    assert set(finished["domain"]) == domains
-    for key, rows in finished.groupby("trial_key"):
+    metrics = {"acc", "acc_norm", "acc_bytes", "gold_logprob_per_byte", "chance", "items"}
+    # 2 evaluations × (6 domains + the continuation task's 6 metrics)
+    assert finished.groupby("trial_key").size().eq(2 * (len(domains) + len(metrics))).all()
+    losses, tasks = finished[finished["metric"] == "loss"], finished[finished["metric"] != "loss"]
+    assert set(losses["domain"]) == domains and set(tasks["domain"]) == {"continuation"}
+    assert set(tasks["metric"]) == metrics and tasks["loss"].isna().all()
+    assert (losses["value"] == losses["loss"]).all()
+    scores = tasks.set_index("metric")["value"]
+    assert scores["acc"].between(0, 1).all() and (scores["chance"] == 0.25).all() and (scores["items"] == 40).all()
+    for key, rows in losses.groupby("trial_key"):
         spec = planned[key]
         assert set(rows["step"]) == {spec.num_steps // 2, spec.num_steps}
         assert (rows["tokens"] == rows["step"] * spec.batch_size * spec.seq_len).all()
@@ -95,7 +102,8 @@ def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(launche
     frame = read_results(RunDir(launched["run_dir"])).to_pandas()
     diverged = frame[frame["lr"] == 1.0e30]
     assert set(diverged["status"]) == {"diverged"} and diverged["trial_key"].nunique() == 4
-    assert (diverged["loss"] == math.inf).all()
+    losses, tasks = diverged[diverged["metric"] == "loss"], diverged[diverged["metric"] != "loss"]
+    assert (losses["loss"] == math.inf).all() and (tasks["value"] == -math.inf).all()  # ranks last either way
     assert set(frame.loc[frame["lr"] != 1.0e30, "status"]) == {"ok"}
 
 

@@ -36,6 +36,19 @@ def shared_shards(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shards")
 
 
+@pytest.fixture
+def offline_hf(tmp_path, monkeypatch):
+    """Empty Hugging Face caches under tmp_path, and offline mode, whatever the machine's network."""
+    import datasets
+    from huggingface_hub import constants
+
+    hub_cache = tmp_path / "hf" / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    return hub_cache
+
+
 def storage_with(shards: Path, root: Path) -> Path:
     """``root/runs``, a storage folder whose ``shards/`` is the session's shared cache."""
     storage = root / "runs"

@@ -156,6 +156,14 @@ CASES: dict[str, tuple[Case, int, str]] = {
                                       "recipes: must be a list"),
     "an unknown weight precision": (_launch(_edited(lambda s: s["training"].update(param_dtype="float8"))), 2,
                                     "training.param_dtype: must be one of 'float32', 'bfloat16'"),
+    "a missing task file": (_launch(_edited(lambda s: s.update(tasks=[
+        {"name": "hellaswag", "preset": "hellaswag", "path": "nowhere/hellaswag.jsonl"}]))), 2,
+        "nowhere/hellaswag.jsonl does not exist; fetch it on a machine with network: python -c"),
+    "a task named like a validation domain": (_launch(_edited(lambda s: s.update(tasks=[
+        {"name": "web", "preset": "continuation"}]))), 2, "tasks[0].name: 'web' is taken"),
+    "a task item without a gold answer": (lambda folder: _launch(_edited(lambda s: s.update(tasks=[
+        {"name": "mine", "path": str(_written(folder / "mine.jsonl", b'{"context": "a", "choices": ["b", "c"]}\n'))}
+    ])))(folder), 2, "mine.jsonl:1: not an item of"),
     "YAML that does not parse": (_launch("name: [unclosed\n"), 2, "not valid YAML"),
     "an empty sweep file": (_launch(""), 2, "name: missing required key"),
     # cluster profiles
@@ -191,6 +199,8 @@ CASES: dict[str, tuple[Case, int, str]] = {
     "an unknown domain": (lambda folder: _table(folder, "--domain", "nowhere"), 2, "no rows for validation domain"),
     "alignment ranked by one domain": (lambda folder: _table(folder, "--metric", "alignment", "--domain", "web"), 2,
                                        "ranks by the domain \"all\" only"),
+    "accuracy from a table without tasks": (lambda folder: _table(folder, "--metric", "acc_norm"), 2,
+                                            "add tasks: to the sweep file"),
 }
 
 

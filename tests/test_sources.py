@@ -30,19 +30,6 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture
-def offline_hf(tmp_path, monkeypatch):
-    """Empty Hugging Face caches under tmp_path, and offline mode, whatever the machine's network."""
-    import datasets
-    from huggingface_hub import constants
-
-    hub_cache = tmp_path / "hf" / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    return hub_cache
-
-
 def fake_hub_snapshot(hub_cache: Path, name: str, commit: str, texts: list[str]) -> Path:
     """The layout `hf download <name> --repo-type dataset` leaves in the hub cache."""
     repo = hub_cache / f"datasets--{name.replace('/', '--')}"

@@ -231,3 +231,30 @@ def test_a_task_metric_without_task_rows_says_how_to_add_tasks():
 
     with pytest.raises(ReportError, match="add tasks: to the sweep file"):
         summarize(table(*[rows("target", "a", 1e-3, 0, 1.0)]), metric="acc_norm")
+
+
+def test_a_preset_without_a_path_reads_its_dataset_from_the_local_hugging_face_cache(offline_hf):
+    repo = offline_hf / "datasets--Rowan--hellaswag"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("c" * 40)
+    data = repo / "snapshots" / ("c" * 40) / "data"
+    data.mkdir(parents=True)
+    write_lines(data / "validation-00000-of-00001.jsonl", [HELLASWAG_ROW, {**HELLASWAG_ROW, "label": "0"}])
+    items = load_items(Task(name="hellaswag", preset="hellaswag"))
+    assert [i.gold for i in items] == [3, 0]
+    assert items[0].choices[0] == ", the man adds wax to the windshield and cuts it."
+
+
+def test_a_preset_missing_from_the_cache_says_how_to_fetch_it_either_way(offline_hf):
+    with pytest.raises(TaskError) as error:
+        load_items(Task(name="arc", preset="arc_easy"))
+    message = str(error.value)
+    assert "hf download allenai/ai2_arc --repo-type dataset" in message
+    assert "datasets.load_dataset('allenai/ai2_arc', 'ARC-Easy', split='test').to_json('arc.jsonl')" in message
+
+
+def test_the_command_line_offers_every_metric_the_report_ranks_by():
+    from raysweep.cli import METRICS
+    from raysweep.report.records import Metric
+
+    assert METRICS == tuple(m.value for m in Metric)

@@ -15,13 +15,13 @@ from raysweep.config.loading import load_cluster, load_sweep, sweep_from_dict
 from raysweep.config.schema import (ASHA, ClusterConfig, EarlyStop, FileSource, FilteredSource, GridSearch, HFSource,
                                     MixComponent, ModelSpec, PerplexityFilter, ProxyGrid, RandomFeatureGrid,
                                     RandomFeatureSweep, RayConfig, Recipe, RepetitionFilter, Resources, Select, Source,
-                                    SweepConfig, SyntheticSource, TASK_PRESETS, Task, TPESearch, TargetGrid,
-                                    TokenizerConfig, Training,
+                                    SweepConfig, SyntheticSource, Task, TPESearch, TargetGrid, TokenizerConfig,
+                                    Training,
                                     TrialResources, Validation, WSDSchedule)
 from raysweep.config.sizes import MODEL_SIZES
 
 __all__ = ["MODEL_SIZES", "load_cluster", "load_sweep", "sweep_from_dict", "ASHA", "ClusterConfig", "EarlyStop",
            "FileSource", "FilteredSource", "GridSearch", "HFSource", "MixComponent", "ModelSpec", "PerplexityFilter",
            "ProxyGrid", "RandomFeatureGrid", "RandomFeatureSweep", "RayConfig", "Recipe", "RepetitionFilter",
-           "Resources", "Select", "Source", "SweepConfig", "SyntheticSource", "TASK_PRESETS", "Task", "TPESearch", "TargetGrid",
+           "Resources", "Select", "Source", "SweepConfig", "SyntheticSource", "Task", "TPESearch", "TargetGrid",
            "TokenizerConfig", "Training", "TrialResources", "Validation", "WSDSchedule"]

@@ -101,8 +101,9 @@ def _check_tasks(sweep: SweepConfig) -> list[tuple[str, str]]:
         seen.add(task.name)
         if task.preset == "continuation" and task.path is not None:
             problems.append((f"tasks[{i}].path", "continuation is made from the validation text: give no path"))
-        if task.preset != "continuation" and task.path is None:
-            problems.append((f"tasks[{i}].path", "give the task's local file (JSON lines, or a harness task YAML)"))
+        if task.preset is None and task.path is None:
+            problems.append((f"tasks[{i}].path", "give the task's local file (JSON lines, or a harness task YAML), "
+                                                 "or a preset"))
     return problems
 
 

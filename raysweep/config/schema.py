@@ -218,11 +218,6 @@ class Validation:
         return out
 
 
-TASK_PRESETS = ("hellaswag", "winogrande", "openbookqa", "arc_easy", "commonsense_qa", "continuation")
-"""The paper's five downstream tasks (App. D.1.3: the harness's prompts, each read from a local copy of its
-dataset) and the built-in task made from the validation text (``raysweep.tasks``)."""
-
-
 @dataclass(frozen=True)
 class Task:
     """A multiple-choice task every trial scores at each evaluation, as the LM Evaluation Harness scores it: the
@@ -231,11 +226,12 @@ class Task:
     name: str = rules(safe_name)
     """Its rows' ``domain`` in the results table, and ``report --domain``."""
     preset: Literal["hellaswag", "winogrande", "openbookqa", "arc_easy", "commonsense_qa", "continuation"] | None = None
-    """One of ``TASK_PRESETS``: a paper task read from `path` in its dataset's own layout, or "continuation", made
-    from the validation text (no file). None: `path` holds the items themselves."""
+    """One of the paper's five downstream tasks (App. D.1.3), read in its dataset's own layout with the harness's
+    prompt, or "continuation", made from the validation text (no file). None: `path` holds the items themselves."""
     path: str | None = None
     """A local file, never downloaded: JSON lines (with a preset: the dataset's rows; without: ``context``,
-    ``choices``, ``gold`` per line), or the YAML of a harness task reading local JSON (``dataset_path: json``)."""
+    ``choices``, ``gold`` per line), or the YAML of a harness task reading local JSON (``dataset_path: json``).
+    A preset without a path reads its dataset from the local Hugging Face caches."""
     max_items: int = rules(positive, default=500)
     """Items scored: a fixed subsample when the task has more, so that evaluation stays a small share of a trial."""
     num_choices: int = rules(at_least_two, default=4)

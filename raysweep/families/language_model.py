@@ -49,7 +49,8 @@ def _tasks_key(sweep: SweepConfig, validation_key: str) -> str:
     described = []
     for task in sweep.tasks:
         settings = {k: v for k, v in dataclasses.asdict(task).items() if k != "path"}
-        content = validation_key if task.preset == "continuation" else [dataclasses.astuple(i) for i in load_items(task)]
+        content = (validation_key if task.preset == "continuation"
+                   else [dataclasses.astuple(item) for item in load_items(task)])
         described.append((settings, content))
     return content_hash(TASKS_FORMAT, described, sweep.tokenizer, sweep.seq_len)
 

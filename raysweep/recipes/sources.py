@@ -187,6 +187,15 @@ def iter_hf_documents(name: str, config: str | None = None, split: str = "train"
     return _iter_text_column(dataset, text_field, label)
 
 
+def read_cached_hf_rows(name: str, config: str | None, split: str) -> list[dict]:
+    """Every row of one split of a hub dataset, as dicts, from the local Hugging Face caches only: offline whatever
+    the network (a ``SourceError`` with the fetch command when it is not cached)."""
+    with _datasets_offline():
+        dataset = _open_hf(name, config, split, None, None)
+        return [row for batch in dataset.iter(batch_size=HF_BATCH_ROWS)
+                for row in (dict(zip(batch, values)) for values in zip(*batch.values()))]
+
+
 def fingerprint_hf(name: str, config: str | None = None, split: str = "train", *, path: Path | None = None,
                    data_dir: str | None = None) -> str:
     """A hash naming the content that `iter_hf_documents` with the same arguments reads.

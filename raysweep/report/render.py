@@ -89,7 +89,8 @@ def decision_table(report: Report) -> TextTable:
         title = (f"{terms.recipe.capitalize()}s by {terms.target} {terms.target_score} ({_where(report)}), beside "
                  "each proxy's ranking at its chosen lr (inside the tiny-lr window, decided from the proxies alone)")
         columns = [Column("#"), Column(terms.recipe, False),
-                   Column(f"{terms.target} {terms.target_score}\n{terms.loss_unit}" + ("" if computed else " [95% CI]")),
+                   Column(f"{terms.target} {terms.target_score}\n{terms.loss_unit}"
+                          + ("" if computed else " [95% CI]")),
                    *([Column("bits/byte")] if has_bits else []),
                    *([] if computed else [Column("target\nseed std"), Column("best target config", False)]),
                    *proxy_columns]

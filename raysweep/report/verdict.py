@@ -72,6 +72,7 @@ def verdict(report: Report) -> str:
     """One plain line: what to ship, and how far the proxy that would have picked it can be trusted; for random
     features, where the proxies' learning rates rank the datasets in their infinite-width order."""
     main, terms = report.main, report.terms()
+    unit = terms.loss_unit
     chosen = main.chosen()
     if not main.targets:
         if not chosen:
@@ -103,9 +104,9 @@ def verdict(report: Report) -> str:
     for s in (s for s in scored if s.is_chosen):
         caveat = " (a fallback: no lr passed the window's checks)" if s.model in untrusted else ""
         parts.append(f"proxy {s.model}{ranked_by} at the chosen lr {s.lr:g}{caveat} {_trust(s.agreement.spearman)}: "
-                     f"{_stats(s.agreement, main.bits_per_nat, terms.loss_unit)}")
+                     f"{_stats(s.agreement, main.bits_per_nat, unit)}")
     for s in (s for s in scored if s.is_standard and not s.is_chosen):
-        parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat, terms.loss_unit)}")
+        parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat, unit)}")
         chosen = next((c for c in scored if c.is_chosen and c.model == s.model), None)
         if chosen and not _clearly_below(s.agreement.spearman, chosen.agreement.spearman):
             parts.append(f"here the standard lr ranks {_as_well(s.agreement.spearman, chosen.agreement.spearman)} "

@@ -105,12 +105,11 @@ PRESETS = {
 }
 
 
-def fetch_command(task: Task) -> str:
-    """What writes a preset's file on a machine with network (and `pip install datasets`)."""
+def fetch_command(task: Task, path: str) -> str:
+    """What writes a preset's file at `path` on a machine with network."""
     name, config, split = PRESETS[task.preset].dataset
     args = f"{name!r}" + (f", {config!r}" if config else "")
-    return (f"python -c \"import datasets; datasets.load_dataset({args}, split={split!r})"
-            f".to_json({task.path!r})\"")
+    return f"python -c \"import datasets; datasets.load_dataset({args}, split={split!r}).to_json({path!r})\""
 
 
 def _choices_item(context: str, choices: list[str], gold: int) -> TaskItem:
@@ -125,9 +124,11 @@ def load_items(task: Task, documents: Callable[[], Iterator[str]] | None = None)
     """
     if task.preset == "continuation":
         return continuation_items(documents(), task)
+    if task.path is None:
+        return subsample(_cached_items(task), task.max_items)
     path = Path(task.path)
     if not path.is_file():
-        fetch = f"; fetch it on a machine with network: {fetch_command(task)}" if task.preset else ""
+        fetch = f"; fetch it on a machine with network: {fetch_command(task, task.path)}" if task.preset else ""
         raise TaskError(f"task {task.name}: {path} does not exist{fetch}")
     if path.suffix in (".yaml", ".yml"):
         items = _harness_items(task, path)
@@ -137,6 +138,21 @@ def load_items(task: Task, documents: Callable[[], Iterator[str]] | None = None)
     if not items:
         raise TaskError(f"task {task.name}: {path} holds no items")
     return subsample(items, task.max_items)
+
+
+def _cached_items(task: Task) -> list[TaskItem]:
+    """A preset's items from its dataset in the local Hugging Face caches (``hf download`` or an earlier
+    ``datasets.load_dataset`` on this machine), never from the network."""
+    from raysweep.recipes.sources import SourceError, read_cached_hf_rows
+
+    name, config, split = PRESETS[task.preset].dataset
+    try:
+        rows = read_cached_hf_rows(name, config, split)
+    except SourceError as err:
+        raise TaskError(f"task {task.name}: {err} Or export it as JSON lines and give its path: "
+                        f"{fetch_command(task, f'{task.name}.jsonl')}") from None
+    where = f"{name} ({split}) in the Hugging Face cache"
+    return [_item(task, where, number, PRESETS[task.preset].item, row) for number, row in enumerate(rows, start=1)]
 
 
 def subsample(items: list, max_items: int) -> list:
@@ -161,15 +177,15 @@ def _own_item(doc: dict) -> TaskItem:
     return _choices_item(doc["context"], list(doc["choices"]), doc["gold"])
 
 
-def _item(task: Task, path: Path, number: int, make: Callable[[dict], TaskItem], doc: dict) -> TaskItem:
+def _item(task: Task, where: str | Path, number: int, make: Callable[[dict], TaskItem], doc: dict) -> TaskItem:
     """One row as an item, or a ``TaskError`` naming the line and what it lacks."""
     shape = f"the {task.preset} dataset's rows" if task.preset else '{"context": str, "choices": [str], "gold": int}'
     try:
         item = make(doc)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-        raise TaskError(f"task {task.name}: {path}:{number}: not an item of {shape} ({type(err).__name__}: "
+        raise TaskError(f"task {task.name}: {where}:{number}: not an item of {shape} ({type(err).__name__}: "
                         f"{err})") from None
-    _check(task, f"{path}:{number}", item)
+    _check(task, f"{where}:{number}", item)
     return item
 
 

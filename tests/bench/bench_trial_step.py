@@ -4,7 +4,9 @@ For the demo's proxy and target (their specs from ``search_spaces/demo.yaml``, t
 gpt2-small-shaped model at seq 1024 (a few steps), on one thread as a 1-CPU Ray worker computes:
 
 - ``raysweep.train.train`` with a checkpoint file, as a Tune trial runs it, its wall time split into training,
-  evaluation, checkpoints, gradient alignment and data (each part timed where the trainer calls it);
+  evaluation (the validation loss), tasks (downstream scoring), checkpoints, gradient alignment and data (each part
+  timed where the trainer calls it); for gpt2-small, the tasks' share at the paper's budget, from the measured
+  step and scoring times;
 - the same steps in a bare loop: the same model, AdamW, clipping and batches, nothing else;
 - for the demo proxy, that bare loop under ``torch.compile`` (steady-state steps; compile time apart).
 
@@ -24,17 +26,20 @@ import ray
 import torch
 
 from raysweep import train as trainer
-from raysweep.config import SyntheticSource, TokenizerConfig, WSDSchedule, load_sweep
+from raysweep.config import SyntheticSource, Task, TokenizerConfig, WSDSchedule, load_sweep
 from raysweep.config.sizes import MODEL_SIZES
 from raysweep.families.language_model import build_data, plan_trials
 from raysweep.models import build_model, count_parameters
-from raysweep.recipes import sequences
+from raysweep.recipes import sequences, synthetic
 from raysweep.recipes.build import Component, build_shards, read_manifest
 from raysweep.recipes.streams import Stream
+from raysweep.recipes.tokenizer import ByteTokenizer
+from raysweep.tasks.items import continuation_items
+from raysweep.tasks.scoring import encode_task
 from raysweep.trials import Role, TrialData, TrialSpec
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("evaluation", "checkpoints", "alignment", "data")
+PARTS = ("evaluation", "tasks", "checkpoints", "alignment", "data")
 
 
 class Parts:
@@ -62,9 +67,11 @@ def raysweep_trial(spec: TrialSpec, data: TrialData, folder: Path) -> tuple[floa
     """(wall seconds, seconds per part) of ``train`` with a checkpoint, its helpers timed where it calls them."""
     parts = Parts()
     originals = {"evaluate": trainer.evaluate, "_save_checkpoint": trainer._save_checkpoint,
-                 "_gradient": trainer._gradient, "_flat_gradient": trainer._flat_gradient}
+                 "_gradient": trainer._gradient, "_flat_gradient": trainer._flat_gradient,
+                 "score_tasks": trainer.score_tasks}
     take = sequences.SequenceReader.take
     trainer.evaluate = parts.wrap("evaluation", trainer.evaluate)
+    trainer.score_tasks = parts.wrap("tasks", trainer.score_tasks)
     trainer._save_checkpoint = parts.wrap("checkpoints", trainer._save_checkpoint)
     trainer._gradient = parts.wrap("alignment", trainer._gradient)
     trainer._flat_gradient = parts.wrap("alignment", trainer._flat_gradient)
@@ -114,14 +121,27 @@ def batches_of(spec: TrialSpec, data: TrialData) -> torch.Tensor:
     return torch.from_numpy(reader.take(order.numpy())).long().reshape(spec.num_steps, spec.batch_size, -1)
 
 
+HELLASWAG_LIKE = Task(name="continuation", preset="continuation", max_items=8, context_chars=230,
+                      continuation_chars=80)
+"""Items of HellaSwag's size in characters (context ~230, endings ~80, 4 choices); a few are scored and the cost of
+``PAPER_ITEMS`` is scaled from them."""
+PAPER_ITEMS = 500
+PAPER_TOKENS_PER_PARAM = 20
+
+
 def gpt2_small(root: Path, num_steps: int = 4, batch_size: int = 4) -> tuple[TrialSpec, TrialData]:
-    """A gpt2-small-shaped proxy (byte vocabulary) at seq 1024, with one 4-sequence validation domain."""
+    """A gpt2-small-shaped proxy (byte vocabulary) at seq 1024, with one 4-sequence validation domain and
+    ``HELLASWAG_LIKE`` as its task."""
     seq_len, model_spec = 1024, MODEL_SIZES["gpt2-small"]
     web = [Component("web", Stream(SyntheticSource("synthetic", "web")), 1.0)]
     train_dir = build_shards("bench-gpt2", web, TokenizerConfig(), seq_len, num_steps * batch_size, root).path
     held_out = [Component("web", Stream(SyntheticSource("synthetic", "web", seed=1)), 1.0)]
     validation = build_shards("bench-gpt2-validation", held_out, TokenizerConfig(), seq_len, 4, root).path
-    data = TrialData(train_dir, {"web": validation}, {"web": 4}, {"web": read_manifest(validation).bytes_per_token})
+    items = continuation_items(synthetic.generate_documents("web", 200_000, 1), HELLASWAG_LIKE)
+    tokenizer = ByteTokenizer()
+    tasks = {"continuation": encode_task("continuation", items, tokenizer.encode_texts, seq_len, tokenizer.eos_id)}
+    data = TrialData(train_dir, {"web": validation}, {"web": 4}, {"web": read_manifest(validation).bytes_per_token},
+                     tasks)
     spec = TrialSpec(role=Role.PROXY, recipe="web", recipe_key="bench", validation_key="bench", model="gpt2-small",
                      model_spec=model_spec, num_params=count_parameters(model_spec, 257, seq_len, 256), lr=1e-4,
                      batch_size=batch_size, weight_decay=0.0, seed=0, num_steps=num_steps, seq_len=seq_len,
@@ -163,7 +183,16 @@ def main() -> None:
     print(f"demo proxy, bare loop: eager {1e3 * eager:.2f} ms/step, torch.compile {1e3 * compiled:.2f} ms/step "
           f"(eager/compiled {eager / compiled:.2f}x; first 3 steps with compilation {compile_s:.1f} s)")
     print(f"alignment every {proxy.alignment_every} steps in the demo proxy; evaluations: {proxy.num_evals} + the "
-          "initial one")
+          f"initial one; tasks: {', '.join(f'{n} ({len(t.gold)} items)' for n, t in data.tasks.items())} at each "
+          "evaluation but the initial one")
+    label, spec, wall, parts, per_step, _ = rows[2]
+    per_evaluation = parts["tasks"] / spec.num_evals * PAPER_ITEMS / HELLASWAG_LIKE.max_items
+    steps = PAPER_TOKENS_PER_PARAM * spec.num_params / (spec.batch_size * spec.seq_len)
+    print(f"{label}: {PAPER_ITEMS} HellaSwag-sized items cost {per_evaluation:.0f} s per evaluation (scaled from "
+          f"{HELLASWAG_LIKE.max_items}); at {PAPER_TOKENS_PER_PARAM} tokens per parameter ({steps:,.0f} steps of "
+          f"{1e3 * per_step:.0f} ms at batch {spec.batch_size}) with {proxy.num_evals} evaluations, tasks take "
+          f"{proxy.num_evals * per_evaluation / (steps * per_step + proxy.num_evals * per_evaluation):.2%} of the "
+          "trial")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ at ``num_evals`` evenly spaced steps::
 
 "all" is the mean over domains, or with ``spec.aggregate == "token_weighted"`` the loss of all evaluated tokens
 pooled (the paper's aggregate Pile validation loss, when the domains are sized by the Pile's shares).
+At each evaluation the downstream tasks of ``data.tasks`` are scored too (``raysweep.tasks.scoring``:
+``result.evaluations[-1].tasks["hellaswag"]["acc_norm"]``).
 
 The seed sets the initialisation and the order in which the trial visits its sequences. A loss that
 becomes NaN or infinite stops the run; it is returned with status ``diverged`` and infinite losses,

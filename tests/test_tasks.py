@@ -224,6 +224,9 @@ def test_the_loss_report_shows_each_tasks_accuracy_ranking_beside_it():
     assert ranking.versus_loss[0] == ("tuned targets", pytest.approx(-0.5))
     downstream = next(t for t in tables(report) if t.title.startswith("Downstream tasks"))
     assert downstream.rows[0][:4] == ["qa", "a", "60.2 [60.0, 60.4]", "25.0 (400 items)"]
+    view = report.to_pandas("tasks").iloc[0]
+    assert (view["task"], view["best_recipe"], view["near_chance"]) == ("qa", "a", False)
+    assert view["best_score"] == pytest.approx(60.2) and view["chance"] == 25.0
 
 
 def test_a_task_metric_without_task_rows_says_how_to_add_tasks():

@@ -323,16 +323,16 @@ class ChanceCheck:
     items: int
     best: float
     """The best accuracy ranked (the best tuned target's, else the best proxy recipe's), in points."""
+    margin: float
+    """Two binomial standard errors of an accuracy at chance over ``items`` items (points)."""
+    near_chance: bool
+    """``best`` is below chance + ``margin``."""
 
-    @property
-    def margin(self) -> float:
-        """Two binomial standard errors of an accuracy at chance over ``items`` items (points)."""
-        p = self.chance / 100
-        return 200 * float(np.sqrt(p * (1 - p) / max(self.items, 1)))
-
-    @property
-    def near_chance(self) -> bool:
-        return self.best < self.chance + self.margin
+    @classmethod
+    def of(cls, chance: float, items: int, best: float) -> ChanceCheck:
+        p = chance / 100
+        margin = 200 * float(np.sqrt(p * (1 - p) / max(items, 1)))
+        return cls(chance, items, best, margin, best < chance + margin)
 
 
 TASK_METRIC = Metric.ACC_NORM
@@ -386,12 +386,13 @@ class Report:
     tasks: list[TaskRanking] = field(default_factory=list)
     """Ranked by loss: each downstream task's ranking by ``TASK_METRIC``, beside the loss ranking."""
 
-    VIEWS = ("targets", "proxies", "agreement", "checkpoints", "compute")
+    VIEWS = ("targets", "proxies", "agreement", "checkpoints", "compute", "tasks")
 
     def to_pandas(self, view: str) -> "pandas.DataFrame":  # noqa: F821 (pandas is imported when called)
         """One table of the report as a DataFrame, for notebooks: ``targets`` (tuned score per recipe),
         ``proxies`` (score and rank per proxy setting × recipe), ``agreement`` (per proxy setting, every statistic
-        with its CI), ``checkpoints`` or ``compute``. An interval ``x`` becomes columns ``x``, ``x_low``,
+        with its CI), ``checkpoints``, ``compute`` or ``tasks`` (each downstream task's best recipe by ``TASK_METRIC``,
+        chance, and the proxies' Spearman by it). An interval ``x`` becomes columns ``x``, ``x_low``,
         ``x_high``; losses are on the main domain, in the report's units."""
         import pandas as pd
 
@@ -412,6 +413,14 @@ class Report:
                         rows[-1].update(_interval(f"regret@{k}", regret))
         elif view in ("checkpoints", "compute"):
             rows = [_flat(record) for record in getattr(self, view)]
+        elif view == "tasks":
+            rows = [{"task": t.task, "metric": TASK_METRIC.value, "best_recipe": t.best.recipe if t.best else None,
+                     **_interval("best_score", Interval(-t.best.loss.point, -t.best.loss.high, -t.best.loss.low)
+                                 if t.best else Interval(np.nan, np.nan, np.nan)),
+                     **(_flat(t.chance, skip={"best"}) if t.chance else {}),
+                     **{f"spearman_{'chosen' if s.is_chosen else 'standard'}_{s.model}_lr{s.lr:g}":
+                        s.agreement.spearman.point for s in [*t.chosen, *t.standard] if s.agreement}}
+                    for t in self.tasks]
         else:
             raise ValueError(f"no view {view!r}; the views are {', '.join(self.VIEWS)}")
         return pd.DataFrame(rows)

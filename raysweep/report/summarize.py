@@ -32,6 +32,13 @@ The rules, in the order a reader meets them:
   (App. D.2.4) at their last evaluation, higher first: it is stored negated in place of the proxy loss, so
   every rule above applies unchanged (a diverged run's -inf becomes +inf). It is measured on one batch
   mixing every validation domain, so only the "all" rows are used; targets are still scored by their loss.
+- ``metric`` one of a downstream task's scores (``acc``, ``acc_norm``, ``acc_bytes``, ``gold_logprob_per_byte``)
+  ranks proxies *and* targets by it on the task's rows (``domain`` the task, "all" the mean over tasks of every
+  evaluation that scored them all), higher first: stored negated in place of the loss (accuracies ×100, so that
+  regret is in accuracy points) and every rule above applies, targets tuned on it too; the chosen lr is still the
+  one the loss ("all") decides. An accuracy within two binomial standard errors of chance is flagged as
+  uninformative, and each chosen proxy's ranking is compared with its ranking by loss. Ranked by loss, the report
+  adds each task ranked by ``TASK_METRIC`` (``Report.tasks``).
 - A random-feature sweep (``raysweep.families.random_features``: datasets for recipes, one infinite-width optimum per
   dataset for the targets) has no target configurations to tune or fix: no fixed-configuration baselines,
   no target-lr heatmap, no target loss curve.
@@ -243,7 +250,7 @@ def _chance(task_rows: pd.DataFrame, domain: str, main: DomainSummary, metric: M
         best = max(max(s.mean_score.values()) for s in main.chosen())
     else:
         return None
-    return ChanceCheck(100 * float(per_task["chance"].mean()), int(per_task["items"].sum()), float(best))
+    return ChanceCheck.of(100 * float(per_task["chance"].mean()), int(per_task["items"].sum()), float(best))
 
 
 def _versus_loss(loss_final: pd.DataFrame, main: DomainSummary) -> list[tuple[str, float]]:

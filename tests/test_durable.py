@@ -76,7 +76,7 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
         == stored_before  # finished trials were not run again
     frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned}
-    per_trial = frame.groupby(["trial_key", "step", "domain"]).size()
+    per_trial = frame.groupby(["trial_key", "step", "domain", "metric"]).size()
     assert per_trial.eq(1).all()  # no row lost or duplicated
     assert not list(run_dir.glob("checkpoints/*.pt")) and not list(run_dir.glob("running/*"))
     assert {f"trial-{t.key}" for t in planned} >= interrupted and interrupted
@@ -89,9 +89,11 @@ def test_a_driver_killed_mid_sweep_resumes_from_checkpoints_without_losing_or_re
     try:
         for name in interrupted:
             whole = train(specs[name], data[specs[name].recipe])
-            expected = {(e.step, domain): loss for e in whole.evaluations for domain, loss in e.losses.items()}
+            expected = {(e.step, domain, "loss"): loss for e in whole.evaluations for domain, loss in e.losses.items()}
+            expected |= {(e.step, task, metric): value for e in whole.evaluations for task, scores in e.tasks.items()
+                         for metric, value in scores.items()}  # the task scores of a resumed run are the same too
             stored = frame[frame["trial_key"] == specs[name].key]
-            assert dict(zip(zip(stored["step"], stored["domain"]), stored["loss"])) == expected
+            assert dict(zip(zip(stored["step"], stored["domain"], stored["metric"]), stored["value"])) == expected
     finally:
         torch.set_num_threads(threads)
 
@@ -124,7 +126,7 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_sweep_completes_witho
     frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned} and set(frame["status"]) == {"ok"}
     victim = frame[frame["trial_key"] == killed[0]]
-    assert not victim.duplicated(["step", "domain"]).any() and victim["step"].nunique() == 8
+    assert not victim.duplicated(["step", "domain", "metric"]).any() and victim["step"].nunique() == 8
     assert not list(run_dir.glob("failed/*")) and not list(run_dir.glob("checkpoints/*"))
 
 
@@ -229,7 +231,7 @@ def test_a_disk_that_fills_up_mid_sweep_loses_and_repeats_nothing_and_the_launch
     assert again.errors == [] and again.num_trained == len(planned) - len(stored_before)
     frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned}
-    assert not frame.duplicated(["trial_key", "step", "domain"]).any()
+    assert not frame.duplicated(["trial_key", "step", "domain", "metric"]).any()
 
 
 def test_a_results_folder_briefly_away_loses_and_repeats_nothing_and_the_launch_says_so(local_ray, tmp_path,
@@ -265,7 +267,7 @@ def test_a_results_folder_briefly_away_loses_and_repeats_nothing_and_the_launch_
         == stored_before and stored_before
     frame = read_results(RunDir(run_dir)).to_pandas()
     assert set(frame["trial_key"]) == {t.key for t in planned}
-    assert not frame.duplicated(["trial_key", "step", "domain"]).any()
+    assert not frame.duplicated(["trial_key", "step", "domain", "metric"]).any()
     assert not away.exists() and not list(run_dir.glob("outages/*"))  # said once, then gone
 
 

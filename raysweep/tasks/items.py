@@ -200,11 +200,11 @@ def _check(task: Task, where: str, item: TaskItem) -> None:
 # Harness task YAML
 
 
-class _HarnessLoader(yaml.SafeLoader):
+class _HarnessSafeLoader(yaml.SafeLoader):
     """Reads ``!function`` tags (Python the harness imports) as markers, to refuse them by name."""
 
 
-_HarnessLoader.add_constructor("!function", lambda loader, node: _Function(loader.construct_scalar(node)))
+_HarnessSafeLoader.add_constructor("!function", lambda loader, node: _Function(loader.construct_scalar(node)))
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class _Function:
 def _harness_items(task: Task, path: Path) -> list[TaskItem]:
     """Items of a harness task YAML whose documents are local JSON, rendered as ``ConfigurableTask`` renders them."""
     try:
-        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_HarnessLoader)
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_HarnessSafeLoader)
     except yaml.YAMLError as err:
         raise TaskError(f"task {task.name}: {path}: not YAML ({err})") from None
     problems = _harness_problems(config)

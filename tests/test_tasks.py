@@ -220,7 +220,7 @@ def test_the_loss_report_shows_each_tasks_accuracy_ranking_beside_it():
     report = summarize(frame, n_boot=100, n_boot_figures=50)
     assert [t.recipe for t in report.main.targets] == ["c", "a", "b"]  # by loss
     (ranking,) = report.tasks
-    assert ranking.task == "qa" and ranking.best.recipe == "a" and not ranking.chance.near_chance
+    assert ranking.task == "qa" and ranking.best == "a" and not ranking.chance.near_chance
     assert ranking.versus_loss[0] == ("tuned targets", pytest.approx(-0.5))
     downstream = next(t for t in tables(report) if t.title.startswith("Downstream tasks"))
     assert downstream.rows[0][:4] == ["qa", "a", "60.2 [60.0, 60.4]", "25.0 (400 items)"]

@@ -344,8 +344,10 @@ class TaskRanking:
     """One downstream task (or "all": their mean) ranked by ``TASK_METRIC``, from ``summarize(metric=...)``."""
 
     task: str
-    best: TunedTarget | None
-    """The best recipe by tuned target score (its ``loss`` holds the negated score: see ``Terms.shown``)."""
+    best: str | None
+    """The best recipe by tuned target score."""
+    best_score: Interval | None
+    """Its score (points) with the seed-bootstrap CI."""
     chance: ChanceCheck | None
     chosen: list[ProxySetting]
     standard: list[ProxySetting]
@@ -414,9 +416,8 @@ class Report:
         elif view in ("checkpoints", "compute"):
             rows = [_flat(record) for record in getattr(self, view)]
         elif view == "tasks":
-            rows = [{"task": t.task, "metric": TASK_METRIC.value, "best_recipe": t.best.recipe if t.best else None,
-                     **_interval("best_score", Interval(-t.best.loss.point, -t.best.loss.high, -t.best.loss.low)
-                                 if t.best else Interval(np.nan, np.nan, np.nan)),
+            rows = [{"task": t.task, "metric": TASK_METRIC.value, "best_recipe": t.best,
+                     **_interval("best_score", t.best_score or Interval(np.nan, np.nan, np.nan)),
                      **(_flat(t.chance, skip={"best"}) if t.chance else {}),
                      **{f"spearman_{'chosen' if s.is_chosen else 'standard'}_{s.model}_lr{s.lr:g}":
                         s.agreement.spearman.point for s in [*t.chosen, *t.standard] if s.agreement}}

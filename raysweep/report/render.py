@@ -206,8 +206,7 @@ def task_table(report: Report) -> TextTable:
     metric = TASK_METRIC
     rows, flagged = [], []
     for ranking in report.tasks:
-        best = ranking.best
-        score = ci(Interval(-best.loss.point, -best.loss.high, -best.loss.low), 1) if best else "–"
+        score = ci(ranking.best_score, 1) if ranking.best_score else "–"
         chance = f"{ranking.chance.chance:.1f} ({ranking.chance.items} items)" if ranking.chance else "–"
         if ranking.chance and ranking.chance.near_chance:
             flagged.append(ranking.task)
@@ -216,7 +215,7 @@ def task_table(report: Report) -> TextTable:
                              if s.agreement and not s.is_chosen)
         versus = "; ".join(f"{rho:.2f}" for who, rho in ranking.versus_loss if who == "tuned targets")
         rows.append([ranking.task + (" (near chance)" if ranking.task in flagged else ""),
-                     best.recipe if best else "–", score, chance, chosen or "–", standard or "–", versus or "–"])
+                     ranking.best or "–", score, chance, chosen or "–", standard or "–", versus or "–"])
     notes = [f"Each task tunes the targets on its own {metric} (accuracy points; higher is better); "
              f"`raysweep report RUN --metric {metric} --domain TASK` gives its full report. The last column: "
              "Spearman between the tuned targets' ranking by it and by the validation loss (all)."]

@@ -281,9 +281,9 @@ def _task_rankings(table: pa.Table, task_rows: pd.DataFrame, **options) -> list[
     for task in (["all"] if len(tasks) > 1 else []) + tasks:
         report = summarize(table, domain=task, metric=TASK_METRIC.value, n_boot_figures=TASK_FIGURE_RESAMPLES,
                            **options)
-        main = report.main
-        rankings.append(TaskRanking(task, main.targets[0] if main.targets else None, report.chance, main.chosen(),
-                                    main.standard(), report.versus_loss))
+        main, best = report.main, report.main.targets[0] if report.main.targets else None
+        rankings.append(TaskRanking(task, best and best.recipe, best and report.terms().shown(best.loss),
+                                    report.chance, main.chosen(), main.standard(), report.versus_loss))
     return rankings
 
 

@@ -13,10 +13,13 @@ from rich.console import Console
 from rich.text import Text
 
 from raysweep.config import SweepConfig, load_cluster, load_sweep
+from raysweep.config.overrides import Override, effective_text, parse_overrides, split_overrides
 from raysweep import __version__
 from raysweep.errors import ConfigError, NothingToReport, ReportError, StatusError, UserError
 from raysweep.plain import plain, to_json
 
+SET_HELP = ("change one key of the sweep file (proxy.lrs=[1e-4,3e-4], recipes[0].epochs=2) or of the cluster "
+            "profile (max_concurrent_trials=1, ray.num_cpus=4), checked like the file; repeatable; the value is YAML")
 METRICS = ("loss", "alignment", "acc", "acc_norm", "acc_bytes", "gold_logprob_per_byte")
 """``raysweep.report.records.Metric``'s values, named here so that ``--help`` imports no report code."""
 
@@ -30,16 +33,23 @@ EXIT_NOTHING_YET = 1
 """A launch whose trials failed after their retries, or a report of a run with no finished trial yet."""
 
 
+def _overrides(args: argparse.Namespace) -> tuple[list[Override], list[Override]]:
+    """``--set`` overrides: (the cluster profile's, the sweep file's)."""
+    return split_overrides(parse_overrides(args.set))
+
+
 def _launch(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         return _plan(args, console)
-    cluster = load_cluster(args.cluster)
+    profile_sets, sweep_sets = _overrides(args)
+    cluster = load_cluster(args.cluster, profile_sets)
     if args.up:
         from raysweep.jobs import launch_as_job  # Ray's job client: only when submitting
 
-        return launch_as_job(cluster, Path(args.cluster), Path(args.sweep) if args.sweep else None, console)
+        return launch_as_job(cluster, Path(args.cluster), Path(args.sweep) if args.sweep else None, console,
+                             profile_sets + sweep_sets)
     sweep_path = Path(args.sweep or cluster.sweep)
-    sweep = load_sweep(sweep_path)
+    sweep = load_sweep(sweep_path, sweep_sets)
     from raysweep import sweep as sweeps  # imports Ray and torch: only when launching
 
     selection = None
@@ -55,7 +65,7 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
     from raysweep import store
 
     run = store.RunDir(outcome.run_dir)
-    store.write_sweep_file(run, sweep_path.read_text())
+    store.write_sweep_file(run, effective_text(sweep_path.read_text(), sweep_sets, str(sweep_path)))
     console.print(f"Trained {outcome.num_trained} of {outcome.num_planned} planned trials; "
                   f"results in {run.results}")
     for error in outcome.errors:
@@ -75,9 +85,10 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
 def _plan(args: argparse.Namespace, console: Console) -> int:
     from raysweep.dry_run import plan_launch, print_plan
 
-    cluster = load_cluster(args.cluster)
+    profile_sets, sweep_sets = _overrides(args)
+    cluster = load_cluster(args.cluster, profile_sets)
     sweep_path = Path(args.sweep or cluster.sweep)
-    sweep = load_sweep(sweep_path)
+    sweep = load_sweep(sweep_path, sweep_sets)
     try:
         with console.status(f"Planning; timing {args.calibrate_steps} training steps of each trial shape"):
             plan = plan_launch(cluster, sweep, args.calibrate_steps)
@@ -214,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "follow it")
     launch.add_argument("--dry-run", action="store_true",
                         help="print what the launch would train and build, and its cost, instead (as `plan`)")
+    launch.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help=SET_HELP)
     launch.set_defaults(handler=_launch, calibrate_steps=5, json=False)
     plan = commands.add_parser(
         "plan", help="what a launch would train and build, its FLOPs and trial-hours, before anything runs",
@@ -226,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--calibrate-steps", type=int, default=5, metavar="N",
                       help="timed training steps per trial shape (default: 5; 0 skips the calibration)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help=SET_HELP)
     plan.set_defaults(handler=_plan)
     report_parser = commands.add_parser(
         "report", help="the decision and how far the proxies can be trusted, from stored results",

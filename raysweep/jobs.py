@@ -40,6 +40,7 @@ from ray.job_submission import JobSubmissionClient
 from rich.console import Console
 
 from raysweep.config import ClusterConfig, load_sweep
+from raysweep.config.overrides import Override, split_overrides
 from raysweep.errors import ConfigError, DataError
 from raysweep.net import free_port
 
@@ -55,12 +56,15 @@ class ClusterError(DataError):
     """The cluster could not be started or reached, or refused the submission; the message says what to do."""
 
 
-def launch_as_job(cluster: ClusterConfig, profile: Path, sweep: Path | None, console: Console) -> int:
-    """Start the profile's cluster, submit the sweep to it as a Ray Job, print how to follow it; 0 once submitted."""
+def launch_as_job(cluster: ClusterConfig, profile: Path, sweep: Path | None, console: Console,
+                  overrides: list[Override] = ()) -> int:
+    """Start the profile's cluster, submit the sweep to it as a Ray Job, print how to follow it; 0 once submitted.
+    The ``--set`` `overrides` go with it."""
     launcher = check_up_profile(cluster, profile)
     sweep_path = sweep or Path(cluster.sweep)
-    sweep_name = load_sweep(sweep_path).name  # a broken sweep file stops here, before any cluster starts
-    entrypoint = job_entrypoint(profile, sweep_path)
+    # a broken sweep file stops here, before any cluster starts
+    sweep_name = load_sweep(sweep_path, split_overrides(list(overrides))[1]).name
+    entrypoint = job_entrypoint(profile, sweep_path, overrides)
     ray = _ray_executable()
     _say(console, f"Starting the cluster: {shlex.join(['ray', *up_args(launcher)])}")
     if subprocess.run([ray, *up_args(launcher)], stdin=subprocess.DEVNULL).returncode != 0:
@@ -119,11 +123,11 @@ def dashboard_args(launcher: Path, local_port: int, remote_port: int) -> list[st
     return ["dashboard", "--port", str(local_port), "--remote-port", str(remote_port), str(launcher)]
 
 
-def job_entrypoint(profile: Path, sweep: Path) -> str:
+def job_entrypoint(profile: Path, sweep: Path, overrides: list[Override] = ()) -> str:
     """The command the job runs on the head: a plain launch of the sweep checked here, from the uploaded working
-    directory (`python` is the head's: its Ray must have raysweep's dependencies)."""
+    directory (`python` is the head's: its Ray must have raysweep's dependencies), with the same overrides."""
     return shlex.join(["python", "-m", "raysweep.cli", "launch", _in_working_dir(profile),
-                       "--sweep", _in_working_dir(sweep)])
+                       "--sweep", _in_working_dir(sweep), *(f"--set={o.text}" for o in overrides)])
 
 
 def job_runtime_env(working_dir: Path) -> dict[str, object]:

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from raysweep import jobs
 from raysweep.config import load_cluster
+from raysweep.config.overrides import parse_overrides
 from raysweep.errors import ConfigError
 from raysweep.net import free_port
 
@@ -113,6 +114,9 @@ def test_job_runs_the_checked_sweep_from_the_uploaded_working_dir(monkeypatch):
     monkeypatch.chdir(REPO)
     entrypoint = jobs.job_entrypoint(REPO / "cluster" / "h100.yaml", Path("search_spaces/my sweep.yaml"))
     assert entrypoint == "python -m raysweep.cli launch cluster/h100.yaml --sweep 'search_spaces/my sweep.yaml'"
+    overridden = jobs.job_entrypoint(REPO / "cluster" / "h100.yaml", Path("search_spaces/s.yaml"),
+                                     parse_overrides(["proxy.seeds=[0, 1]"]))
+    assert overridden.endswith("--sweep search_spaces/s.yaml '--set=proxy.seeds=[0, 1]'")  # the job runs the same
     runtime_env = jobs.job_runtime_env(Path.cwd())
     assert runtime_env["working_dir"] == str(REPO)
     assert {"/.git", "/.venv", "/runs"} <= set(runtime_env["excludes"])

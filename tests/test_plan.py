@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from raysweep.cli import main
 from raysweep.config import load_cluster, load_sweep
@@ -54,3 +55,33 @@ def test_a_calibrated_plan_prices_every_role_in_trial_hours_and_counts_a_tpe_bud
     assert main(["launch", str(cluster), "--dry-run"]) == 0  # the same plan, as a table
     out = capsys.readouterr().out
     assert "proposed by TPE" in out and "Trial-hours from timed steps on cpu" in out
+
+
+def test_set_overrides_change_the_sweep_and_the_profile_checked_like_the_file(tmp_path, capsys):
+    cluster = profile(tmp_path, micro_sweep())
+    plan = planned(capsys, ["plan", str(cluster), "--json", "--calibrate-steps", "0",
+                            "--set", "proxy.seeds=[0, 1, 2]", "--set", "target.lrs=[1e-3]",
+                            "--set", "max_concurrent_trials=1"])
+    roles = {r["role"]: r["planned"] for r in plan["roles"]}
+    assert roles == {"proxy": 2 * 2 * 3, "target": 2 * 1 * 2}  # recipes × lrs × seeds
+    assert main(["plan", str(cluster), "--set", "proxy.lrs=-1", "--set", "recipes[5].epochs=2",
+                 "--set", "max_concurrent_trials=0"]) == 2
+    err = capsys.readouterr().err
+    assert "cluster.yaml: max_concurrent_trials: must be > 0 (got 0) (set by --set max_concurrent_trials=0)" in err
+    assert main(["plan", str(cluster), "--set", "proxy.lrs=-1", "--set", "recipes[5].epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert "micro.yaml: proxy.lrs: must be a list (got -1) (set by --set proxy.lrs=-1)" in err
+    assert "recipes[5].epochs: index 5 cannot be set: the file's value is a list of 2" in err
+    assert main(["plan", str(cluster), "--set", "proxy.lrs"]) == 2
+    assert "--set: proxy.lrs: must be KEY.PATH=VALUE" in capsys.readouterr().err
+
+
+def test_a_launch_with_overrides_stores_the_sweep_as_it_ran():
+    from raysweep.config.overrides import effective_text, parse_overrides
+
+    text = "# the demo\nname: demo\nproxy: {lrs: [1.0e-4], seeds: [0]}\n"
+    assert effective_text(text, [], "s.yaml") == text
+    stored = effective_text(text, parse_overrides(["proxy.seeds=[0, 1]", "select.top_k=2"]), "s.yaml")
+    assert stored.startswith("# s.yaml with --set proxy.seeds=[0, 1] --set select.top_k=2\n")
+    assert yaml.safe_load(stored) == {"name": "demo", "proxy": {"lrs": [1e-4], "seeds": [0, 1]},
+                                      "select": {"top_k": 2}}

@@ -16,6 +16,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from raysweep.config.checks import check_cluster, check_sweep
+from raysweep.config.overrides import Override, annotated, apply_overrides
 from raysweep.config.rules import shown
 from raysweep.config.schema import (ClusterConfig, FileSource, FilteredSource, HFSource, MixComponent,
                                     RandomFeatureSweep, Recipe, Source, SweepConfig)
@@ -23,17 +24,19 @@ from raysweep.config.sizes import MODEL_SIZES
 from raysweep.errors import ConfigError
 
 
-def load_cluster(path: str | Path) -> ClusterConfig:
-    cluster = _load_file(ClusterConfig, path)
+def load_cluster(path: str | Path, overrides: list[Override] = ()) -> ClusterConfig:
+    """The profile at `path`, with the ``--set`` `overrides` of its keys (``overrides.split_overrides``)."""
+    cluster = _load_file(ClusterConfig, path, overrides)
     problems = check_cluster(cluster)
     if problems:
-        raise ConfigError(path, problems)
+        raise ConfigError(path, annotated(problems, overrides))
     return cluster
 
 
-def load_sweep(path: str | Path) -> SweepConfig | RandomFeatureSweep:
-    """A language-model sweep, or a random-feature sweep when the file has a ``random_features:`` block."""
-    return _checked_sweep(_load_file(_sweep_class, path), path, Path(path).absolute().parent)
+def load_sweep(path: str | Path, overrides: list[Override] = ()) -> SweepConfig | RandomFeatureSweep:
+    """A language-model sweep, or a random-feature sweep when the file has a ``random_features:`` block; with the
+    ``--set`` `overrides` of its keys."""
+    return _checked_sweep(_load_file(_sweep_class, path, overrides), path, Path(path).absolute().parent, overrides)
 
 
 def sweep_from_dict(data: dict, base_dir: str | Path = ".") -> SweepConfig | RandomFeatureSweep:
@@ -53,15 +56,15 @@ def _sweep_class(data: dict) -> type:
     return RandomFeatureSweep if "random_features" in data else SweepConfig
 
 
-def _checked_sweep(sweep: SweepConfig | RandomFeatureSweep, origin: str | Path,
-                   base_dir: Path) -> SweepConfig | RandomFeatureSweep:
+def _checked_sweep(sweep: SweepConfig | RandomFeatureSweep, origin: str | Path, base_dir: Path,
+                   overrides: list[Override] = ()) -> SweepConfig | RandomFeatureSweep:
     """The sweep's cross-field checks, recipes resolved, data paths made absolute from `base_dir`."""
     if isinstance(sweep, RandomFeatureSweep):
         return sweep
     problems = check_sweep(sweep, set(MODEL_SIZES))
     recipes = _resolve_recipes(sweep.recipes, set(sweep.sources), problems)
     if problems:
-        raise ConfigError(origin, problems)
+        raise ConfigError(origin, annotated(problems, overrides))
     sources = {name: _absolute_paths(source, base_dir) for name, source in sweep.sources.items()}
     domains = {name: _absolute_paths(source, base_dir) for name, source in sweep.validation.domains.items()}
     tasks = [dataclasses.replace(task, path=os.path.normpath(base_dir / task.path)) if task.path else task
@@ -148,8 +151,8 @@ def _ablate(base: list[MixComponent], recipe: Recipe, where: str, source_names: 
         MixComponent(name, share) for name, share in recipe.weights.items()]
 
 
-def _load_file(cls: type | typing.Callable[[dict], type], path: str | Path) -> Any:
-    """`cls` is the dataclass the file holds, or picks it from the parsed mapping."""
+def _load_file(cls: type | typing.Callable[[dict], type], path: str | Path, overrides: list[Override] = ()) -> Any:
+    """`cls` is the dataclass the file holds, or picks it from the parsed mapping (after the `overrides`)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(path, [("", "is a folder; pass a YAML file")])
@@ -158,9 +161,10 @@ def _load_file(cls: type | typing.Callable[[dict], type], path: str | Path) -> A
     try:
         data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeySafeLoader)
         data = data if data is not None else {}
+        problems: list[tuple[str, str]] = []
+        data = apply_overrides(data, overrides, problems)
         if not dataclasses.is_dataclass(cls):
             cls = cls(data if isinstance(data, dict) else {})
-        problems: list[tuple[str, str]] = []
         value = _convert(cls, data, "", problems)
     except UnicodeDecodeError as err:
         raise ConfigError(path, [("", f"not UTF-8 text (byte {err.start}); a sweep file or profile is YAML text")]) \
@@ -170,7 +174,7 @@ def _load_file(cls: type | typing.Callable[[dict], type], path: str | Path) -> A
     except RecursionError:
         raise ConfigError(path, [("", "nested too deeply to be a sweep file or profile")]) from None
     if problems:
-        raise ConfigError(path, problems)
+        raise ConfigError(path, annotated(problems, overrides))
     return value
 
 

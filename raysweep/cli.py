@@ -156,10 +156,18 @@ def _status(args: argparse.Namespace, console: Console) -> int:
 
 def _recipes_show(args: argparse.Namespace, console: Console) -> int:
     from raysweep.recipes.show import show_recipes
-
     from raysweep.store import shards_root
 
-    return show_recipes(_language_model_sweep(Path(args.sweep)), shards_root(args.storage), console, args.recipe)
+    try:
+        cluster = load_cluster(args.cluster)
+    except ConfigError as err:
+        if any(path == "recipes" for path, _ in err.problems):  # a sweep file, as this command took before
+            raise ConfigError(args.cluster, [("", "is a sweep file; `recipes show` takes the cluster profile, like "
+                                                  "every command: raysweep recipes show CLUSTER.yaml [RECIPE] "
+                                                  f"[--sweep {args.cluster}]")]) from None
+        raise
+    sweep = _language_model_sweep(Path(args.sweep or cluster.sweep))
+    return show_recipes(sweep, shards_root(cluster.storage), console, args.recipe)
 
 
 def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
@@ -297,9 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
         "show", help="each recipe's sources, token shares and build manifest (what every filter removed)",
         description="Print each recipe's mix and, once built, its build manifest: sequences and tokens per "
                     "source, documents read and kept, and what each curation operator removed, by reason.")
-    show.add_argument("sweep", help="sweep file, e.g. search_spaces/demo.yaml")
+    show.add_argument("cluster", help="cluster profile, e.g. cluster/local.yaml (its sweep, and its storage where "
+                                      "the shards are)")
     show.add_argument("recipe", nargs="?", help="only this recipe")
-    show.add_argument("--storage", default="runs", help="the cluster profile's storage folder (default: runs)")
+    show.add_argument("--sweep", help="sweep file to show instead of the profile's `sweep:`")
     show.set_defaults(handler=_recipes_show)
     return parser
 

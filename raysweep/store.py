@@ -8,11 +8,13 @@ skips every trial whose file exists. Records become rows only here.
 Schema (one row per trial × checkpoint × domain, and per downstream task × metric)::
 
     trial_key role recipe model num_params lr batch_size weight_decay seed step tokens domain loss bits_per_byte
-    alignment initial_loss status num_steps wall_s metric value
+    alignment initial_loss status num_steps wall_s metric value sweep run_id
 
 A validation domain's row has ``metric`` "loss" and its loss as ``value``. A task's rows (``domain`` the task's
 name) have ``metric`` one of ``raysweep.tasks.scoring.METRICS`` (acc, acc_norm, acc_bytes, gold_logprob_per_byte:
 higher is better) or ``DESCRIPTIONS`` (chance, items), ``value`` its score and a null loss.
+``sweep`` is the sweep's name and ``run_id`` the run's (``run.json``), so that tables from several runs
+concatenate and stay apart; the file's metadata (``METADATA_KEYS``) holds the resolved sweep and trial configs.
 
 ``status`` is "ok", "diverged", or "stopped" (an early-stopped proxy: its last step is below ``num_steps``, the
 steps it was planned for). ``alignment`` is NaN unless the sweep measures it (``proxy.alignment_every``).
@@ -34,7 +36,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raysweep import __version__
 from raysweep.files import json_writer, replace_atomically, write_atomically, write_json, write_through_outage
+from raysweep.plain import plain
 from raysweep.trials import AnySpec, Evaluation, Status, TrialResult
 
 SCHEMA = pa.schema([
@@ -59,7 +63,13 @@ SCHEMA = pa.schema([
     ("wall_s", pa.float64()),
     ("metric", pa.string()),
     ("value", pa.float64()),
+    ("sweep", pa.string()),
+    ("run_id", pa.string()),
 ])
+
+METADATA_KEYS = ("raysweep.version", "raysweep.run_id", "raysweep.sweep", "raysweep.trial")
+"""Each result file's Parquet key-value metadata: who wrote it, its run, the resolved sweep config (JSON) the trial
+was launched with, and the trial's full spec (JSON): a table found on a disk says where it came from."""
 
 
 SIDECARS = ("running", "failed", "partial", "corrupt", "outages")
@@ -134,6 +144,27 @@ class RunDir:
     def lr_window_file(self) -> Path:
         return self.path / "lr_window.json"
 
+    @property
+    def run_file(self) -> Path:
+        """``run.json``: the run's id (fixed at its first launch) and the resolved sweep of its latest launch."""
+        return self.path / "run.json"
+
+
+def write_run(run: RunDir, sweep: object) -> str:
+    """Record the launch's resolved sweep in ``run.json``, keeping the run id of the first launch; returns it."""
+    previous = read_run(run)
+    run_id = previous.get("run_id") or f"{run.path.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
+    write_json(run.run_file, {"run_id": run_id, "sweep": plain(sweep)})
+    return run_id
+
+
+def read_run(run: RunDir) -> dict:
+    """``run.json`` as written, or {} (a run directory made before it existed, or by hand)."""
+    try:
+        return json.loads(run.run_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
 
 def shards_root(storage: str | Path) -> Path:
     """Recipe shard sets, shared by every sweep under ``storage`` (each named by its content hash)."""
@@ -144,7 +175,9 @@ def write_trial(run: RunDir, result: TrialResult) -> Path:
     if result.status == Status.PARTIAL:
         raise ValueError(f"trial {result.spec.name} is partial: store it when it finishes or stops")
     spec = result.spec
-    identity = {"trial_key": spec.key, **spec.columns(), "status": result.status, "wall_s": result.wall_s}
+    record = read_run(run)
+    identity = {"trial_key": spec.key, **spec.columns(), "status": result.status, "wall_s": result.wall_s,
+                "sweep": run.path.name, "run_id": record.get("run_id")}
     rows = [{**identity, "step": evaluation.step, "tokens": evaluation.tokens, "domain": domain, "loss": loss,
              "bits_per_byte": evaluation.bits_per_byte[domain], "alignment": evaluation.alignment,
              "initial_loss": result.initial_losses.get(domain, math.nan), "metric": "loss", "value": loss}
@@ -154,8 +187,10 @@ def write_trial(run: RunDir, result: TrialResult) -> Path:
               "value": value}
              for evaluation in result.evaluations for task, scores in evaluation.tasks.items()
              for metric, value in scores.items()]
-    path = _write_record(run, run.trial_file(spec.key),
-                         lambda staging: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), staging))
+    metadata = dict(zip(METADATA_KEYS, (__version__, record.get("run_id") or "", json.dumps(record.get("sweep")),
+                                        json.dumps(plain(spec)))))
+    table = pa.Table.from_pylist(rows, schema=SCHEMA.with_metadata(metadata))
+    path = _write_record(run, run.trial_file(spec.key), lambda staging: pq.write_table(table, staging))
     for stale in ("failed", "running", "partial"):  # it may have failed before; it is no longer in flight
         with contextlib.suppress(OSError):  # a marker an outage left behind is harmless: the stored file decides
             run.marker(stale, spec.key).unlink(missing_ok=True)

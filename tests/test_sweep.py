@@ -98,6 +98,35 @@ def test_results_follow_the_documented_schema_one_row_per_trial_checkpoint_and_d
         assert rows["loss"].between(0, math.log(257) + 1).all() and (rows["wall_s"] > 0).all()
 
 
+def test_results_read_as_one_dataset_in_pandas_pyarrow_polars_and_duckdb_and_say_where_they_came_from(launched):
+    import duckdb
+    import polars
+    import pyarrow.dataset
+
+    results = launched["run_dir"] / "results"
+    frame = pd.read_parquet(results)
+    assert len(pyarrow.dataset.dataset(results, format="parquet").to_table()) == len(frame)
+    assert polars.read_parquet(results / "*.parquet").height == len(frame)
+    assert duckdb.sql(f"select count(*) from '{results}/*.parquet'").fetchone()[0] == len(frame)
+    run = json.loads((launched["run_dir"] / "run.json").read_text())
+    assert set(frame["sweep"]) == {"micro"} and set(frame["run_id"]) == {run["run_id"]}
+    assert run["run_id"].startswith("micro-") and run["sweep"]["proxy"]["lrs"] == [1.0e-4, 4.0e-3, 1.0e30]
+    first = sorted(results.glob("trial-*.parquet"))[0]
+    metadata = {k.decode(): v.decode() for k, v in pq.read_metadata(first).metadata.items() if b"raysweep" in k}
+    assert metadata["raysweep.run_id"] == run["run_id"] and json.loads(metadata["raysweep.sweep"]) == run["sweep"]
+    trial, rows = json.loads(metadata["raysweep.trial"]), pd.read_parquet(first)
+    assert (trial["recipe"], trial["lr"], trial["seed"], trial["seq_len"]) == (
+        rows["recipe"].iloc[0], rows["lr"].iloc[0], rows["seed"].iloc[0], 64)  # the spec of the file's own trial
+
+
+def test_recipes_show_reads_the_profile_s_sweep_and_the_manifests_in_its_storage(launched, capsys):
+    assert main(["recipes", "show", str(launched["cluster"]), "balanced"]) == 0
+    out = capsys.readouterr().out
+    assert "balanced: " in out and " sequences × 64 = " in out and "low_quality" not in out
+    assert main(["recipes", "show", str(launched["sweep"])]) == 2
+    assert "is a sweep file; `recipes show` takes the cluster profile" in capsys.readouterr().err
+
+
 def test_a_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(launched):
     frame = read_results(RunDir(launched["run_dir"])).to_pandas()
     diverged = frame[frame["lr"] == 1.0e30]

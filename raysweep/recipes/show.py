@@ -1,6 +1,6 @@
 """What a recipe is and what its build did: the mix, and what every curation operator removed.
 
-``raysweep recipes show SWEEP [RECIPE]`` prints one Rich table per recipe from the build manifest of its
+``raysweep recipes show CLUSTER [RECIPE]`` prints one Rich table per recipe from the build manifest of its
 shard set (``<storage>/shards/<recipe>-<hash>/manifest.json``): per source its token share, the sequences
 and tokens built, the documents read and kept, and the documents and tokens each operator removed, by
 reason. A recipe that has not been built yet (or whose inputs changed since) shows its mix only.

@@ -94,6 +94,7 @@ def launch(cluster: ClusterConfig, sweep: SweepConfig | RandomFeatureSweep, cons
     except OSError as err:
         raise ClusterError(f"storage: cannot create the run directory {run.path} ({err.strerror}); point `storage:` "
                            "in the cluster profile at a folder this user can write") from None
+    store.write_run(run, sweep)  # its id and resolved sweep go into every result file written from now on
     done, corrupt = store.finished_keys(run)
     for line in corrupt:
         console.print(f"[yellow]corrupt result:[/yellow] {line}")

@@ -121,11 +121,12 @@ def racy_probe(host, preferred=0):  # another process binds the first port found
 launch.free_port = racy_probe
 launch.start_ray(RayConfig(num_cpus=1), Console(width=200))
 import ray
-print("started", ray.is_initialized(), probes)
+print("started", ray.is_initialized(), probes, "in namespace", ray.get_runtime_context().namespace)
 """
 
 
 def test_a_dashboard_port_taken_between_the_probe_and_ray_binding_it_starts_ray_on_another():
     out = subprocess.run([sys.executable, "-c", PORT_RACE], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "started True [8265, 0]" in out.stdout and "the dashboard uses" in out.stdout, out.stdout
+    assert "started True [8265, 0] in namespace raysweep" in out.stdout and "the dashboard uses" in out.stdout, \
+        out.stdout

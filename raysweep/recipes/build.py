@@ -251,8 +251,10 @@ def _build_component(recipe: str, index: int, component: Component, weight: floa
                                           fn_constructor_kwargs={"component": index, "weight": weight,
                                                                  "seq_len": seq_len, "count": count,
                                                                  "stats_path": str(stats_path)})
+            dataset = dataset.limit(count)
+            dataset.set_name(f"{recipe}-{component.label}")  # what the dashboard's Ray Data view lists
             try:
-                dataset.limit(count).write_parquet(str(out_dir), row_group_size=rows_per_group)
+                dataset.write_parquet(str(out_dir), row_group_size=rows_per_group)
             except Exception as err:  # Ray wraps what a reader raised; a data problem gets its own message
                 cause = _data_error(err)
                 if cause is None:

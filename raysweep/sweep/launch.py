@@ -45,7 +45,8 @@ def start_ray(config: RayConfig, console: Console) -> None:
     if config.address is None:
         context = _start_embedded_ray(config, console)
     else:
-        context = ray.init(address=config.address, logging_level="warning", log_to_driver=False)
+        context = ray.init(address=config.address, namespace=NAMESPACE, logging_level="warning",
+                           log_to_driver=False)
     if config.address is None and not is_loopback(config.dashboard_host):
         console.print(f"[bold red]The Ray dashboard listens on {config.dashboard_host}: whoever reaches it can run "
                       "code on this machine (CVE-2023-48022). Prefer 127.0.0.1 and an SSH tunnel.[/bold red]")
@@ -54,6 +55,8 @@ def start_ray(config: RayConfig, console: Console) -> None:
                       "(token authentication: `ray get-auth-token` prints the token it asks for)")
 
 
+NAMESPACE = "raysweep"
+"""The Ray namespace of raysweep's jobs and actors (the dashboard's Jobs and Actors views filter by it)."""
 PORT_TRIES = 3
 """A free port is a probe, not a reservation: another process may bind it before Ray does, so Ray is started
 again on a fresh one this often."""
@@ -66,9 +69,9 @@ def _start_embedded_ray(config: RayConfig, console: Console):
     for _ in range(PORT_TRIES):
         port = free_port(config.dashboard_host, wanted)
         try:
-            context = ray.init(address="local", num_cpus=config.num_cpus, num_gpus=config.num_gpus,
-                               include_dashboard=True, dashboard_host=config.dashboard_host, dashboard_port=port,
-                               logging_level="warning", log_to_driver=False)
+            context = ray.init(address="local", namespace=NAMESPACE, num_cpus=config.num_cpus,
+                               num_gpus=config.num_gpus, include_dashboard=True, dashboard_host=config.dashboard_host,
+                               dashboard_port=port, logging_level="warning", log_to_driver=False)
         except ValueError as err:  # Ray's own check found the port bound since the probe: nothing started yet
             if "already occupied" not in str(err):
                 raise

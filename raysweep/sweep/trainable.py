@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -177,16 +178,19 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
         recorder = TrialRecorder(specs, run_dir)
         wait = ResourceWait(cluster.wait_for_resources_s, run.console)
         callbacks = [recorder, TrialProgress(progress, task), wait]  # stored before the progress line counts it
+        name = f"{run_dir.path.name}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', label)}"  # the dashboard's experiment name
         if searcher:
+            number = 0
             while not wait.stalled and searcher.next_experiment(TRIALS_PER_EXPERIMENT):
-                _fit(trainable, {}, searcher, asha, callbacks, wait.stopper, cluster, run_dir)
+                number += 1
+                _fit(trainable, {}, searcher, asha, callbacks, wait.stopper, cluster, run_dir, f"{name}-{number}")
         else:
             for start in range(0, len(ordered), TRIALS_PER_EXPERIMENT):
                 if wait.stalled:
                     break
                 chunk = ordered[start:start + TRIALS_PER_EXPERIMENT]
                 _fit(trainable, {"trial": tune.grid_search([run.entry(t) for t in chunk])}, None, asha,
-                     callbacks, wait.stopper, cluster, run_dir)
+                     callbacks, wait.stopper, cluster, run_dir, f"{name}-{start // TRIALS_PER_EXPERIMENT + 1}")
     if wait.stalled:
         raise ClusterError(f"wait_for_resources_s: stopped after {wait.stalled}. What was stored is kept: relaunch "
                            "when the cluster has room, or ask for less under resources: in the cluster profile")
@@ -194,8 +198,9 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
 
 
 def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha: ASHA | None,
-         callbacks: list[tune.Callback], stopper: tune.Stopper, cluster: ClusterConfig, run: store.RunDir) -> None:
-    """One Tune experiment: the grid of ``param_space``, or the trials ``searcher`` hands out."""
+         callbacks: list[tune.Callback], stopper: tune.Stopper, cluster: ClusterConfig, run: store.RunDir,
+         name: str) -> None:
+    """One Tune experiment, ``tune/<name>/``: the grid of ``param_space``, or the trials ``searcher`` hands out."""
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -204,7 +209,7 @@ def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha:
                                     scheduler=PerRecipeASHA(asha) if asha else None,
                                     max_concurrent_trials=cluster.max_concurrent_trials, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name="tune", storage_path=str(run.path), verbose=0, callbacks=callbacks,
+        run_config=tune.RunConfig(name=name, storage_path=str(run.path / "tune"), verbose=0, callbacks=callbacks,
                                   stop=stopper,
                                   failure_config=tune.FailureConfig(max_failures=cluster.trial_retries)),
     )

@@ -125,11 +125,12 @@ def _estimate_lr(args: argparse.Namespace, console: Console) -> int:
 
         lrs = window_lrs(window, sweep.proxy.standard_lr or max(sweep.proxy.lrs))
         try:
-            write_proxy_lrs(sweep_path, lrs, window)
+            change = write_proxy_lrs(sweep_path, lrs, window)
         except ValueError as err:
             print(f"raysweep: {err}", file=sys.stderr)
             return EXIT_CONFIG
-        console.print(f"Wrote proxy.lrs = {lrs} to {sweep_path}")
+        console.print(f"Wrote proxy.lrs = {lrs} to {sweep_path}; nothing else in it changed:")
+        console.print(change, markup=False, highlight=False)
     from raysweep import store
 
     run = store.RunDir.of(cluster.storage, sweep.name)

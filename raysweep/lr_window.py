@@ -15,16 +15,20 @@ estimated here: the proxy sweep's report checks it from the proxies themselves (
 
 from __future__ import annotations
 
+import difflib
+import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import ray
 import torch
+import yaml
 from rich.table import Table
 
 from raysweep import store
 from raysweep.config import ClusterConfig, SweepConfig
+from raysweep.files import write_atomically
 from raysweep.families.language_model import build_data, plan_trials
 from raysweep.recipes.sequences import SequenceReader
 from raysweep.sweep import start_ray
@@ -126,20 +130,67 @@ def window_lrs(window: LRWindow, standard_lr: float, count: int = 4) -> list[flo
     return sorted({float(f"{rate:.2g}") for rate in rates} | {standard_lr})
 
 
-def write_proxy_lrs(sweep_path: Path, lrs: list[float], window: LRWindow) -> None:
-    """Replace the ``lrs:`` line of the sweep file's ``proxy:`` block, keeping every other line and comment."""
-    lines = Path(sweep_path).read_text().splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith("proxy:")), None)
-    for i in range(start + 1 if start is not None else len(lines), len(lines)):
-        if lines[i].strip() and not lines[i][0].isspace() and not lines[i].startswith("#"):
-            break  # the next top-level key: proxy has no one-line `lrs:` to replace
-        key, _, _ = lines[i].partition(":")
-        if key.strip() == "lrs":
-            indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
-            values = ", ".join(f"{lr:g}" for lr in lrs)  # exact: the standard lr must stay one of them
-            lines[i] = (f"{indent}lrs: [{values}]  # estimate-lr: window {window.floor_lr:.2g} .. "
-                        f"{window.upper_lr:.2g} ({window.model})\n")
-            Path(sweep_path).write_text("".join(lines))
-            return
-    raise ValueError(f"{sweep_path}: no one-line `lrs:` under a block-style `proxy:`; set proxy.lrs to "
-                     f"[{', '.join(f'{lr:g}' for lr in lrs)}] by hand")
+def write_proxy_lrs(sweep_path: Path, lrs: list[float], window: LRWindow) -> str:
+    """Set the sweep file's ``proxy.lrs`` in place: only the characters of its value change, whatever the file's
+    YAML style (a flow list on one line or several, a block list, ``proxy:`` in flow style), every other key and
+    comment kept as written. Returns the change as a unified diff of the file's lines.
+
+    Nothing is written (ValueError) when the file has no ``proxy.lrs`` list, or when the edited file would read
+    differently anywhere but in ``proxy.lrs``."""
+    from ruamel.yaml import YAML  # a round-trip parse: where each key and value is in the text
+
+    path = Path(sweep_path)
+    text = path.read_text()
+    by_hand = f"set proxy.lrs to [{', '.join(f'{lr:g}' for lr in lrs)}] by hand"
+    data = YAML().load(text)
+    proxy = data.get("proxy") if isinstance(data, dict) else None
+    if not isinstance(proxy, dict) or not isinstance(proxy.get("lrs"), list):
+        raise ValueError(f"{path}: no `proxy.lrs` list to replace; {by_hand}")
+    starts = [0, *itertools.accumulate(len(line) for line in text.splitlines(keepends=True))]
+    key_line, key_column = proxy.lc.key("lrs")
+    value_line, value_column = proxy.lc.value("lrs")
+    values = f"[{', '.join(_yaml_float(lr) for lr in lrs)}]"
+    begin = starts[value_line] + value_column
+    if text.startswith("[", begin):  # a flow list, maybe over several lines
+        end = _closing_bracket(text, begin) + 1
+    else:  # a block list: the lines below the key indented deeper than it
+        begin = text.index(":", starts[key_line] + key_column) + 1
+        end = starts[value_line]
+        for line_start, line in zip(starts[value_line:], text[end:].splitlines(keepends=True)):
+            indent = len(line) - len(line.lstrip(" "))
+            if line.strip() and indent <= key_column and not line.lstrip().startswith("-"):
+                break
+            end = line_start + len(line.rstrip("\n"))
+        values = " " + values
+    line_end = text.find("\n", end)
+    rest = text[end:line_end if line_end >= 0 else len(text)]
+    if not rest.strip():  # the value ends its line: say where it came from there
+        values += f"  # estimate-lr: window {window.floor_lr:.2g} .. {window.upper_lr:.2g} ({window.model})"
+    edited = text[:begin] + values + text[end:]
+    before, after = yaml.safe_load(text), yaml.safe_load(edited)
+    before["proxy"]["lrs"] = lrs
+    if before != after:
+        raise ValueError(f"{path}: replacing proxy.lrs in place would change more than it; {by_hand}")
+    write_atomically(path, lambda staging: staging.write_text(edited))
+    return "".join(difflib.unified_diff(text.splitlines(keepends=True), edited.splitlines(keepends=True),
+                                        fromfile=str(path), tofile=str(path), n=0))
+
+
+def _yaml_float(value: float) -> str:
+    """Exact (``repr``), and read as a float by any YAML reader: ``2.0e-05``, not the ``2e-05`` YAML 1.1 reads as
+    a string."""
+    text = repr(float(value))
+    mantissa, exponent, power = text.partition("e")
+    return f"{mantissa}.0e{power}" if exponent and "." not in mantissa else text
+
+
+def _closing_bracket(text: str, start: int) -> int:
+    """The index of the ``]`` closing the flow list opened at `start` (numbers, no quoted brackets)."""
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"[": 1, "]": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    raise ValueError("an unclosed flow list")
+
+

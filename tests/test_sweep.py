@@ -119,6 +119,10 @@ def test_results_read_as_one_dataset_in_pandas_pyarrow_polars_and_duckdb_and_say
         rows["recipe"].iloc[0], rows["lr"].iloc[0], rows["seed"].iloc[0], 64)  # the spec of the file's own trial
 
 
+def test_tune_experiments_are_named_after_the_sweep_in_the_run_s_tune_folder(launched):
+    assert [p.name for p in (launched["run_dir"] / "tune").iterdir() if p.is_dir()] == ["micro-trials-1"]
+
+
 def test_recipes_show_reads_the_profile_s_sweep_and_the_manifests_in_its_storage(launched, capsys):
     assert main(["recipes", "show", str(launched["cluster"]), "balanced"]) == 0
     out = capsys.readouterr().out

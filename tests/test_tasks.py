@@ -261,3 +261,17 @@ def test_the_command_line_offers_every_metric_the_report_ranks_by():
     from raysweep.report.records import Metric
 
     assert METRICS == tuple(m.value for m in Metric)
+
+
+def test_ranked_by_a_task_the_proxy_lr_is_the_one_the_loss_chose():
+    accuracy = {"a": 0.60, "b": 0.50, "c": 0.40}
+    backwards = {"a": 0.40, "b": 0.50, "c": 0.60}  # at lr 1e-5 accuracy ranks backwards; the loss does not
+    groups = [task_rows("target", r, 1e-3, s, a + 0.002 * s, 3.0 - a) for r, a in accuracy.items() for s in (0, 1, 2)]
+    groups += [task_rows("proxy", r, lr, s, (backwards if lr == 1e-5 else accuracy)[r] + 0.002 * s, 4.0 - a)
+               for lr in (1e-5, 1e-4, 4e-3) for r, a in accuracy.items() for s in (0, 1, 2)]
+    frame = table(*groups, tasks=True)
+    by_loss = summarize(frame, standard_lr=4e-3, n_boot=200, n_boot_figures=50)
+    by_accuracy = summarize(frame, domain="qa", metric="acc_norm", standard_lr=4e-3, n_boot=200, n_boot_figures=50)
+    assert [s.lr for s in by_loss.main.chosen()] == [s.lr for s in by_accuracy.main.chosen()] == [1e-5]
+    assert by_accuracy.main.lr_choices == by_loss.main.lr_choices  # the checks shown are the loss's
+    assert by_accuracy.main.chosen()[0].agreement.spearman.point == pytest.approx(-1.0)  # and it is scored honestly

@@ -57,7 +57,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -173,9 +173,13 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     final = frame[frame["step"] == last_step.loc[frame.index]]
     summaries, notes = {}, []
     window = _Window(standard_lr, eta_58 or {}, plan.precision_floor_lr if plan else None, seeds_paired)
+    if metric.is_task:  # the proxies' lr is chosen on their loss, the same whatever the task ranks them by
+        by_loss, _, _ = _summarize_domain("all", loss_final[loss_final["domain"] == "all"], drops.get("all", {}),
+                                          window, n_boot_figures, family, Metric.LOSS)
+        window = replace(window, lr_choices={choice.model: choice for choice in by_loss.lr_choices})
     for name in domains:
-        summaries[name], losses, domain_notes = _summarize_domain(  # a task's chosen lr is the loss's ("all")
-            name, final[final["domain"] == name], drops.get("all" if metric.is_task else name, {}), window,
+        summaries[name], losses, domain_notes = _summarize_domain(
+            name, final[final["domain"] == name], drops.get(name, {}), window,
             n_boot if name == domain else n_boot_figures, family, metric)
         if name == domain:
             main_losses, notes = losses, domain_notes
@@ -295,6 +299,8 @@ class _Window:
     eta_58: dict[str, float]
     precision_floor: float | None
     seeds_paired: bool
+    lr_choices: dict[str, LrChoice] = field(default_factory=dict)
+    """model → its lr choice made already (on the loss, for a task metric's report); the rest are made here."""
 
 
 def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dict[float, float]], window: _Window,
@@ -446,8 +452,9 @@ def _label_settings(settings: list[ProxySetting], matrices: dict[tuple[str, floa
         standard = window.standard_lr if window.standard_lr is not None else float(run_lrs.max())
         if not np.isclose(run_lrs, standard, rtol=1e-9).any():
             notes.append(f"proxy {model}: no runs at the standard lr {standard:g}; no standard-lr baseline")
-        choice = choose_lr(own, {s.lr: matrices[(model, s.lr)] for s in own}, loss_drops.get(model, {}), standard,
-                           window.eta_58.get(model), window.precision_floor, window.seeds_paired)
+        choice = window.lr_choices.get(model) or choose_lr(
+            own, {s.lr: matrices[(model, s.lr)] for s in own}, loss_drops.get(model, {}), standard,
+            window.eta_58.get(model), window.precision_floor, window.seeds_paired)
         if not choice.trusted:
             notes.append(f"proxy {model}: {choice.caveat}")
         choices.append(choice)

@@ -190,7 +190,7 @@ def test_ranked_by_acc_norm_higher_accuracy_ranks_first_and_regret_is_in_points(
     assert proxy.rank == {"b": 1, "a": 2, "c": 3} and proxy.mean_score["b"] == pytest.approx(50.2)
     assert proxy.agreement.regret[1].point == pytest.approx(10.0)  # picks b: 10 points below a
     text = verdict(report)
-    assert "ship a: highest tuned target acc_norm 60.2000" in text and "accuracy points" in text
+    assert "ship a: highest tuned target acc_norm 60.20 [60.00, 60.40] accuracy points" in text
     assert report.versus_loss[0] == ("tuned targets", pytest.approx(1.0))  # here loss and accuracy agree
     assert not report.chance.near_chance
 
@@ -275,3 +275,14 @@ def test_ranked_by_a_task_the_proxy_lr_is_the_one_the_loss_chose():
     assert [s.lr for s in by_loss.main.chosen()] == [s.lr for s in by_accuracy.main.chosen()] == [1e-5]
     assert by_accuracy.main.lr_choices == by_loss.main.lr_choices  # the checks shown are the loss's
     assert by_accuracy.main.chosen()[0].agreement.spearman.point == pytest.approx(-1.0)  # and it is scored honestly
+
+
+def test_a_proxy_at_chance_is_called_noise_not_disagreement():
+    frame = task_table({"a": 0.60, "b": 0.50, "c": 0.40}, {"a": 0.25, "b": 0.27, "c": 0.24}, items=200)
+    report = summarize(frame, domain="qa", metric="acc_norm", n_boot=100, n_boot_figures=50)
+    assert not report.chance.near_chance and report.proxies_at_chance == [("proxy-m", 1e-4)]
+    assert any("its ranking by acc_norm is noise" in line for line in report.missing)
+    assert "cannot be judged by acc_norm, at chance on qa" in verdict(report)
+    loss_report = summarize(frame, n_boot=100, n_boot_figures=50)
+    downstream = next(t for t in tables(loss_report) if t.title.startswith("Downstream tasks"))
+    assert "(at chance)" in downstream.rows[0][4]

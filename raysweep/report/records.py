@@ -306,6 +306,8 @@ class Terms:
     """What scores the targets: "loss", or the task metric ranked by."""
     target_sign: float = 1.0
     """-1 for a task metric: targets are ranked by the negated score (lower first), shown with its own sign."""
+    digits: int = 4
+    """Decimals of a target score: 4 for losses, 2 for accuracy points."""
 
     def shown(self, ranked: Interval) -> Interval:
         """A target's ranked value (and CI) as the score it is: for a task metric, the accuracy, not its negation."""
@@ -352,6 +354,8 @@ class TaskRanking:
     chosen: list[ProxySetting]
     standard: list[ProxySetting]
     versus_loss: list[tuple[str, float]]
+    proxies_at_chance: list[tuple[str, float]]
+    """(model, lr) of the proxy settings whose accuracy on it is within noise of chance."""
 
 
 @dataclass(frozen=True)
@@ -381,7 +385,10 @@ class Report:
     seeds_paired: bool
     """Whether seed s was taken as the same initialisation and data order for every recipe (resampled jointly)."""
     chance: ChanceCheck | None = None
-    """Ranked by a task's accuracy: how far the best score stands from a uniform guess."""
+    """Ranked by a task's accuracy: how far the best tuned target's score stands from a uniform guess."""
+    proxies_at_chance: list[tuple[str, float]] = field(default_factory=list)
+    """Ranked by a task's accuracy: (model, lr) of each proxy setting whose best recipe is within noise of chance
+    (its ranking by that accuracy is noise)."""
     versus_loss: list[tuple[str, float]] = field(default_factory=list)
     """Ranked by a task metric: (whose ranking, Spearman between its ranking by this metric and by the validation
     loss "all") for the tuned targets and each chosen proxy."""
@@ -431,7 +438,7 @@ class Report:
         if metric.is_task:
             return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=metric.unit,
                          proxy_score=metric.value, proxy_unit=metric.unit, proxy_sign=-1.0,
-                         target_score=metric.value, target_sign=-1.0)
+                         target_score=metric.value, target_sign=-1.0, digits=2 if metric.scale == 100.0 else 4)
         alignment = metric == Metric.ALIGNMENT
         return Terms(recipe=family.recipe_word, target=family.target_word, loss_unit=family.loss_unit,
                      proxy_score="gradient alignment" if alignment else "loss",

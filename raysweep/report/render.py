@@ -99,7 +99,8 @@ def decision_table(report: Report) -> TextTable:
             bits = [f"{target.bits_per_byte:.4f}" if target.bits_per_byte is not None else "–"] if has_bits else []
             spread = [] if computed else [f"{target.seed_std:.4f}", str(target.config)]
             rows.append([f"{rank}{' ≈' if target.within_noise_of_previous else ''}", target.recipe,
-                         f"{target.loss.point:.4f}" if computed else ci(terms.shown(target.loss), 4), *bits, *spread,
+                         f"{target.loss.point:.4f}" if computed else ci(terms.shown(target.loss), terms.digits), *bits,
+                         *spread,
                          *[cell for s in chosen for cell in _proxy_cells(s, target.recipe, terms)]])
         flagged = [f"{prev.recipe} ≈ {t.recipe}" for prev, t in zip(main.targets, main.targets[1:])
                    if t.within_noise_of_previous]
@@ -210,9 +211,12 @@ def task_table(report: Report) -> TextTable:
         chance = f"{ranking.chance.chance:.1f} ({ranking.chance.items} items)" if ranking.chance else "–"
         if ranking.chance and ranking.chance.near_chance:
             flagged.append(ranking.task)
-        chosen = "; ".join(f"{setting_name(s)}: {ci(s.agreement.spearman)}" for s in ranking.chosen if s.agreement)
-        standard = "; ".join(f"{setting_name(s)}: {ci(s.agreement.spearman)}" for s in ranking.standard
-                             if s.agreement and not s.is_chosen)
+        def spearman(settings: list[ProxySetting]) -> str:
+            return "; ".join(f"{setting_name(s)}: {ci(s.agreement.spearman)}"
+                             + (" (at chance)" if (s.model, s.lr) in ranking.proxies_at_chance else "")
+                             for s in settings if s.agreement)
+
+        chosen, standard = spearman(ranking.chosen), spearman([s for s in ranking.standard if not s.is_chosen])
         versus = "; ".join(f"{rho:.2f}" for who, rho in ranking.versus_loss if who == "tuned targets")
         rows.append([ranking.task + (" (near chance)" if ranking.task in flagged else ""),
                      ranking.best or "–", score, chance, chosen or "–", standard or "–", versus or "–"])
@@ -222,6 +226,10 @@ def task_table(report: Report) -> TextTable:
     if flagged:
         notes.append(f"Near chance ({', '.join(flagged)}): the best {metric} is within two standard errors of a "
                      "uniform guess, so these rankings say nothing; do not decide on them.")
+    if any(ranking.proxies_at_chance for ranking in report.tasks):
+        notes.append(f"At chance: a proxy whose best {metric} is within two standard errors of a uniform guess; its "
+                     "Spearman by it is noise (tiny-lr proxies often are: rank them by loss, or by "
+                     "gold_logprob_per_byte).")
     return TextTable(f"Downstream tasks ranked by {metric} (task \"all\": their mean)",
                      [Column("task", False), Column(f"best {report.terms().recipe}\n(tuned target)", False),
                       Column(f"its {metric}\npoints [95% CI]"), Column("chance\npoints"),

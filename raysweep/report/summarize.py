@@ -191,9 +191,17 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
                    for point in checkpoint_curve(rows, settings[(model, lr)], tuned, n_boot_figures, seeds_paired)]
     chance = _chance(task_rows, domain, main, metric) if metric.is_task else None
     if chance and chance.near_chance:
-        notes.append(f"{domain}: the best {metric} ({chance.best:.1f}) is within two standard errors "
+        notes.append(f"{domain}: the best tuned target's {metric} ({chance.best:.1f}) is within two standard errors "
                      f"({chance.margin:.1f} points over {chance.items} items) of chance ({chance.chance:.1f}): "
                      "accuracy here cannot tell the recipes apart, so this ranking is uninformative")
+    at_chance = []
+    for setting in main.proxies if chance else []:
+        best = max(setting.mean_score.values())
+        if replace(chance, best=best, near_chance=best < chance.chance + chance.margin).near_chance:
+            at_chance.append((setting.model, setting.lr))
+            notes.append(f"proxy {setting.model} @ lr {setting.lr:g}: its best {metric} on {domain} ({best:.1f}) is "
+                         f"within noise of chance ({chance.chance:.1f} ± {chance.margin:.1f}): its ranking by "
+                         f"{metric} is noise; rank it by loss, or by gold_logprob_per_byte")
     computed = not family.tuned_targets  # one optimum per dataset: no target configurations, no target lr
     fixed_configs, num_configs = ([], 0) if computed else _fixed_configs(main_losses.target_runs, main.recipes,
                                                                    main_losses.tuned, n_boot, notes, seeds_paired)
@@ -208,7 +216,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         missing=(unreadable or []) + stale + plan_gaps(trial_keys, plan) + unmeasured + notes,
         num_diverged=int(np.isinf(trial_keys["loss"]).sum()),
         target_model=", ".join(sorted(frame.loc[frame["role"] == "target", "model"].unique())) or None,
-        family=family, metric=metric, seeds_paired=seeds_paired, chance=chance,
+        family=family, metric=metric, seeds_paired=seeds_paired, chance=chance, proxies_at_chance=at_chance,
         versus_loss=_versus_loss(loss_final, main) if metric.is_task else [],
         tasks=(_task_rankings(table, task_rows, standard_lr=standard_lr, plan=plan, eta_58=eta_58,
                               seeds_paired=seeds_paired, n_boot=n_boot_figures)
@@ -287,7 +295,8 @@ def _task_rankings(table: pa.Table, task_rows: pd.DataFrame, **options) -> list[
                            **options)
         main, best = report.main, report.main.targets[0] if report.main.targets else None
         rankings.append(TaskRanking(task, best and best.recipe, best and report.terms().shown(best.loss),
-                                    report.chance, main.chosen(), main.standard(), report.versus_loss))
+                                    report.chance, main.chosen(), main.standard(), report.versus_loss,
+                                    report.proxies_at_chance))
     return rankings
 
 

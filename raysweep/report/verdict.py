@@ -89,7 +89,8 @@ def verdict(report: Report) -> str:
     best = main.targets[0]
     bits = f" ({best.bits_per_byte:.4f} bits/byte)" if best.bits_per_byte is not None else ""
     lowest = "highest" if terms.target_sign < 0 else "lowest"
-    parts = [f"ship {best.recipe}: {lowest} tuned target {terms.target_score} {ci(terms.shown(best.loss), 4)} "
+    parts = [f"ship {best.recipe}: {lowest} tuned target {terms.target_score} "
+             f"{ci(terms.shown(best.loss), terms.digits)} "
              f"{terms.loss_unit}{bits}"]
     if report.chance and report.chance.near_chance:
         parts[0] = (f"cannot tell on {main.domain}: the best {terms.target_score} ({report.chance.best:.1f}) is within "
@@ -103,7 +104,9 @@ def verdict(report: Report) -> str:
     untrusted = {c.model for c in main.lr_choices if not c.trusted}
     for s in (s for s in scored if s.is_chosen):
         caveat = " (a fallback: no lr passed the window's checks)" if s.model in untrusted else ""
-        parts.append(f"proxy {s.model}{ranked_by} at the chosen lr {s.lr:g}{caveat} {_trust(s.agreement.spearman)}: "
+        trust = (f"cannot be judged by {terms.proxy_score}, at chance on {main.domain}"
+                 if (s.model, s.lr) in report.proxies_at_chance else _trust(s.agreement.spearman))
+        parts.append(f"proxy {s.model}{ranked_by} at the chosen lr {s.lr:g}{caveat} {trust}: "
                      f"{_stats(s.agreement, main.bits_per_nat, unit)}")
     for s in (s for s in scored if s.is_standard and not s.is_chosen):
         parts.append(f"{s.model} at the standard lr {s.lr:g}: {_stats(s.agreement, main.bits_per_nat, unit)}")

@@ -95,19 +95,23 @@ def encode_task(name: str, items: list[TaskItem], encode_texts: Callable[[list[s
 @torch.no_grad()
 def loglikelihoods(model: torch.nn.Module, task: EncodedTask, device: torch.device) -> np.ndarray:
     """float64 [requests]: each continuation's summed log-probability, longest rows batched first (less
-    padding; padding on the right never changes a causal model's earlier positions)."""
+    padding; padding on the right never changes a causal model's earlier positions). The output layer and the
+    softmax run on the scored positions only: the continuation is a small part of each row."""
     out = np.empty(len(task.lengths))
     order = np.argsort(-task.lengths, kind="stable")
+    head = model.get_output_embeddings()
     for batch in np.array_split(order, max(1, -(-len(order) // BATCH_SIZE))):
         width = int(task.lengths[batch].max())
         tokens = torch.from_numpy(task.tokens[batch, :width]).long().to(device)
-        logprobs = torch.log_softmax(model(input_ids=tokens[:, :-1]).logits.float(), dim=-1)
-        picked = logprobs.gather(-1, tokens[:, 1:, None])[..., 0]  # log p(token t | tokens before t), t ≥ 1
+        hidden = model.base_model(input_ids=tokens[:, :-1]).last_hidden_state  # position t predicts token t + 1
         positions = torch.arange(1, width, device=device)
         lengths = torch.from_numpy(task.lengths[batch]).to(device)
         first = lengths - torch.from_numpy(task.continuation_lengths[batch]).to(device)
         scored = (positions >= first[:, None]) & (positions < lengths[:, None])
-        out[batch] = (picked * scored).sum(dim=1).double().cpu().numpy()
+        logprobs = torch.log_softmax(head(hidden[scored]).float(), dim=-1)
+        picked = logprobs.gather(-1, tokens[:, 1:][scored][:, None])[:, 0].double()
+        rows = torch.arange(len(batch), device=device)[:, None].expand_as(scored)[scored]
+        out[batch] = torch.zeros(len(batch), dtype=torch.float64, device=device).index_add_(0, rows, picked).cpu()
     return out
 
 

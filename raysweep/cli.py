@@ -172,14 +172,28 @@ def _recipes_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
-               seeds_paired: bool = True) -> Report | int:
-    """The report of a run directory or Parquet table; when there is none, the reason on stderr and the exit
-    status that says why (``EXIT_NOTHING_YET`` or ``EXIT_CONFIG``)."""
+               seeds_paired: bool = True, audit: argparse.Namespace | None = None) -> Report | int:
+    """The report of a run directory or Parquet table, or with ``--columns`` (`audit`) of any table mapped onto
+    the results schema; when there is none, the reason on stderr and the exit status that says why
+    (``EXIT_NOTHING_YET`` or ``EXIT_CONFIG``)."""
     from raysweep import report  # pandas and pyarrow: only when reporting
 
     warn = functools.partial(console.print, style="yellow", markup=False)  # what the report leaves out
     try:
-        return report.report_run(path, warn, domain=domain, metric=metric, seeds_paired=seeds_paired)
+        if audit is not None and audit.columns:
+            from raysweep.report.audit import mapped_table, parse_column_map, read_any
+
+            mapping = parse_column_map(audit.columns, audit.where, audit.target)
+            if audit.metric not in (None, mapping.score):
+                raise ReportError(f"--metric {audit.metric} but --columns maps {mapping.score}: the score column "
+                                  "is named for what it holds")
+            paired = audit.paired_seeds
+            if not paired:
+                warn("seeds resampled independently per recipe (--paired-seeds if seed s is the same "
+                     "initialisation and data order for every recipe)")
+            return report.summarize(mapped_table(read_any(path), mapping, str(path)), domain=domain,
+                                    metric=mapping.score, source=str(path), seeds_paired=paired)
+        return report.report_run(path, warn, domain=domain, metric=metric or "loss", seeds_paired=seeds_paired)
     except ReportError as err:
         print(f"raysweep report: {err}", file=sys.stderr)
         return EXIT_NOTHING_YET if isinstance(err, NothingToReport) else EXIT_CONFIG
@@ -188,7 +202,7 @@ def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
 def _report(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console = Console(file=sys.stderr, width=160)  # what the report leaves out, and files written: stdout is JSON
-    summary = _summarize(Path(args.path), args.domain, console, args.metric, not args.independent_seeds)
+    summary = _summarize(Path(args.path), args.domain, console, args.metric, not args.independent_seeds, args)
     if isinstance(summary, int):
         return summary
     if args.json:
@@ -259,12 +273,25 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--domain", default="all",
                                help="validation domain to rank by, or with a task metric the task (default: all, "
                                     "the aggregate over domains, or the mean over tasks)")
-    report_parser.add_argument("--metric", choices=METRICS, default="loss",
+    report_parser.add_argument("--metric", choices=METRICS, default=None,
                                help="what ranks: the validation loss (default); the proxies' accumulated gradient "
                                     "alignment with it (higher first; needs proxy.alignment_every; targets still by "
                                     "loss); or a downstream task's score for proxies and targets alike (acc, "
                                     "acc_norm, acc_bytes in accuracy points, gold_logprob_per_byte; higher first; "
                                     "needs tasks: in the sweep file)")
+    report_parser.add_argument("--columns", metavar="OURS=THEIRS,...",
+                               help="audit a table trained elsewhere (CSV or Parquet): map raysweep's columns to its "
+                                    "own, e.g. recipe=data,seed=seed,step=step,domain=task and one score named for "
+                                    "what it holds (loss=..., or acc=/acc_norm=/acc_bytes= fractions, "
+                                    "gold_logprob_per_byte=...)")
+    report_parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE...]",
+                               help="with --columns: keep only the rows whose column holds one of the values "
+                                    "(repeatable), e.g. metric=acc_per_char")
+    report_parser.add_argument("--target", metavar="COLUMN=VALUE",
+                               help="with --columns: the rows of target runs (e.g. params=1B); the rest are proxies")
+    report_parser.add_argument("--paired-seeds", action="store_true",
+                               help="with --columns: seed s is the same initialisation and data order for every "
+                                    "recipe (default: resampled independently)")
     report_parser.add_argument("--independent-seeds", action="store_true",
                                help="resample each recipe's seeds on its own, for tables whose seed s is not the "
                                     "same initialisation and data order for every recipe (runs made elsewhere); "

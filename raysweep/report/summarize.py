@@ -153,7 +153,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     frame, task_rows = split_tasks(as_frame(table))
     frame, stale = in_plan(frame, plan)
     task_rows, _ = in_plan(task_rows, plan)
-    if frame.empty:
+    if frame.empty and (task_rows.empty or not metric.is_task):  # a table of task scores alone ranks by them
         raise NothingToReport(f"{source}: the results table is empty; nothing to report yet")
     domains = sorted(frame["domain"].unique(), key=lambda d: (d != "all", d))
     if domain not in domains and not metric.is_task:
@@ -171,9 +171,11 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
         frame, domains = _ranked_by_task(task_rows, metric, domain)
         last_step = frame.groupby("trial_key")["step"].transform("max")
     final = frame[frame["step"] == last_step.loc[frame.index]]
+    if loss_final.empty:  # no loss rows: each trial's compute from its last score
+        trial_keys = final.drop_duplicates("trial_key")
     summaries, notes = {}, []
     window = _Window(standard_lr, eta_58 or {}, plan.precision_floor_lr if plan else None, seeds_paired)
-    if metric.is_task:  # the proxies' lr is chosen on their loss, the same whatever the task ranks them by
+    if metric.is_task and not loss_final.empty:  # the proxies' lr is chosen on their loss, whatever ranks them
         by_loss, _, _ = _summarize_domain("all", loss_final[loss_final["domain"] == "all"], drops.get("all", {}),
                                           window, n_boot_figures, family, Metric.LOSS)
         window = replace(window, lr_choices={choice.model: choice for choice in by_loss.lr_choices})
@@ -281,8 +283,9 @@ def _versus_loss(loss_final: pd.DataFrame, main: DomainSummary) -> list[tuple[st
         by_loss = proxies[(proxies.index.get_level_values("model") == setting.model)
                           & np.isclose(proxies.index.get_level_values("lr"), setting.lr, rtol=1e-9)]
         by_loss = by_loss.droplevel(["model", "lr"]).reindex(main.recipes).to_numpy(float)
-        out.append((f"proxy {setting.model} @ lr {setting.lr:g}",
-                    spearman(np.array([setting.ranked(r) for r in main.recipes]), by_loss)))
+        if not np.isnan(by_loss).any():  # a table of task scores alone has no loss to compare with
+            out.append((f"proxy {setting.model} @ lr {setting.lr:g}",
+                        spearman(np.array([setting.ranked(r) for r in main.recipes]), by_loss)))
     return out
 
 

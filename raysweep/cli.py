@@ -229,6 +229,20 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace, console: Console) -> int:
+    from raysweep.report.export import export_olmix
+
+    warn = functools.partial(console.print, style="yellow", markup=False)
+    try:
+        ratios, metrics, count = export_olmix(Path(args.path), Path(args.out), args.role, warn)
+    except ReportError as err:
+        print(f"raysweep export: {err}", file=sys.stderr)
+        return EXIT_NOTHING_YET if isinstance(err, NothingToReport) else EXIT_CONFIG
+    console.print(Text(f"Wrote {count} {args.role} runs in Olmix's swarm layout: {ratios} and {metrics} "
+                       f"(olmix fit: swarm.ratios and swarm.metrics)"), soft_wrap=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raysweep",
@@ -327,6 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--write", action="store_true",
                           help="replace the sweep file's proxy.lrs with rates inside the window (and the standard lr)")
     estimate.set_defaults(handler=_estimate_lr)
+    export = commands.add_parser(
+        "export", help="write a run's results in another tool's layout (Olmix's swarm CSVs)",
+        description="Write one run per trial at its last evaluation: the proxies at each model's chosen lr (or each "
+                    "recipe's best target configuration), their recipes' token shares by source (ratios.csv) and "
+                    "their validation losses, bits per byte and task scores (metrics.csv), joined by run.")
+    export.add_argument("path", help="run directory, e.g. runs/demo")
+    export.add_argument("--format", choices=("olmix",), required=True, help="the layout to write")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder for ratios.csv and metrics.csv")
+    export.add_argument("--role", choices=("proxy", "target"), default="proxy",
+                        help="which runs: the chosen proxies (default) or the tuned targets")
+    export.set_defaults(handler=_export)
     recipes = commands.add_parser("recipes", help="inspect recipes: their mix and what their build removed")
     recipes_commands = recipes.add_subparsers(dest="recipes_command", required=True)
     show = recipes_commands.add_parser(

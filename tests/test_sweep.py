@@ -119,6 +119,38 @@ def test_results_read_as_one_dataset_in_pandas_pyarrow_polars_and_duckdb_and_say
         rows["recipe"].iloc[0], rows["lr"].iloc[0], rows["seed"].iloc[0], 64)  # the spec of the file's own trial
 
 
+def olmix_swarm(ratios_path, metrics_path) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
+    """What `olmix fit` expects of its swarm CSVs (its fit docs): joined by `run`, metadata columns run, name,
+    index and unnamed ones skipped, domain weights summing to ~1, numeric metrics."""
+    ratios, metrics = pd.read_csv(ratios_path), pd.read_csv(metrics_path)
+    meta = {"run", "run_id", "name", "index"}
+    domains = [c for c in ratios.columns if c not in meta and not c.startswith("Unnamed")]
+    columns = [c for c in metrics.columns if c not in meta and not c.startswith("Unnamed")]
+    assert ratios[domains].sum(axis=1).sub(1).abs().max() < 0.01
+    assert set(ratios["run"]) == set(metrics["run"])
+    assert metrics[columns].apply(pd.to_numeric, errors="coerce").notna().all().all()
+    return ratios, metrics, domains, columns
+
+
+def test_export_writes_the_chosen_proxies_as_an_olmix_swarm(launched, tmp_path, capsys):
+    assert main(["export", str(launched["run_dir"]), "--format", "olmix", "--out", str(tmp_path / "swarm")]) == 0
+    assert "Wrote 4 proxy runs in Olmix's swarm layout" in capsys.readouterr().out  # 2 recipes × 2 seeds
+    swarm = tmp_path / "swarm"
+    ratios, metrics, domains, columns = olmix_swarm(swarm / "ratios.csv", swarm / "metrics.csv")
+    assert set(domains) == {"web", "code", "math", "dialog", "science", "web_low_quality"}
+    balanced = ratios[ratios["name"].str.startswith("balanced-")]
+    assert (balanced["web"] == 0.3).all() and (balanced["web_low_quality"] == 0).all()
+    assert {"all_loss", "web_bpb", "continuation_acc_norm", "continuation_gold_logprob_per_byte"} <= set(columns)
+    report = report_run(launched["run_dir"], pytest.fail)
+    (chosen,) = report.main.chosen()
+    assert metrics["name"].str.contains(f"-lr{chosen.lr:g}-").all()
+    frame = read_results(RunDir(launched["run_dir"])).to_pandas().set_index("trial_key")
+    first = metrics.iloc[0]
+    stored = frame.loc[first["run"]]
+    final = stored[(stored["step"] == stored["step"].max()) & (stored["domain"] == "all")]
+    assert first["all_loss"] == pytest.approx(final["loss"].iloc[0])
+
+
 def test_tune_experiments_are_named_after_the_sweep_in_the_run_s_tune_folder(launched):
     assert [p.name for p in (launched["run_dir"] / "tune").iterdir() if p.is_dir()] == ["micro-trials-1"]
 

@@ -75,6 +75,11 @@ def _launch(args: argparse.Namespace, console: Console) -> int:
         from raysweep.report.render import print_report
 
         print_report(summary, console)
+        if cluster.tracking != type(cluster.tracking)():  # any tracker asked for
+            from raysweep.sweep.tracking import track_report
+
+            for where in track_report(cluster.tracking, summary, sweep.name, outcome.run_dir):
+                console.print(Text(f"Report logged as a run: {where}"), soft_wrap=True)
     if selection:
         from raysweep.select import print_selection
 

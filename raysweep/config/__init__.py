@@ -13,15 +13,16 @@ the first mistake: every problem is collected with its YAML key path, so a user 
 
 from raysweep.config.loading import load_cluster, load_sweep, sweep_from_dict
 from raysweep.config.schema import (ASHA, ClusterConfig, EarlyStop, FileSource, FilteredSource, GridSearch, HFSource,
-                                    MixComponent, ModelSpec, PerplexityFilter, ProxyGrid, RandomFeatureGrid,
-                                    RandomFeatureSweep, RayConfig, Recipe, RepetitionFilter, Resources, Select, Source,
-                                    SweepConfig, SyntheticSource, Task, TPESearch, TargetGrid, TokenizerConfig,
-                                    Training,
-                                    TrialResources, Validation, WSDSchedule)
+                                    MixComponent, MLflowTracking, ModelSpec, PerplexityFilter, ProxyGrid,
+                                    RandomFeatureGrid, RandomFeatureSweep, RayConfig, Recipe, RepetitionFilter,
+                                    Resources, Select, Source, SweepConfig, SyntheticSource, Task, TPESearch,
+                                    TargetGrid, TokenizerConfig, Tracking, Training, TrialResources, Validation,
+                                    WandbTracking, WSDSchedule)
 from raysweep.config.sizes import MODEL_SIZES
 
 __all__ = ["MODEL_SIZES", "load_cluster", "load_sweep", "sweep_from_dict", "ASHA", "ClusterConfig", "EarlyStop",
-           "FileSource", "FilteredSource", "GridSearch", "HFSource", "MixComponent", "ModelSpec", "PerplexityFilter",
-           "ProxyGrid", "RandomFeatureGrid", "RandomFeatureSweep", "RayConfig", "Recipe", "RepetitionFilter",
-           "Resources", "Select", "Source", "SweepConfig", "SyntheticSource", "Task", "TPESearch", "TargetGrid",
-           "TokenizerConfig", "Training", "TrialResources", "Validation", "WSDSchedule"]
+           "FileSource", "FilteredSource", "GridSearch", "HFSource", "MixComponent", "MLflowTracking", "ModelSpec",
+           "PerplexityFilter", "ProxyGrid", "RandomFeatureGrid", "RandomFeatureSweep", "RayConfig", "Recipe",
+           "RepetitionFilter", "Resources", "Select", "Source", "SweepConfig", "SyntheticSource", "Task", "TPESearch",
+           "TargetGrid", "TokenizerConfig", "Tracking", "Training", "TrialResources", "Validation", "WandbTracking",
+           "WSDSchedule"]

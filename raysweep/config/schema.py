@@ -55,6 +55,33 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class MLflowTracking:
+    tracking_uri: str = "runs/mlruns"
+    """An MLflow server's URL, or a folder for a file store (relative: from the working directory)."""
+    experiment: str | None = None
+    """MLflow experiment; default: the sweep's name."""
+
+
+@dataclass(frozen=True)
+class WandbTracking:
+    project: str
+    entity: str | None = None
+    mode: Literal["online", "offline"] = "online"
+    """offline: runs are written under ``<storage>/<sweep>/wandb/`` for ``wandb sync`` later."""
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Ray Tune's own logger callbacks, opt-in: every trial a tracked run (grouped by proxy setting, or by recipe
+    for targets), and the report's summary a run of its own."""
+
+    mlflow: MLflowTracking | None = None
+    wandb: WandbTracking | None = None
+    tensorboard: bool = False
+    """TensorBoard event files in each trial's folder under ``<storage>/<sweep>/tune/``."""
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     sweep: str
     """Sweep file run by default (relative paths are taken from the working directory)."""
@@ -76,6 +103,7 @@ class ClusterConfig:
     launcher: str | None = None
     """Ray cluster-launcher file that ``raysweep launch --up`` starts (``ray up``) before submitting the sweep
     as a Ray Job (relative paths are taken from the working directory)."""
+    tracking: Tracking = Tracking()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,7 +52,9 @@ class TrialEntry:
     def __call__(self, spec: AnySpec) -> dict:
         cpu, gpu = self.proxy_resources if spec.role == Role.PROXY else self.target_resources
         columns = spec.columns()
-        return {"key": spec.key, "name": spec.name, "role": str(spec.role), "recipe": spec.recipe,
+        group = (f"proxy {columns['model']} lr {spec.lr:g}" if spec.role == Role.PROXY  # what trackers group by
+                 else f"target {spec.recipe}")
+        return {"key": spec.key, "name": spec.name, "role": str(spec.role), "recipe": spec.recipe, "group": group,
                 "seed": spec.seed, "configuration": [spec.lr, columns["batch_size"], columns["weight_decay"]],
                 "num_evaluations": len(eval_steps(spec.num_steps, spec.num_evals)), "cpu": cpu, "gpu": gpu}
 

@@ -28,6 +28,7 @@ from raysweep.errors import ClusterError
 from raysweep.sweep.early_stop import store_stopped
 from raysweep.sweep.progress import ResourceWait, TrialProgress
 from raysweep.sweep.search import PerRecipeASHA, RecipeTPESearcher, TrialEntry
+from raysweep.sweep.tracking import tracking_callbacks
 from raysweep.trials import AnySpec, Evaluation, Role, Status, TrialData, TrialResult, eval_steps
 
 
@@ -177,7 +178,8 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
         task = progress.add_task(label, total=len(trials) + num_searched)
         recorder = TrialRecorder(specs, run_dir)
         wait = ResourceWait(cluster.wait_for_resources_s, run.console)
-        callbacks = [recorder, TrialProgress(progress, task), wait]  # stored before the progress line counts it
+        callbacks = [recorder, TrialProgress(progress, task), wait,  # stored before the progress line counts it
+                     *tracking_callbacks(cluster.tracking, run_dir.path.name, run_dir.path)]
         name = f"{run_dir.path.name}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', label)}"  # the dashboard's experiment name
         if searcher:
             number = 0

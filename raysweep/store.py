@@ -12,7 +12,7 @@ Schema (one row per trial × checkpoint × domain, and per downstream task × me
 
 A validation domain's row has ``metric`` "loss" and its loss as ``value``. A task's rows (``domain`` the task's
 name) have ``metric`` one of ``raysweep.tasks.scoring.METRICS`` (acc, acc_norm, acc_bytes, gold_logprob_per_byte:
-higher is better) or ``DESCRIPTIONS`` (chance, items), ``value`` its score and a null loss.
+higher is better) or ``DESCRIPTIONS`` (chance, items, items_in_task), ``value`` its score and a null loss.
 ``sweep`` is the sweep's name and ``run_id`` the run's (``run.json``), so that tables from several runs
 concatenate and stay apart; the file's metadata (``METADATA_KEYS``) holds the resolved sweep and trial configs.
 

@@ -82,8 +82,8 @@ def test_results_follow_the_documented_schema_one_row_per_trial_checkpoint_and_d
     assert set(frame["trial_key"]) == set(planned)
     finished = frame[frame["status"] == "ok"]
     domains = {"web", "code", "math", "dialog", "science", "all"}
-    metrics = {"acc", "acc_norm", "acc_bytes", "gold_logprob_per_byte", "chance", "items"}
-    # 2 evaluations × (6 domains + the continuation task's 6 metrics)
+    metrics = {"acc", "acc_norm", "acc_bytes", "gold_logprob_per_byte", "chance", "items", "items_in_task"}
+    # 2 evaluations × (6 domains + the continuation task's 7 scores and descriptions)
     assert finished.groupby("trial_key").size().eq(2 * (len(domains) + len(metrics))).all()
     losses, tasks = finished[finished["metric"] == "loss"], finished[finished["metric"] != "loss"]
     assert set(losses["domain"]) == domains and set(tasks["domain"]) == {"continuation"}

@@ -16,7 +16,7 @@ from raysweep.recipes.tokenizer import ByteTokenizer
 from raysweep.report import summarize
 from raysweep.report.render import tables
 from raysweep.report.verdict import verdict
-from raysweep.tasks.items import TaskError, TaskItem, continuation_items, load_items
+from raysweep.tasks.items import TaskError, TaskItem, continuation_items, load_items, subsample
 from raysweep.tasks.scoring import encode_task, item_scores, loglikelihoods, score_tasks
 
 from result_tables import rows, table
@@ -105,8 +105,8 @@ def test_a_large_task_is_subsampled_the_same_way_every_time(tmp_path):
     path = write_lines(tmp_path / "many.jsonl", [{"context": f"item {i}", "choices": ["a", "b"], "gold": i % 2}
                                                  for i in range(1000)])
     task = Task(name="many", path=path, max_items=50)
-    first, again = load_items(task), load_items(task)
-    assert len(first) == 50 and first == again
+    first, again = subsample(load_items(task), 50), subsample(load_items(task), 50)
+    assert len(load_items(task)) == 1000 and len(first) == 50 and first == again
     numbers = [int(item.requests[0][0].split()[1]) for item in first]
     assert numbers == sorted(numbers) and numbers != list(range(50))
 
@@ -162,11 +162,13 @@ def test_scores_are_means_over_items_with_chance_and_item_count(tiny_model):
     assert scores["acc"] in (0.0, 0.5, 1.0) and tiny_model.training  # left in train mode, as the loop expects
 
 
-def task_rows(role, recipe, lr, seed, accuracy, loss, *, task="qa", chance=0.25, items=400, **kwargs):
+def task_rows(role, recipe, lr, seed, accuracy, loss, *, task="qa", chance=0.25, items=400, items_in_task=None,
+              **kwargs):
     """A trial's loss rows and its task rows (accuracy as acc_norm, and acc 0.01 below)."""
     trial = rows(role, recipe, lr, seed, loss, steps=(2,), **kwargs)
     extra = {"acc": accuracy - 0.01, "acc_norm": accuracy, "acc_bytes": accuracy,
-             "gold_logprob_per_byte": -1 / max(accuracy, 1e-3), "chance": chance, "items": items}
+             "gold_logprob_per_byte": -1 / max(accuracy, 1e-3), "chance": chance, "items": items,
+             "items_in_task": items_in_task or items}
     return [*({**r, "metric": "loss", "value": r["loss"]} for r in trial),
             *({**trial[0], "domain": task, "loss": None, "bits_per_byte": None, "metric": m, "value": v}
               for m, v in extra.items())]
@@ -216,14 +218,14 @@ def test_accuracy_near_chance_is_flagged_as_uninformative_not_ranked_silently():
 
 def test_the_loss_report_shows_each_tasks_accuracy_ranking_beside_it():
     frame = task_table({"a": 0.60, "b": 0.50, "c": 0.40}, {"a": 0.60, "b": 0.50, "c": 0.40},
-                       losses={"a": 2.0, "b": 2.1, "c": 1.9})
+                       losses={"a": 2.0, "b": 2.1, "c": 1.9}, items_in_task=10_042)
     report = summarize(frame, n_boot=100, n_boot_figures=50)
     assert [t.recipe for t in report.main.targets] == ["c", "a", "b"]  # by loss
     (ranking,) = report.tasks
     assert ranking.task == "qa" and ranking.best == "a" and not ranking.chance.near_chance
     assert ranking.versus_loss[0] == ("tuned targets", pytest.approx(-0.5))
     downstream = next(t for t in tables(report) if t.title.startswith("Downstream tasks"))
-    assert downstream.rows[0][:4] == ["qa", "a", "60.2 [60.0, 60.4]", "25.0 (400 items)"]
+    assert downstream.rows[0][:4] == ["qa", "a", "60.2 [60.0, 60.4]", "25.0 (400 of 10,042 items)"]
     view = report.to_pandas("tasks").iloc[0]
     assert (view["task"], view["best_recipe"], view["near_chance"]) == ("qa", "a", False)
     assert view["best_score"] == pytest.approx(60.2) and view["chance"] == 25.0

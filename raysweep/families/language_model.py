@@ -18,7 +18,7 @@ from raysweep.models import count_parameters, resolve_model
 from raysweep.recipes.build import build_shards, read_manifest, recipe_components, shard_key, validation_components
 from raysweep.recipes.streams import describe, iter_documents
 from raysweep.recipes.tokenizer import load_tokenizer
-from raysweep.tasks.items import interleaved, load_items
+from raysweep.tasks.items import interleaved, load_items, subsample
 from raysweep.tasks.scoring import EncodedTask, encode_task
 from raysweep.tiny_lr import check_precision, precision_floor_lr
 from raysweep.train import train
@@ -50,7 +50,7 @@ def _tasks_key(sweep: SweepConfig, validation_key: str) -> str:
     for task in sweep.tasks:
         settings = {k: v for k, v in dataclasses.asdict(task).items() if k != "path"}
         content = (validation_key if task.preset == "continuation"
-                   else [dataclasses.astuple(item) for item in load_items(task)])
+                   else [dataclasses.astuple(item) for item in subsample(load_items(task), task.max_items)])
         described.append((settings, content))
     return content_hash(TASKS_FORMAT, described, sweep.tokenizer, sweep.seq_len)
 
@@ -59,9 +59,12 @@ def encode_tasks(sweep: SweepConfig) -> dict[str, EncodedTask]:
     """Every task of the sweep, tokenized once for all its trials."""
     tokenizer = load_tokenizer(sweep.tokenizer)
     documents = _validation_readers(sweep)
-    return {task.name: encode_task(task.name, load_items(task, documents), tokenizer.encode_texts, sweep.seq_len,
-                                   tokenizer.eos_id)
-            for task in sweep.tasks}
+    encoded = {}
+    for task in sweep.tasks:
+        items = load_items(task, documents)
+        encoded[task.name] = encode_task(task.name, subsample(items, task.max_items), tokenizer.encode_texts,
+                                         sweep.seq_len, tokenizer.eos_id, items_in_task=len(items))
+    return encoded
 
 
 @dataclass(frozen=True)

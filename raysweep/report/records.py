@@ -329,12 +329,14 @@ class ChanceCheck:
     """Two binomial standard errors of an accuracy at chance over ``items`` items (points)."""
     near_chance: bool
     """``best`` is below chance + ``margin``."""
+    items_in_task: int
+    """Items the task holds: more than ``items`` when a subsample was scored."""
 
     @classmethod
-    def of(cls, chance: float, items: int, best: float) -> ChanceCheck:
+    def of(cls, chance: float, items: int, best: float, items_in_task: int | None = None) -> ChanceCheck:
         p = chance / 100
         margin = 200 * float(np.sqrt(p * (1 - p) / max(items, 1)))
-        return cls(chance, items, best, margin, best < chance + margin)
+        return cls(chance, items, best, margin, best < chance + margin, items_in_task or items)
 
 
 TASK_METRIC = Metric.ACC_NORM

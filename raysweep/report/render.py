@@ -208,7 +208,9 @@ def task_table(report: Report) -> TextTable:
     rows, flagged = [], []
     for ranking in report.tasks:
         score = ci(ranking.best_score, 1) if ranking.best_score else "–"
-        chance = f"{ranking.chance.chance:.1f} ({ranking.chance.items} items)" if ranking.chance else "–"
+        check = ranking.chance
+        of = f" of {check.items_in_task:,}" if check and check.items_in_task > check.items else ""
+        chance = f"{check.chance:.1f} ({check.items:,}{of} items)" if check else "–"
         if ranking.chance and ranking.chance.near_chance:
             flagged.append(ranking.task)
         def spearman(settings: list[ProxySetting]) -> str:

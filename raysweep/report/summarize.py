@@ -252,7 +252,7 @@ def _chance(task_rows: pd.DataFrame, domain: str, main: DomainSummary, metric: M
     score that is not an accuracy, or a table without the tasks' descriptions."""
     if metric.scale != 100.0:
         return None
-    described = task_rows[task_rows["metric"].isin(["chance", "items"])]
+    described = task_rows[task_rows["metric"].isin(["chance", "items", "items_in_task"])]
     if domain != "all":
         described = described[described["domain"] == domain]
     per_task = described.groupby(["domain", "metric"])["value"].max().unstack("metric")
@@ -264,7 +264,8 @@ def _chance(task_rows: pd.DataFrame, domain: str, main: DomainSummary, metric: M
         best = max(max(s.mean_score.values()) for s in main.chosen())
     else:
         return None
-    return ChanceCheck.of(100 * float(per_task["chance"].mean()), int(per_task["items"].sum()), float(best))
+    in_task = int(per_task["items_in_task"].sum()) if "items_in_task" in per_task else None
+    return ChanceCheck.of(100 * float(per_task["chance"].mean()), int(per_task["items"].sum()), float(best), in_task)
 
 
 def _versus_loss(loss_final: pd.DataFrame, main: DomainSummary) -> list[tuple[str, float]]:

@@ -15,7 +15,8 @@ An item is what the harness scores for one document: one (context, continuation)
 ``continuation`` (no file) cuts held-out documents into a context and its true continuation, the other choices
 being continuations of other documents::
 
-    items = load_items(task, validation_documents)      # list[TaskItem], at most task.max_items
+    items = load_items(task, validation_documents)      # list[TaskItem]: every item of the task
+    scored = subsample(items, task.max_items)            # at most task.max_items, the same every time
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def _choices_item(context: str, choices: list[str], gold: int) -> TaskItem:
 
 
 def load_items(task: Task, documents: Callable[[], Iterator[str]] | None = None) -> list[TaskItem]:
-    """The task's items, at most ``task.max_items`` (a fixed subsample of a larger file, in file order).
+    """Every item of the task, in file order (``continuation``: ``task.max_items`` of them); ``subsample`` takes the
+    ones scored.
 
     ``documents`` yields held-out documents for ``continuation``. A missing or malformed file raises ``TaskError``
     naming the file (and, for a preset, the command that fetches it).
@@ -125,7 +127,7 @@ def load_items(task: Task, documents: Callable[[], Iterator[str]] | None = None)
     if task.preset == "continuation":
         return continuation_items(documents(), task)
     if task.path is None:
-        return subsample(_cached_items(task), task.max_items)
+        return _cached_items(task)
     path = Path(task.path)
     if not path.is_file():
         fetch = f"; fetch it on a machine with network: {fetch_command(task, task.path)}" if task.preset else ""
@@ -137,7 +139,7 @@ def load_items(task: Task, documents: Callable[[], Iterator[str]] | None = None)
         items = [_item(task, path, number, make, doc) for number, doc in _json_lines(task, path)]
     if not items:
         raise TaskError(f"task {task.name}: {path} holds no items")
-    return subsample(items, task.max_items)
+    return items
 
 
 def _cached_items(task: Task) -> list[TaskItem]:

@@ -29,8 +29,9 @@ from raysweep.tasks.items import TaskError, TaskItem
 
 METRICS = ("acc", "acc_norm", "acc_bytes", "gold_logprob_per_byte")
 """What a trial stores per task and evaluation (higher is better for each)."""
-DESCRIPTIONS = ("chance", "items")
-"""Stored beside them, the same at every evaluation: a uniform guess's expected accuracy, and the items scored."""
+DESCRIPTIONS = ("chance", "items", "items_in_task")
+"""Stored beside them, the same at every evaluation: a uniform guess's expected accuracy, the items scored, and the
+items the task holds (more when ``max_items`` took a subsample)."""
 BATCH_SIZE = 64
 
 
@@ -50,6 +51,8 @@ class EncodedTask:
     choice_bytes: np.ndarray
     gold: np.ndarray
     """int64 [items]: the gold choice of each item."""
+    items_in_task: int
+    """Items of the whole task, of which these were scored."""
 
     @property
     def chance(self) -> float:
@@ -57,7 +60,7 @@ class EncodedTask:
 
 
 def encode_task(name: str, items: list[TaskItem], encode_texts: Callable[[list[str]], list[np.ndarray]],
-                seq_len: int, prefix_id: int) -> EncodedTask:
+                seq_len: int, prefix_id: int, items_in_task: int | None = None) -> EncodedTask:
     """Tokenize every request as the harness does (``TemplateLM._encode_pair``, an empty context becoming
     ``prefix_id``); ``TaskError`` when a continuation alone is longer than ``seq_len`` tokens."""
     contexts, continuations = [], []
@@ -89,7 +92,7 @@ def encode_task(name: str, items: list[TaskItem], encode_texts: Callable[[list[s
                        np.repeat(np.arange(len(items)), [len(item.requests) for item in items]),
                        np.array([len(c) for c in choices], dtype=np.float64),
                        np.array([len(c.encode("utf-8")) for c in choices], dtype=np.float64),
-                       np.array([item.gold for item in items], dtype=np.int64))
+                       np.array([item.gold for item in items], dtype=np.int64), items_in_task or len(items))
 
 
 @torch.no_grad()
@@ -138,6 +141,6 @@ def score_tasks(model: torch.nn.Module, tasks: dict[str, EncodedTask], device: t
     for name, task in tasks.items():
         per_item = item_scores(loglikelihoods(model, task, device), task)
         scores[name] = {**{m: float(v.mean()) for m, v in per_item.items()}, "chance": task.chance,
-                        "items": float(len(task.gold))}
+                        "items": float(len(task.gold)), "items_in_task": float(task.items_in_task)}
     model.train()
     return scores

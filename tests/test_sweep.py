@@ -107,7 +107,7 @@ def test_results_read_as_one_dataset_in_pandas_pyarrow_polars_and_duckdb_and_say
     frame = pd.read_parquet(results)
     assert len(pyarrow.dataset.dataset(results, format="parquet").to_table()) == len(frame)
     assert polars.read_parquet(results / "*.parquet").height == len(frame)
-    assert duckdb.sql(f"select count(*) from '{results}/*.parquet'").fetchone()[0] == len(frame)
+    assert duckdb.sql(f"select count(*) from '{results}/*.parquet'").fetchall() == [(len(frame),)]
     run = json.loads((launched["run_dir"] / "run.json").read_text())
     assert set(frame["sweep"]) == {"micro"} and set(frame["run_id"]) == {run["run_id"]}
     assert run["run_id"].startswith("micro-") and run["sweep"]["proxy"]["lrs"] == [1.0e-4, 4.0e-3, 1.0e30]

@@ -25,9 +25,13 @@ REPORT_GROUP = "report"
 
 
 def _mlflow_uri(config: MLflowTracking) -> str:
-    """A server URL as given; a folder as an absolute file URI (trials may run in another working directory)."""
+    """A server or database URL as given; a folder as an absolute file URI (trials may run in another working
+    directory), MLflow's file store, which MLflow 3 keeps in maintenance mode and opens only when asked to."""
     uri = config.tracking_uri
-    return uri if urlparse(uri).scheme else Path(uri).absolute().as_uri()
+    if urlparse(uri).scheme:
+        return uri
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return Path(uri).absolute().as_uri()
 
 
 def tracking_callbacks(tracking: Tracking, sweep_name: str, run_path: Path) -> list[tune.Callback]:

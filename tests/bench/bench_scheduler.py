@@ -1,8 +1,8 @@
 """Driver memory and scheduling overhead of ``raysweep launch`` on thousands of short trials, beside the same
 trials run back to back in one plain process, in one run.
 
-Run by hand: ``python tests/bench/bench_scheduler.py [NUM_TRIALS] [--checkpoint-s S] [--workdir DIR]`` (default
-2000 trials, 60 s, a temporary folder). 2,000 trials take 5-30 min on 2 cores, depending on other load.
+Run by hand: ``python tests/bench/bench_scheduler.py [NUM_TRIALS] [--checkpoint-s S] [--workdir DIR]
+[--shipped-only]`` (default 2000 trials, 60 s, a temporary folder; ``--shipped-only``: rows 1 and 2 alone). 2,000 trials take 5-30 min on 2 cores, depending on other load.
 It writes a random-feature sweep of at least NUM_TRIALS trials (widths 64/256/1024, the shipped ten learning
 rates, 1,000 SGD steps: ~5-35 ms of numpy each on one core) and an embedded-Ray cluster profile (2 CPUs, storage
 in a temporary folder), then runs, each in its own child process sampled by this one every 0.25 s (RSS
@@ -405,6 +405,8 @@ def main() -> None:
                         help="TUNE_GLOBAL_CHECKPOINT_S of the last row; 0 leaves the row out")
     parser.add_argument("--workdir", type=Path, help="keep sweep, profiles, results and logs here (default: a "
                                                      "temporary folder, removed at the end)")
+    parser.add_argument("--shipped-only", action="store_true",
+                        help="only rows 1 and 2, the plain process and the launch as shipped (for 20,000 trials)")
     args = parser.parse_args()
 
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # one BLAS thread, as tests/conftest.py
@@ -427,13 +429,14 @@ def main() -> None:
 
         plain = ("--child", "plain", str(sweep_path))
         rows = [("plain process", me + [*plain, str(folder / "plain" / "results")], {}, folder / "plain" / "results"),
-                ("launch as shipped", None, {}, None),
-                ("launch, Tune loggers on", None, {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0"}, None)]
-        if args.checkpoint_s > 0:
-            rows.append((f"launch, checkpoint {args.checkpoint_s:g}s", None,
-                         {"TUNE_GLOBAL_CHECKPOINT_S": f"{args.checkpoint_s:g}"}, None))
-        rows.append(("plain process, again", me + [*plain, str(folder / "plain2" / "results")], {},
-                     folder / "plain2" / "results"))
+                ("launch as shipped", None, {}, None)]
+        if not args.shipped_only:
+            rows.append(("launch, Tune loggers on", None, {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0"}, None))
+            if args.checkpoint_s > 0:
+                rows.append((f"launch, checkpoint {args.checkpoint_s:g}s", None,
+                             {"TUNE_GLOBAL_CHECKPOINT_S": f"{args.checkpoint_s:g}"}, None))
+            rows.append(("plain process, again", me + [*plain, str(folder / "plain2" / "results")], {},
+                         folder / "plain2" / "results"))
         runs = []
         for i, (label, command, extra_env, results_dir) in enumerate(rows):
             if command is None:

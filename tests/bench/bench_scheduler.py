@@ -2,7 +2,8 @@
 trials run back to back in one plain process, in one run.
 
 Run by hand: ``python tests/bench/bench_scheduler.py [NUM_TRIALS] [--checkpoint-s S] [--workdir DIR]
-[--shipped-only]`` (default 2000 trials, 60 s, a temporary folder; ``--shipped-only``: rows 1 and 2 alone). 2,000 trials take 5-30 min on 2 cores, depending on other load.
+[--shipped-only]`` (default 2000 trials, 60 s, a temporary folder; ``--shipped-only``: rows 1 and 2 alone).
+2,000 trials take 5-30 min on 2 cores, depending on other load.
 It writes a random-feature sweep of at least NUM_TRIALS trials (widths 64/256/1024, the shipped ten learning
 rates, 1,000 SGD steps: ~5-35 ms of numpy each on one core) and an embedded-Ray cluster profile (2 CPUs, storage
 in a temporary folder), then runs, each in its own child process sampled by this one every 0.25 s (RSS

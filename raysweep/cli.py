@@ -177,37 +177,47 @@ def _recipes_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _summarize(path: Path, domain: str, console: Console, metric: str = "loss",
-               seeds_paired: bool = True, audit: argparse.Namespace | None = None) -> Report | int:
-    """The report of a run directory or Parquet table, or with ``--columns`` (`audit`) of any table mapped onto
-    the results schema; when there is none, the reason on stderr and the exit status that says why
-    (``EXIT_NOTHING_YET`` or ``EXIT_CONFIG``)."""
+               seeds_paired: bool = True) -> Report | int:
+    """The report of a run directory or Parquet table; when there is none, the reason on stderr and the exit
+    status that says why (``EXIT_NOTHING_YET`` or ``EXIT_CONFIG``)."""
     from raysweep import report  # pandas and pyarrow: only when reporting
 
     warn = functools.partial(console.print, style="yellow", markup=False)  # what the report leaves out
     try:
-        if audit is not None and audit.columns:
-            from raysweep.report.audit import mapped_table, parse_column_map, read_any
-
-            mapping = parse_column_map(audit.columns, audit.where, audit.target)
-            if audit.metric not in (None, mapping.score):
-                raise ReportError(f"--metric {audit.metric} but --columns maps {mapping.score}: the score column "
-                                  "is named for what it holds")
-            paired = audit.paired_seeds
-            if not paired:
-                warn("seeds resampled independently per recipe (--paired-seeds if seed s is the same "
-                     "initialisation and data order for every recipe)")
-            return report.summarize(mapped_table(read_any(path), mapping, str(path)), domain=domain,
-                                    metric=mapping.score, source=str(path), seeds_paired=paired)
-        return report.report_run(path, warn, domain=domain, metric=metric or "loss", seeds_paired=seeds_paired)
+        return report.report_run(path, warn, domain=domain, metric=metric, seeds_paired=seeds_paired)
     except ReportError as err:
-        print(f"raysweep report: {err}", file=sys.stderr)
-        return EXIT_NOTHING_YET if isinstance(err, NothingToReport) else EXIT_CONFIG
+        return _report_error(err)
+
+
+def _audited(args: argparse.Namespace, console: Console) -> Report | int:
+    """``report TABLE --columns ...``: the report of a table trained elsewhere, mapped onto the results schema."""
+    from raysweep import report
+    from raysweep.report.audit import mapped_table, parse_column_map, read_any
+
+    try:
+        mapping = parse_column_map(args.columns, args.where, args.target)
+        if args.metric not in (None, mapping.score):
+            raise ReportError(f"--metric {args.metric} but --columns maps {mapping.score}: the score column is named "
+                              "for what it holds")
+        if not args.paired_seeds:
+            console.print("seeds resampled independently per recipe (--paired-seeds if seed s is the same "
+                          "initialisation and data order for every recipe)", style="yellow", markup=False)
+        return report.summarize(mapped_table(read_any(Path(args.path)), mapping, args.path), domain=args.domain,
+                                metric=mapping.score, source=args.path, seeds_paired=args.paired_seeds)
+    except ReportError as err:
+        return _report_error(err)
+
+
+def _report_error(err: ReportError, command: str = "report") -> int:
+    print(f"raysweep {command}: {err}", file=sys.stderr)
+    return EXIT_NOTHING_YET if isinstance(err, NothingToReport) else EXIT_CONFIG
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console = Console(file=sys.stderr, width=160)  # what the report leaves out, and files written: stdout is JSON
-    summary = _summarize(Path(args.path), args.domain, console, args.metric, not args.independent_seeds, args)
+    summary = (_audited(args, console) if args.columns else
+               _summarize(Path(args.path), args.domain, console, args.metric or "loss", not args.independent_seeds))
     if isinstance(summary, int):
         return summary
     if args.json:
@@ -241,8 +251,7 @@ def _export(args: argparse.Namespace, console: Console) -> int:
     try:
         ratios, metrics, count = export_olmix(Path(args.path), Path(args.out), args.role, warn)
     except ReportError as err:
-        print(f"raysweep export: {err}", file=sys.stderr)
-        return EXIT_NOTHING_YET if isinstance(err, NothingToReport) else EXIT_CONFIG
+        return _report_error(err, "export")
     console.print(Text(f"Wrote {count} {args.role} runs in Olmix's swarm layout: {ratios} and {metrics} "
                        f"(olmix fit: swarm.ratios and swarm.metrics)"), soft_wrap=True)
     return 0

@@ -183,7 +183,7 @@ def loss_vs_lr(report: Report) -> Figure:
         ylabel = (f"validation loss ({terms.loss_unit}, mean over seeds)" if sign > 0
                   else f"{terms.proxy_score} (mean over seeds; higher is better)")
         if sign < 0 and report.metric.is_task:
-            ylabel = f"{terms.proxy_score} ({terms.loss_unit}, mean over seeds; higher is better)"
+            ylabel = f"{terms.proxy_score}, {terms.loss_unit.replace('accuracy ', '')} (higher is better)"
         ax.set(title=title, xscale="log", xlabel="peak learning rate (log scale)", ylabel=ylabel)
         ax.grid(alpha=0.3)
         _bits_axis(ax, report.main.bits_per_nat if sign > 0 else None)

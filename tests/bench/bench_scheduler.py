@@ -128,8 +128,12 @@ def child_plain(sweep_path: Path, results_dir: Path, events_path: Path) -> int:
 def child_launch(profile: Path, events_path: Path) -> int:
     """``raysweep launch PROFILE``, with ``start_ray`` and ``run_trials`` timestamped (their behaviour unchanged)."""
     mark = _marker(events_path)
-    from raysweep.sweep import launch as sweeps  # the module whose calls are timed
+    import importlib
+
     from raysweep.cli import main
+
+    sweeps = importlib.import_module("raysweep.sweep.launch")  # the module whose calls are timed (`raysweep.sweep`
+    # exports a function of that name)
 
     mark("imported")
     start_ray, run_trials = sweeps.start_ray, sweeps.run_trials

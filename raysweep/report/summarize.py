@@ -199,7 +199,7 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     at_chance = []
     for setting in main.proxies if chance else []:
         best = max(setting.mean_score.values())
-        if replace(chance, best=best, near_chance=best < chance.chance + chance.margin).near_chance:
+        if ChanceCheck.of(chance.chance, chance.items, best, chance.items_in_task).near_chance:
             at_chance.append((setting.model, setting.lr))
             notes.append(f"proxy {setting.model} @ lr {setting.lr:g}: its best {metric} on {domain} ({best:.1f}) is "
                          f"within noise of chance ({chance.chance:.1f} ± {chance.margin:.1f}): its ranking by "

@@ -37,6 +37,7 @@ Example: three recipes, two proxy seeds and two target seeds each::
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import gammaln
 from scipy.stats import rankdata
 from scipy.stats import t as student_t
 
@@ -115,19 +116,42 @@ def _decision_accuracy_rows(sign_proxy: np.ndarray, sign_target: np.ndarray) -> 
 def _regret_rows(proxy_loss: np.ndarray, target_loss: np.ndarray, ks: tuple[int, ...]) -> np.ndarray:
     """Top-k regret per row, one column per k in ``ks`` (rules documented in ``top_k_regret``).
 
-    One stable sort serves every k: the best target loss among the proxy's top k is the running
-    minimum of the target losses taken in proxy order.
+    Recipes the proxy ranks strictly inside the top k are always picked; the g recipes tied with the k-th pick
+    share its remaining m slots, every m-subset of them equally likely. The j-th smallest target loss of the
+    tied group is then the group's best pick with probability C(g - j, m - 1) / C(g, m), which gives the
+    expected best target loss among the picks in closed form, for every row at once.
     """
     n_recipes = proxy_loss.shape[-1]
     for k in ks:
         if not 1 <= k <= n_recipes:
             raise ValueError(f"k must be between 1 and the number of recipes ({n_recipes}), got {k}")
     order = np.argsort(proxy_loss, axis=-1, kind="stable")
-    best_in_top = np.minimum.accumulate(np.take_along_axis(target_loss, order, axis=-1), axis=-1)
-    best_overall = best_in_top[..., -1:]
-    with np.errstate(invalid="ignore"):  # inf - inf only where best_overall is inf, replaced below
-        regret = best_in_top[..., [k - 1 for k in ks]] - best_overall
+    proxy_sorted = np.take_along_axis(proxy_loss, order, axis=-1)
+    target_sorted = np.take_along_axis(target_loss, order, axis=-1)
+    best_overall = target_loss.min(axis=-1, keepdims=True)
+    position = np.arange(1, n_recipes + 1)
+    columns = []
+    for k in ks:
+        cut = proxy_sorted[..., k - 1:k]
+        above, tied = proxy_sorted < cut, proxy_sorted == cut
+        num_tied = tied.sum(axis=-1, keepdims=True)
+        slots = k - above.sum(axis=-1, keepdims=True)  # 1 <= slots <= num_tied
+        best_above = np.where(above, target_sorted, np.inf).min(axis=-1, keepdims=True)
+        group = np.sort(np.where(tied, target_sorted, np.inf), axis=-1)  # the tied group's targets, ascending
+        possible = position <= num_tied - slots + 1  # the j-th smallest can be the best pick
+        weight = np.where(possible, np.exp(_log_comb(np.where(possible, num_tied - position, 0), slots - 1)
+                                           - _log_comb(num_tied, slots)), 0.0)
+        with np.errstate(invalid="ignore"):  # inf - inf only where best_overall is inf, replaced below
+            # each term >= 0, so the regret is too, and exactly 0 when every possible pick is the best
+            excess = np.where(possible, np.minimum(best_above, group) - best_overall, 0.0)
+        columns.append((weight * excess).sum(axis=-1) / weight.sum(axis=-1))  # +inf if a possible pick diverged
+    regret = np.stack(columns, axis=-1) if columns else np.zeros((*proxy_loss.shape[:-1], 0))
     return np.where(np.isinf(best_overall), np.nan, regret)
+
+
+def _log_comb(n: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """log C(n, r) for 0 <= r <= n, through log-gamma: exact enough, and no overflow for thousands of recipes."""
+    return gammaln(n + 1.0) - gammaln(r + 1.0) - gammaln(n - r + 1.0)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -174,9 +198,11 @@ def top_k_regret(proxy_loss: np.ndarray, target_loss: np.ndarray, k: int) -> flo
 
     regret@k = min_{i in top_k(proxy)} target_i - min_i target_i (paper App. D.1.1), always >= 0
     and 0 when one of the proxy's k picks is the target's best. ``top_k(proxy)`` are the k
-    recipes with the lowest proxy loss; ties at the k-th place go to the lower recipe index
-    (stable sort), so the result is reproducible. Diverged targets (+inf): the regret is +inf
-    when every chosen recipe diverged but some recipe did not, and NaN when every recipe
+    recipes with the lowest proxy loss. Recipes the proxy ties at the k-th place share the places
+    left at random, and the regret is its expectation over those draws: a proxy that cannot tell
+    recipes apart (every run diverged, or equal accuracies) scores what a random pick among them
+    would, whatever order the recipes are listed in. Diverged targets (+inf): the regret is +inf
+    when a possible pick diverged but some recipe did not, and NaN when every recipe
     diverged (nothing to compare against). ``k`` must be between 1 and the number of recipes.
     """
     proxy_loss, target_loss = _as_pair(proxy_loss, target_loss, ("proxy_loss", "target_loss"))

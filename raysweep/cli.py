@@ -202,8 +202,9 @@ def _audited(args: argparse.Namespace, console: Console) -> Report | int:
         if not args.paired_seeds:
             console.print("seeds resampled independently per recipe (--paired-seeds if seed s is the same "
                           "initialisation and data order for every recipe)", style="yellow", markup=False)
-        return report.summarize(mapped_table(read_any(Path(args.path)), mapping, args.path), domain=args.domain,
-                                metric=mapping.score, source=args.path, seeds_paired=args.paired_seeds)
+        table, left_out = mapped_table(read_any(Path(args.path)), mapping, args.path)
+        return report.summarize(table, domain=args.domain, metric=mapping.score, source=args.path,
+                                seeds_paired=args.paired_seeds, unreadable=left_out)
     except ReportError as err:
         return _report_error(err)
 

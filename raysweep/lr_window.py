@@ -109,7 +109,7 @@ def print_window(window: LRWindow, console) -> None:
     if window.floor_lr < window.upper_lr:
         console.print(f"Recommended proxy learning rates: between {window.floor_lr:.2g} ({window.param_dtype} "
                       "precision floor) and "
-                      f"{window.upper_lr:.2g} (Eq. 58, the smallest bound over recipes). Below that range updates "
+                      f"{window.upper_lr:.2g} (Eq. 58 with the largest λ_max, G² and σ_g²/B over recipes). Below that range updates "
                       "round away; above it curvature can reorder recipes. Too small for the step budget also "
                       "under-trains: the proxy sweep's report shows where agreement drops.")
     else:

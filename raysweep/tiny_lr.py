@@ -2,15 +2,15 @@
 
 A tiny-LR proxy ranks recipes well only inside a window of learning rates:
 
-- **above**, Eq. 58: the second-order (curvature) term of a step must not swamp the first-order term that
-  orders recipes. One SGD step on recipe i changes the validation loss by
-  ``ℓ_val(θ − ηĝ_i) − ℓ_val(θ) ≈ −η g_val·ĝ_i + ½η² ĝ_iᵀHĝ_i``; in expectation the first term is ``−η a_i``
-  with the *alignment* ``a_i = g_val·g_i``, and the second is at most
-  ``½η² λ_max E‖ĝ_i‖² = ½η² λ_max (‖g_i‖² + σ_g²/B) ≤ ½η² λ_max (G² + σ_g²/B)``. Recipes separated by an
-  alignment gap Δa keep their order while ``η Δa`` exceeds that curvature term, which gives (dropping the ½,
-  our reading of the paper's bound, a factor 2 on the safe side)
-  ``η_tiny ≤ Δa / (λ_max (G² + σ_g²/B))``. (The appendix text was not available to us; the formula is the
-  one DESIGN.md quotes as Eq. 58, and the derivation above is how we read its symbols.)
+- **above**, Eq. 58 (App. C): the second-order (curvature) term of a step must not reorder recipes. One SGD step
+  on recipe i changes the validation loss by ``E[Δℓ_val] = −η a_i + ½η² (b_i + tr(HΣ_i)/B)``, with the
+  *alignment* ``a_i = g_val·g_i`` and ``b_i = g_iᵀHg_i``. Two recipes keep the order of their first-order terms
+  while ``η |a_i − a_j| ≫ ½η² |b_i − b_j + (tr(HΣ_i) − tr(HΣ_j))/B|``, and the right side is at most
+  ``η² λ_max (G² + σ_g²/B)`` with ``G² = max_k ‖g_k‖²``, ``σ_g² = max_k tr Σ_k`` over the recipes, ``λ_max = ‖H‖₂``.
+  With ``Δa = min_{i≠j} |a_i − a_j|``, one bound holds for every pair:
+  ``η_tiny ≤ Δa / (λ_max (G² + σ_g²/B))``. Here each recipe is warmed up and measured on its own, so λ_max, G² and
+  σ_g²/B are each the largest over the recipes (``recommended_lr_range``); the per-recipe bound that
+  ``tiny_lr_reports`` also prints shows which recipe drives it.
 - **below**: float precision. An AdamW step moves a weight by about ``lr`` (its normalised step
   m̂/(√v̂+ε) is of order 1); a move smaller than half the spacing of floats near the weight is rounded away.
   The training-horizon floor c0/T of Theorem 2 depends on the step budget and is not estimated here.
@@ -165,7 +165,7 @@ def gradient_statistics(model: torch.nn.Module, batches: Iterable[torch.Tensor],
 def eta_tiny_upper_bound(delta_a: float, lambda_max: float, grad_sq_max: float, grad_noise_trace: float,
                          batch_size: int) -> float:
     """Eq. 58: ``η_tiny ≤ Δa / (λ_max (G² + σ_g²/B))``, the largest LR whose curvature term cannot reorder
-    recipes whose alignments differ by Δa (see the module docstring for the derivation we read it from)."""
+    recipes whose alignments differ by Δa (App. C's derivation, in the module docstring)."""
     if delta_a <= 0 or lambda_max <= 0 or batch_size < 1:
         raise ValueError(f"Eq. 58 needs Δa > 0, λ_max > 0 and B ≥ 1; got Δa={delta_a}, λ_max={lambda_max}, "
                          f"B={batch_size}")
@@ -201,7 +201,8 @@ class TinyLRReport:
 
 
 def tiny_lr_reports(lambda_max: Mapping[str, float], stats: Mapping[str, GradientStatistics]) -> list[TinyLRReport]:
-    """Eq. 58 per recipe, each with its own λ_max, G², σ_g², B and the sweep's smallest alignment gap Δa."""
+    """Eq. 58 per recipe, each with its own λ_max, G², σ_g², B and the sweep's smallest alignment gap Δa: which
+    recipe drives the bound (the bound itself takes each maximum over recipes: ``recommended_lr_range``)."""
     if set(lambda_max) != set(stats):
         raise ValueError(f"λ_max and gradient statistics name different recipes: {sorted(lambda_max)} vs "
                          f"{sorted(stats)}")
@@ -214,11 +215,16 @@ def tiny_lr_reports(lambda_max: Mapping[str, float], stats: Mapping[str, Gradien
 
 def recommended_lr_range(reports: Sequence[TinyLRReport], param_dtype: torch.dtype = torch.float32,
                          weight_scale: float = 1.0) -> tuple[float, float]:
-    """[floor, upper]: the precision floor of ``param_dtype`` and the smallest Eq. 58 bound over recipes.
+    """[floor, upper]: the precision floor of ``param_dtype`` and Eq. 58's uniform bound, with the largest λ_max,
+    G² and σ_g²/B over the recipes as App. C defines them (at most the smallest per-recipe bound, and below it when
+    the largest curvature and the largest gradients come from different recipes).
 
     floor > upper means the window is empty (e.g. bf16 weights): report it rather than pick a rate.
     """
-    return precision_floor_lr(param_dtype, weight_scale=weight_scale), min(r.eta_upper for r in reports)
+    worst = max(reports, key=lambda r: r.lambda_max).lambda_max
+    upper = eta_tiny_upper_bound(reports[0].alignment_gap, worst, max(r.grad_sq_max for r in reports),
+                                 max(r.grad_noise_trace / r.batch_size for r in reports), 1)
+    return precision_floor_lr(param_dtype, weight_scale=weight_scale), upper
 
 
 # --------------------------------------------------------------------------------------- precision floor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -128,10 +129,10 @@ def test_top_k_regret_hand_worked_cases() -> None:
     assert top_k_regret(proxy, target, 3) == pytest.approx(0.1)  # {1, 2, 0}: 2.0 - 1.9
     assert top_k_regret(proxy, target, 4) == 0.0  # every recipe chosen
 
-    # Case 2: recipes 1 and 2 tie in proxy loss; the lower index (1) wins the single slot.
+    # Case 2: recipes 1 and 2 tie in proxy loss; each takes the single slot half the time.
     proxy = np.array([0.5, 0.2, 0.2, 0.9])
     target = np.array([1.0, 3.0, 2.0, 1.5])
-    assert top_k_regret(proxy, target, 1) == pytest.approx(2.0)  # {1}: 3.0 - 1.0
+    assert top_k_regret(proxy, target, 1) == pytest.approx(1.5)  # {1} or {2}: (2.0 + 1.0) / 2
     assert top_k_regret(proxy, target, 2) == pytest.approx(1.0)  # {1, 2}: 2.0 - 1.0
 
     # Case 3: the proxy's favourite diverged at target scale.
@@ -162,6 +163,31 @@ def test_top_k_regret_is_nonnegative_and_zero_when_proxy_pick_is_target_best() -
         # Give the target's best recipe the strictly lowest proxy loss: nothing to regret.
         proxy[np.argmin(target)] = -1.0
         assert top_k_regret(proxy, target, 1) == 0.0
+
+
+def test_top_k_regret_of_tied_proxy_losses_is_the_mean_over_every_tie_break() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        n = int(rng.integers(1, 7))
+        proxy, target = rng.integers(0, 3, n).astype(float), rng.integers(0, 5, n).astype(float)
+        proxy[rng.random(n) < 0.2] = np.inf
+        target[rng.random(n) < 0.1] = np.inf
+        for k in range(1, n + 1):
+            # every order of the recipes, sorted stably by proxy loss, breaks the ties one way
+            picks = [min(target[i] for i in sorted(order, key=lambda i: proxy[i])[:k])
+                     for order in itertools.permutations(range(n))]
+            expected = np.mean(picks) - target.min() if np.isfinite(target.min()) else np.nan
+            assert top_k_regret(proxy, target, k) == pytest.approx(expected, nan_ok=True)
+
+
+def test_a_proxy_that_cannot_tell_recipes_apart_has_regret_whatever_their_order() -> None:
+    target = np.array([1.0, 1.1, 1.2, 1.3])
+    for constant in (np.full(4, 5.0), np.full(4, np.inf)):  # tied scores, or every run diverged
+        assert top_k_regret(constant, target, 1) == pytest.approx(0.15)  # a random pick: mean 1.15 - 1.0
+        assert top_k_regret(constant, target[::-1].copy(), 1) == pytest.approx(0.15)
+        point, low, high = rank_transfer(np.tile(constant[:, None], 3), np.tile(target[:, None], 3), n_boot=50)[
+            "regret@1"]
+        assert point == low == high == pytest.approx(0.15)
 
 
 def test_top_k_regret_rejects_k_outside_one_to_recipe_count() -> None:

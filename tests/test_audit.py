@@ -83,6 +83,23 @@ def test_a_lab_table_of_losses_gets_the_chosen_lr_and_the_decision(tmp_path, cap
     assert [p["lr"] for p in report["main"]["proxies"] if p["is_standard"]] == [4e-3]
 
 
+def test_an_empty_score_is_a_missing_run_not_a_diverged_one(tmp_path, capsys):
+    # The best recipe's proxy lost one score (an empty cell); "inf" is how a table says a run diverged.
+    rows = [{"mix": r, "size": "1B", "rep": s, "eval_loss": 1.0 + 0.1 * i + 0.01 * s}
+            for i, r in enumerate("abcd") for s in range(3)]
+    rows += [{"mix": r, "size": "60M", "rep": s, "eval_loss": np.nan if (r, s) == ("a", 2) else 3.0 + 0.1 * i + 0.01 * s}
+             for i, r in enumerate("abcd") for s in range(3)]
+    rows += [{"mix": r, "size": "20M", "rep": s, "eval_loss": "inf" if (r, s) == ("a", 2) else 3.5 + 0.1 * i}
+             for i, r in enumerate("abcd") for s in range(3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "lab.csv", index=False)
+    report = reported(capsys, ["report", str(tmp_path / "lab.csv"), "--json", "--columns",
+                               "recipe=mix,model=size,seed=rep,loss=eval_loss", "--target", "size=1B"])["report"]
+    proxies = {p["model"]: p for p in report["main"]["proxies"]}
+    assert proxies["60M"]["num_diverged"] == 0 and proxies["60M"]["agreement"]["regret"]["1"]["point"] == 0.0
+    assert proxies["20M"]["num_diverged"] == 1 and proxies["20M"]["rank"]["a"] == 4
+    assert any("1 row(s) without a loss value left out as missing runs (recipes a)" in m for m in report["missing"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--columns", "recipe=data,acc_norm=value", "--target", "params=1B"], "rows repeat a trial, step and domain"),
     (["--columns", "recipe=data,acc_norm=nope", "--target", "params=1B"], "no column(s) nope"),

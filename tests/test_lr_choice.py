@@ -127,5 +127,32 @@ def test_two_neighbouring_under_trained_lrs_do_not_vouch_for_each_other():
                                3e-5: _trained(0.05, order=window), 3e-4: _trained(0.05, order=window)},
                               initial_loss=None), standard_lr=3e-4)
     assert choice.lr == 1e-5 and choice.trusted
-    assert [c.compared_lr for c in choice.checks] == [3e-5, 3e-5, 3e-5, 3e-4, None]  # the anchor is 3e-5
+    assert [c.compared_lr for c in choice.checks] == [3e-5, 3e-5, 3e-5, None, None]  # the anchor is 3e-5
+    assert choice.anchor_lr == 3e-5
     assert all("ranks unlike lr 3e-05" in c.reasons[0] for c in choice.checks[:2])
+
+
+def test_the_anchor_is_not_judged_by_an_lr_outside_the_window():
+    # The paper's failure: at the standard lr the ranking is reversed. The one tiny lr trained well and ranks by the
+    # data; disagreeing with an lr outside the window says nothing against it.
+    choice = _choice(_results({1e-5: _trained(0.05), 3e-4: _trained(0.05, order=tuple(reversed(RECIPES)))}),
+                     standard_lr=3e-4)
+    assert choice.lr == 1e-5 and choice.trusted and choice.anchor_lr == 1e-5
+    assert choice.checks[0].stability is None and choice.checks[0].reasons == []
+    assert lr_choice_table(summarize(_results({1e-5: _trained(0.05), 3e-4: _trained(0.05)}), n_boot=50,
+                                     n_boot_figures=20)).rows[0][4] == "anchor"
+
+
+def test_stability_compares_seed_s_at_one_lr_with_seed_s_at_the_other():
+    # Seed 0 of the anchor ranks the recipes backwards; seeds 1 and 2 agree with the lr below, which lacks seed 0 for
+    # one recipe and so is compared on seeds 1 and 2 only: the anchor's seed 0 must not stand in for its seed 1.
+    table = _results({1e-5: _trained(0.05), 3e-5: _trained(0.05)}, noise=0.0)
+    rows = table.to_pylist()
+    kept = [r for r in rows if not (r["lr"] == 1e-5 and r["recipe"] == "a" and r["seed"] == 0)]
+    for r in kept:
+        if r["lr"] == 3e-5 and r["seed"] == 0:
+            r["loss"] = 3.0 + 0.05 * (len(RECIPES) - 1 - RECIPES.index(r["recipe"]))
+    choice = _choice(pa.Table.from_pylist(kept), standard_lr=3e-3)
+    lower = choice.checks[0]
+    assert lower.compared_lr == 3e-5 and lower.stability.low == 1.0
+    assert choice.lr == 1e-5 and choice.trusted

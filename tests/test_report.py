@@ -90,12 +90,13 @@ def test_recipes_within_seed_noise_are_flagged_in_the_table_and_the_verdict():
 # --- proxy settings and baselines ----------------------------------------------------------------
 
 
-def test_proxy_ties_never_break_in_favour_of_the_tuned_best():
-    # The proxy cannot tell the recipes apart; "z" is the tuned best. A tie must not count as picking it.
-    report = summarize(table(*sweep({"a": 2.0, "z": 1.0}, {"a": 3.0, "z": 3.0}, jitter=0.0)), n_boot=50,
-                       n_boot_figures=50)
-    assert report.main.recipes == ["a", "z"] and report.main.targets[0].recipe == "z"
-    assert report.main.proxies[0].agreement.regret[1].point == pytest.approx(1.0)
+def test_a_proxy_tie_counts_as_a_random_pick_whichever_recipe_is_listed_first():
+    # The proxy cannot tell the recipes apart: its pick is a coin flip, worth half the gap, whichever is the best.
+    for best, other in (("z", "a"), ("a", "z")):
+        report = summarize(table(*sweep({best: 1.0, other: 2.0}, {"a": 3.0, "z": 3.0}, jitter=0.0)), n_boot=50,
+                           n_boot_figures=50)
+        assert report.main.recipes == ["a", "z"] and report.main.targets[0].recipe == best
+        assert report.main.proxies[0].agreement.regret[1].point == pytest.approx(0.5)
 
 
 def test_chosen_lr_is_the_smallest_without_a_diverged_run_and_standard_defaults_to_the_largest():
@@ -280,6 +281,30 @@ PARTIAL_RUNS = {
     "only targets": (sweep({"a": 1.0, "b": 2.0}, {}), "no proxy setting covering every recipe"),
     "one recipe": (sweep({"a": 1.0}, {"a": 1.0}), "only one recipe has target runs"),
 }
+
+
+def test_unpaired_seeds_with_labels_of_their_own_are_compared_recipe_by_recipe():
+    # Each recipe's runs carry their own seed labels (10 i + j): no label is common, and none needs to be.
+    groups = [rows(role, r, 1e-3 if role == "target" else 1e-5, 10 * i + j, base + 0.1 * i + 0.01 * j)
+              for role, base in (("target", 1.0), ("proxy", 5.0)) for i, r in enumerate("abcd") for j in range(3)]
+    groups.append(rows("proxy", "d", 1e-5, 33, 5.3))  # one recipe with a fourth seed: each uses its first three
+    report = summarize(table(*groups), n_boot=50, n_boot_figures=20, seeds_paired=False)
+    (setting,) = report.main.proxies
+    assert setting.num_seeds == 3 and setting.agreement.spearman.point == 1.0
+    assert any("recipes have 3 to 4 seeds (unpaired); each compared on its first 3" in m for m in report.missing)
+
+
+def test_a_target_configuration_missing_seeds_cannot_win_the_recipe():
+    # Configuration Y of recipe a has finished seed 0 only, worse there than X (1.005 > 1.00): its one-seed mean
+    # still beats X's three-seed mean (1.01), which must not make it a's tuned configuration.
+    groups = sweep({r: 1.0 + 0.1 * i for i, r in enumerate("abcd")}, {r: 5.0 + 0.1 * i for i, r in enumerate("abcd")},
+                   seeds=(0, 1, 2))
+    groups.append(rows("target", "a", 3e-4, 0, 1.005))
+    report = summarize(table(*groups), n_boot=50, n_boot_figures=20)
+    best = report.main.targets[0]
+    assert (best.recipe, best.config.lr, best.num_seeds) == ("a", 1e-3, 3)
+    assert any("a: target configuration(s) lr 0.0003 batch 8 wd 0 (1 of 3 seeds) lack seeds" in m
+               for m in report.missing)
 
 
 @pytest.mark.parametrize("groups, message", PARTIAL_RUNS.values(), ids=PARTIAL_RUNS.keys())

@@ -106,6 +106,16 @@ def test_lr_range_uses_smallest_alignment_gap_and_worst_recipe():
     assert floor == pytest.approx(2.0 ** -24) and upper == pytest.approx(0.005 / 800.0)
 
 
+def test_lr_range_takes_each_maximum_over_recipes_as_eq58_defines_them():
+    # A has the sharpest curvature and the largest gradient, B the noisiest gradient: App. C's G² and σ_g² are
+    # maxima over datasets, so the bound is below either recipe's own.
+    stats = {"A": GradientStatistics(0.1, 10.0, 0.1 * 16, 16, 20), "B": GradientStatistics(0.2, 0.1, 10.0 * 16, 16, 20)}
+    reports = tiny_lr_reports({"A": 4.0, "B": 2.0}, stats)
+    _, upper = recommended_lr_range(reports, torch.float32)
+    assert upper == pytest.approx(0.1 / (4.0 * (10.0 + 10.0)))
+    assert upper < min(r.eta_upper for r in reports)
+
+
 def test_noise_trace_estimator_is_unbiased():
     # ℓ(θ; x) = ½‖θ − x‖², x ~ N(μ, s²I) in d dims: per-sample gradient θ − x, covariance trace σ_g² = d s²
     dim, std, batch_size, num_batches = 8, 0.5, 4, 20

@@ -91,9 +91,10 @@ def read_any(path: Path) -> pd.DataFrame:
     raise ReportError(f"{path}: a table to audit is a .csv or .parquet file, or a folder of .parquet files")
 
 
-def mapped_table(table: pd.DataFrame, mapping: ColumnMap, source: str) -> pa.Table:
+def mapped_table(table: pd.DataFrame, mapping: ColumnMap, source: str) -> tuple[pa.Table, list[str]]:
     """The table's rows in raysweep's results schema, one trial per (role, recipe, model, lr, configuration,
-    seed)."""
+    seed), and what was left out: rows whose score is empty are missing runs, not diverged ones (a diverged run's
+    score is written inf), so they are dropped and counted, never ranked."""
     wanted = {*mapping.columns.values(), *mapping.where, *([mapping.target[0]] if mapping.target else [])}
     absent = sorted(wanted - set(table.columns))
     if absent:
@@ -130,6 +131,13 @@ def mapped_table(table: pd.DataFrame, mapping: ColumnMap, source: str) -> pa.Tab
     except (ValueError, TypeError) as err:
         raise ReportError(f"{source}: a mapped column is not numeric ({err}); map a numeric column, or filter with "
                           "--where") from None
+    empty = rows[mapping.score].isna()
+    left_out = [f"{source}: {int(empty.sum())} row(s) without a {mapping.score} value left out as missing runs "
+                f"(recipes {', '.join(sorted(rows.loc[empty, 'recipe'].unique())[:8])}); write inf for a diverged run"
+                ] if empty.any() else []
+    rows = rows[~empty]
+    if rows.empty:
+        raise ReportError(f"{source}: no row has a {mapping.score} value (column {mapping.columns[mapping.score]})")
     identity = ["role", "recipe", "model", "lr", "batch_size", "weight_decay", "seed"]
     repeated = rows.duplicated([*identity, "step", "domain"])
     if repeated.any():
@@ -145,4 +153,5 @@ def mapped_table(table: pd.DataFrame, mapping: ColumnMap, source: str) -> pa.Tab
     else:
         rows["metric"], rows["value"], rows["loss"] = mapping.score, rows[mapping.score], np.nan
     fields = [f for f in SCHEMA if f.name in rows]
-    return pa.Table.from_pandas(rows[[f.name for f in fields]], schema=pa.schema(fields), preserve_index=False)
+    return pa.Table.from_pandas(rows[[f.name for f in fields]], schema=pa.schema(fields),
+                                preserve_index=False), left_out

@@ -17,6 +17,7 @@ import pandas as pd
 
 from raysweep.analysis import rank_transfer, training_flops
 from raysweep.report.records import CheckpointPoint, ComputeRow, Interval, ProxySetting
+from raysweep.report.table import comparable_seeds
 from raysweep.trials import Status
 
 
@@ -42,7 +43,7 @@ def checkpoint_curve(rows: pd.DataFrame, setting: ProxySetting, tuned: np.ndarra
         if not np.isfinite(losses[:, j]).any():
             continue  # only the step at which runs diverged, not an evaluation step
         block = pd.Series(losses[:, j], index=by_step.index).unstack("seed").reindex(recipes)
-        block = block.loc[:, block.notna().all(axis=0)]  # the seeds every recipe has at this step
+        block, _ = comparable_seeds(block, seeds_paired)  # the seeds every recipe has at this step
         if block.shape[1] == 0:
             continue
         if j == len(by_step.columns) - 1:

@@ -19,8 +19,8 @@ class Losses:
     tuned: pd.DataFrame | None
     """recipe × seed losses at each recipe's best target configuration, on the seeds every recipe has; None
     without targets."""
-    proxies: dict[tuple[str, float], np.ndarray]
-    """(model, lr) → [recipes × seeds], for the settings compared."""
+    proxies: dict[tuple[str, float], pd.DataFrame]
+    """(model, lr) → recipe × seed losses, for the settings compared."""
     target_by_lr: pd.DataFrame
     """recipe × target lr: the best seed-mean loss over the other hyperparameters at that lr."""
     proxy_by_lr: pd.DataFrame
@@ -36,7 +36,7 @@ def regret_curves(main: DomainSummary, losses: Losses, n_boot: int, seeds_paired
     ks = tuple(range(1, len(main.recipes) + 1))
     curves = []
     for (model, lr), matrix in losses.proxies.items():
-        stats = rank_transfer(matrix, losses.tuned.to_numpy(float), ks=ks, n_boot=n_boot, seeds_paired=seeds_paired)
+        stats = rank_transfer(matrix.to_numpy(float), losses.tuned.to_numpy(float), ks=ks, n_boot=n_boot, seeds_paired=seeds_paired)
         curves.append(RegretCurve(model, lr, [Interval(*stats[f"regret@{k}"]) for k in ks]))
     return curves
 

@@ -31,7 +31,10 @@ Lower end (did the proxy train, and enough?):
     ordering is the data's and does not depend on the lr (Theorem 2), so an lr in it ranks like the anchor; an
     lr below the horizon ranks by what it learned first. Comparing with the anchor rather than with the next lr
     up keeps two neighbouring lrs that are under-trained the same way from vouching for each other. The anchor
-    itself is compared with the next lr up (none for the largest lr of a sweep).
+    itself is not compared with anything: every lr above it is outside the window (not tiny, above the Eq. 58
+    bound, or diverged), where Theorem 2 promises nothing and the paper finds rankings that disagree with the
+    tuned targets (standard-lr proxies, Figs. 5-6), so disagreeing with one says nothing about the anchor. Lrs
+    above the anchor are compared with the next lr up, for the reader only: they are rejected anyway.
 
 The share of neighbouring recipe pairs within paired seed noise is reported beside the checks, not used by them:
 with three seeds a paired t-test has little power, and it flags most neighbours of well-resolved rankings too.
@@ -43,6 +46,7 @@ largest tiny lr without a divergence (the most trained candidate), else the smal
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from raysweep.analysis import rank_transfer
 from raysweep.report.records import Interval, LrCheck, LrChoice, ProxySetting
@@ -56,11 +60,12 @@ MIN_STABILITY = 0.5
 STABILITY_N_BOOT = 2000
 
 
-def choose_lr(settings: list[ProxySetting], matrices: dict[float, np.ndarray], loss_drops: dict[float, float],
+def choose_lr(settings: list[ProxySetting], matrices: dict[float, pd.DataFrame], loss_drops: dict[float, float],
               standard_lr: float | None, eta_58: float | None = None, precision_floor: float | None = None,
               seeds_paired: bool = True) -> LrChoice:
-    """The chosen lr of one proxy model from its settings (one per lr), their [recipes x seeds] ranked scores and
-    their loss drops from initialisation (lr → median over recipes and seeds; lrs without one are absent).
+    """The chosen lr of one proxy model from its settings (one per lr), their ranked scores (recipe × seed, the
+    columns labelled by seed) and their loss drops from initialisation (lr → median over recipes and seeds; lrs
+    without one are absent).
 
     ``standard_lr`` None means the model's largest lr. ``eta_58`` and ``precision_floor`` are None when unknown.
     """
@@ -74,7 +79,8 @@ def choose_lr(settings: list[ProxySetting], matrices: dict[float, np.ndarray], l
     checks = []
     for i, setting in enumerate(own):
         above = own[i + 1] if i + 1 < len(own) else None
-        witness = anchor if anchor is not None and setting.lr < anchor.lr else above
+        witness = (anchor if anchor is not None and setting.lr < anchor.lr else
+                   None if setting is anchor else above)
         checks.append(_check(setting, matrices, witness, basic[setting.lr], progress[setting.lr], standard, eta_58,
                              seeds_paired))
     passed = [c for c in checks if not c.reasons]
@@ -92,7 +98,8 @@ def choose_lr(settings: list[ProxySetting], matrices: dict[float, np.ndarray], l
         caveat = (f"no lr in the sweep is tiny (at most {upper:.3g}) and free of divergence; the chosen lr "
                   f"{chosen.lr:g} is not in the window: add lrs below {upper:.3g}")
     return LrChoice(model=own[0].model, lr=chosen.lr, trusted=trusted, standard_lr=standard, upper_lr=upper,
-                    eta_58=eta_58, precision_floor=precision_floor, checks=checks, caveat=caveat)
+                    eta_58=eta_58, precision_floor=precision_floor, anchor_lr=anchor.lr if anchor else None,
+                    checks=checks, caveat=caveat)
 
 
 def _reference_drop(loss_drops: dict[float, float], standard: float) -> float | None:
@@ -125,7 +132,7 @@ def _basic_reasons(setting: ProxySetting, standard: float, eta_58: float | None,
     return reasons
 
 
-def _check(setting: ProxySetting, matrices: dict[float, np.ndarray], witness: ProxySetting | None,
+def _check(setting: ProxySetting, matrices: dict[float, pd.DataFrame], witness: ProxySetting | None,
            basic: list[str], progress: float | None, standard: float, eta_58: float | None,
            seeds_paired: bool) -> LrCheck:
     """Every check of one lr, stability against ``witness``; ``reasons`` lists the failed ones (empty: the lr is in
@@ -145,8 +152,11 @@ def _check(setting: ProxySetting, matrices: dict[float, np.ndarray], witness: Pr
                    stability=stability, reasons=reasons)
 
 
-def _stability(losses: np.ndarray, losses_above: np.ndarray, seeds_paired: bool) -> Interval:
-    """Spearman of two lrs' rankings with its 95% interval, on the seeds both have, resampled together."""
-    seeds = min(losses.shape[1], losses_above.shape[1])
-    return Interval(*rank_transfer(losses[:, :seeds], losses_above[:, :seeds], ks=(), n_boot=STABILITY_N_BOOT,
-                                   seeds_paired=seeds_paired, same_runs=True)["spearman"])
+def _stability(losses: pd.DataFrame, losses_other: pd.DataFrame, seeds_paired: bool) -> Interval:
+    """Spearman of two lrs' rankings with its 95% interval, on the seeds both have (seed s with seed s), resampled
+    together; NaN without a common seed."""
+    seeds = [s for s in losses.columns if s in losses_other.columns]
+    if not seeds:
+        return Interval(np.nan, np.nan, np.nan)
+    return Interval(*rank_transfer(losses[seeds].to_numpy(float), losses_other[seeds].to_numpy(float), ks=(),
+                                   n_boot=STABILITY_N_BOOT, seeds_paired=seeds_paired, same_runs=True)["spearman"])

@@ -147,8 +147,8 @@ class LrCheck:
     """Share of neighbouring recipe pairs in this lr's ranking within paired seed noise (shown, not a check); None
     with one seed."""
     compared_lr: float | None
-    """The lr whose ranking this one's is compared with: the anchor (the largest lr passing every other check), or,
-    for the anchor and above it, the next lr up."""
+    """The lr whose ranking this one's is compared with: the anchor (the largest lr passing every other check) below
+    it, the next lr up above it, None for the anchor itself (every lr above it is outside the window)."""
     stability: Interval | None
     """Spearman of this lr's ranking against ``compared_lr``'s, with its 95% bootstrap interval."""
     reasons: list[str]
@@ -169,6 +169,9 @@ class LrChoice:
     eta_58: float | None
     """The Eq. 58 bound ``raysweep estimate-lr`` stored for the run; None when not estimated."""
     precision_floor: float | None
+    anchor_lr: float | None
+    """The largest lr passing every check but stability, whose ranking the lrs below it must agree with; None when
+    no lr passes them."""
     checks: list[LrCheck]
     """Every lr of the model, ascending."""
     caveat: str
@@ -189,8 +192,7 @@ class FixedConfigBaseline:
 class DomainSummary:
     domain: str
     recipes: list[str]
-    """Recipes the proxies are compared on (those with target and proxy runs, or either alone), alphabetical:
-    ``rank_transfer`` breaks ties by position, which must not favour the tuned best."""
+    """Recipes the proxies are compared on (those with target and proxy runs, or either alone), alphabetical."""
     targets: list[TunedTarget]
     """Every recipe with target runs, lowest tuned loss first; empty without target runs."""
     proxies: list[ProxySetting]

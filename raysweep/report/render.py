@@ -303,7 +303,8 @@ def lr_choice_table(report: Report) -> TextTable:
         for check in choice.checks:
             share = f"{check.share_within_noise:.0%}" if check.share_within_noise is not None else "–"
             progress = f"{check.progress:.0%}" if check.progress is not None and np.isfinite(check.progress) else "–"
-            stability = f"{ci(check.stability)} (lr {check.compared_lr:g})" if check.stability else "–"
+            stability = (f"{ci(check.stability)} (lr {check.compared_lr:g})" if check.stability else
+                         "anchor" if check.lr == choice.anchor_lr else "–")
             if check.lr == choice.lr:
                 decision = "chosen" if choice.trusted else "chosen (fallback: " + "; ".join(check.reasons) + ")"
             elif check.lr < choice.lr:
@@ -320,8 +321,9 @@ def lr_choice_table(report: Report) -> TextTable:
                  "floor, without divergence, and above the horizon floor: a loss drop from initialisation of at least "
                  "25% of the standard lr's, and a ranking that agrees beyond seed noise (Spearman CI lower end ≥ 0.5) "
                  "with "
-                 "the anchor's, the largest lr passing every other check (the anchor is compared with the next lr "
-                 "up). Neighbours within seed noise are shown, not checked. No target run is read.")
+                 "the anchor's, the largest lr passing every other check (the anchor is not compared with the lrs "
+                 "above it: they are outside the window, where rankings may differ). Neighbours within seed noise "
+                 "are shown, not checked. No target run is read.")
     return TextTable("How the proxy lr was chosen (from the proxies alone)", columns, rows, notes)
 
 

@@ -11,7 +11,8 @@ The rules, in the order a reader meets them:
   so it ranks last.
 - A recipe's *tuned target loss* is the minimum over its target configurations (lr, batch size, weight
   decay) of the seed-mean loss on the ranked domain; its CI is the seed bootstrap of that mean, which
-  ignores the luck of picking the configuration. Each domain is tuned on its own loss.
+  ignores the luck of picking the configuration. Each domain is tuned on its own loss. A configuration with fewer
+  seeds than the recipe's most complete one (a seed failed, or has not finished) is left out and listed.
 - Every proxy setting (model, lr) ranks recipes by seed-mean loss and is scored against the tuned targets:
   Spearman, Kendall tau, pairs ordered right, top-k regret, with 95% bootstrap CIs over seeds.
 - The *chosen* proxy lr, per model, is the smallest lr inside the tiny-lr window (``raysweep.report.lr_choice``: at
@@ -24,10 +25,12 @@ The rules, in the order a reader meets them:
   draw seed indices jointly across recipes and noise flags are paired t-tests
   (``analysis.within_noise_of_previous``: a recipe the test cannot separate from the one ranked just above it),
   for the tuned targets and for each proxy ranking. ``seeds_paired=False`` resamples each recipe's seeds on its
-  own, for tables whose seeds are not known to be paired.
+  own, for tables whose seeds are not known to be paired; their labels then mean nothing across recipes, so each
+  recipe is compared on its own seeds, as many as the recipe with the fewest has (``table.comparable_seeds``).
 - Compute (``raysweep.report.compute``): 6 · num_params · tokens per trial; each intermediate proxy checkpoint is
   scored against the final tuned targets, beside the proxy FLOPs spent up to it.
-- Comparisons list recipes alphabetically, so a tie in a ranking never breaks in favour of the tuned best.
+- A proxy that ties recipes at the k-th place picks among them at random: top-k regret is its expectation over
+  the tie-breaks (``analysis.top_k_regret``), whatever order the recipes are listed in.
 - ``metric="alignment"`` ranks proxies by the accumulated gradient alignment Σ_t ∇ℓ_val(θ_t)·∇ℓ(θ_t; B_t)
   (App. D.2.4) at their last evaluation, higher first: it is stored negated in place of the proxy loss, so
   every rule above applies unchanged (a diverged run's -inf becomes +inf). It is measured on one batch
@@ -43,7 +46,7 @@ The rules, in the order a reader meets them:
   dataset for the targets) has no target configurations to tune or fix: no fixed-configuration baselines,
   no target-lr heatmap, no target loss curve.
 - Missing runs are listed in ``Report.missing`` and kept out of comparisons, never silently dropped: a
-  proxy setting that lacks a recipe is not compared; uneven seeds are cut to the seeds all recipes share;
+  proxy setting that lacks a recipe is not compared; uneven paired seeds are cut to the seeds all recipes share;
   a ``Plan`` from the sweep file adds the trials and recipes not finished yet.
 
 Example::
@@ -72,7 +75,7 @@ from raysweep.report.lr_choice import choose_lr
 from raysweep.report.records import (TASK_METRIC, Agreement, ChanceCheck, DomainSummary, FixedConfigBaseline,
                                      Interval, LrChoice, Metric, ProxySetting, Report, TargetConfig, TaskRanking,
                                      TunedTarget)
-from raysweep.report.table import as_frame, family_of, in_plan, load_results, plan_gaps, split_tasks
+from raysweep.report.table import as_frame, comparable_seeds, family_of, in_plan, load_results, plan_gaps, split_tasks
 from raysweep.store import Plan, read_lr_windows, read_plan
 from raysweep.trials import Family, Role
 
@@ -139,7 +142,8 @@ def summarize(table: pa.Table, domain: str = "all", standard_lr: float | None = 
     model's largest lr in the table. ``plan`` (from the sweep file) lets a partial run say what is missing
     and names the sweep family (without it, the table's target model does).
     Headline CIs use ``n_boot`` resamples; the many CIs behind figures use ``n_boot_figures``. ``unreadable``
-    lists result files ``load_results`` could not read; they head the report's list of what is missing.
+    lists what never reached the table (result files ``load_results`` could not read, an audited table's rows
+    without a score); it heads the report's list of what is missing.
     ``eta_58`` maps a proxy model to the Eq. 58 bound ``raysweep estimate-lr`` stored for the run; the chosen lr
     stays below it. ``seeds_paired`` says whether seed s is the same initialisation and data order for every
     recipe (raysweep's own runs; False for tables from elsewhere).
@@ -275,7 +279,8 @@ def _versus_loss(loss_final: pd.DataFrame, main: DomainSummary) -> list[tuple[st
     out = []
     targets = rows[rows["role"] == "target"]
     if len(main.targets) >= 2 and not targets.empty:
-        tuned = targets.groupby(["recipe", *CONFIG])["loss"].mean().groupby(level="recipe").min()
+        tuned = _config_losses(targets.groupby(["recipe", *CONFIG, "seed"])["loss"].mean(), []).groupby(
+            level="recipe").min()
         ranked = [t for t in main.targets if t.recipe in tuned.index]
         out.append(("tuned targets", spearman(np.array([t.loss.point for t in ranked]),
                                               tuned.reindex([t.recipe for t in ranked]).to_numpy(float))))
@@ -322,7 +327,7 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dic
     notes: list[str] = []
     runs_of = {role: rows[rows["role"] == role] for role in ("target", "proxy")}
     target_runs = runs_of["target"].groupby(["recipe", *CONFIG, "seed"])[["loss", "bits_per_byte"]].mean()
-    config_loss = target_runs["loss"].groupby(level=["recipe", *CONFIG]).mean()
+    config_loss = _config_losses(target_runs["loss"], notes)
     targets, tuned_block = _tune(target_runs, config_loss, n_boot, window.seeds_paired)
     proxy_recipes = sorted(runs_of["proxy"]["recipe"].unique())
     target_recipes = [t.recipe for t in targets]
@@ -336,11 +341,10 @@ def _summarize_domain(domain: str, rows: pd.DataFrame, loss_drops: dict[str, dic
         recipes = sorted(target_recipes) or proxy_recipes
     tuned = None
     if targets:
-        tuned_block, dropped = _common_seeds(tuned_block.reindex(recipes))
+        tuned_block, cut = comparable_seeds(tuned_block.reindex(recipes), window.seeds_paired)
         tuned = tuned_block.to_numpy(float)
-        if dropped:
-            notes.append(f"target seeds {dropped} are missing for some recipes at their best configuration; "
-                         f"the comparisons use seeds {list(tuned_block.columns)}")
+        if cut:
+            notes.append(f"targets at each recipe's best configuration: {cut}")
         if len(recipes) < 2:
             notes.append("only one recipe has target runs: nothing to rank yet")
     if family.tuned_targets and any(t.num_seeds < 2 for t in targets):  # an optimum is one computation
@@ -371,10 +375,19 @@ def _loss_drops(final: pd.DataFrame) -> dict[str, dict[str, dict[float, float]]]
     return out
 
 
-def _common_seeds(block: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
-    """Keep the seed columns every recipe (row) has; return them and the seeds dropped."""
-    complete = block.notna().all(axis=0)
-    return block.loc[:, complete], [int(s) for s in block.columns[~complete]]
+def _config_losses(target_runs: pd.Series, notes: list[str]) -> pd.Series:
+    """Seed-mean loss of each target configuration (recipe, lr, batch size, weight decay) that has as many seeds as
+    the recipe's most complete one: a configuration with a seed missing (failed, or not finished yet) is left out
+    of the recipe's tuned loss, since a mean over other seeds is not comparable, and the notes say so."""
+    config = ["recipe", *CONFIG]
+    num_seeds = target_runs.groupby(level=config).size()
+    most = num_seeds.groupby(level="recipe").transform("max")
+    for recipe, short in num_seeds[num_seeds < most].groupby(level="recipe"):
+        shown = ", ".join(f"lr {lr:g} batch {int(batch)} wd {wd:g} ({count} of {most[(recipe, lr, batch, wd)]} "
+                          "seeds)" for (_, lr, batch, wd), count in short.head(3).items())
+        more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+        notes.append(f"{recipe}: target configuration(s) {shown}{more} lack seeds; left out of its tuned loss")
+    return target_runs.groupby(level=config).mean()[num_seeds == most]
 
 
 def _tune(target_runs: pd.DataFrame, config_loss: pd.Series, n_boot: int,
@@ -395,7 +408,7 @@ def _tune(target_runs: pd.DataFrame, config_loss: pd.Series, n_boot: int,
         return [], pd.DataFrame()
     targets.sort(key=lambda t: (t.loss.point, t.recipe))
     block = pd.DataFrame(blocks).T.reindex([t.recipe for t in targets])
-    common, _ = _common_seeds(block)  # the noise test compares seed s with seed s
+    common, _ = comparable_seeds(block, seeds_paired)  # the noise test compares seed s with seed s
     flags = (within_noise_of_previous(common.to_numpy(float), seeds_paired=seeds_paired) if common.shape[1]
              else np.zeros(len(targets), dtype=bool))
     targets = [replace(t, within_noise_of_previous=bool(flag)) for t, flag in zip(targets, flags)]
@@ -410,7 +423,7 @@ def _agreement(stats: dict[str, tuple[float, float, float]]) -> Agreement:
 
 def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndarray | None, n_boot: int,
                     notes: list[str], seeds_paired: bool, metric: Metric
-                    ) -> tuple[list[ProxySetting], dict[tuple[str, float], np.ndarray]]:
+                    ) -> tuple[list[ProxySetting], dict[tuple[str, float], pd.DataFrame]]:
     """Every (model, lr) that has runs for all ``recipes``, scored against the tuned targets when there are any."""
     settings, matrices = [], {}
     if not recipes:
@@ -424,17 +437,18 @@ def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndar
         if absent:
             notes.append(f"{name}: no runs for {', '.join(absent)}; not compared")
             continue
-        complete, dropped = _common_seeds(block)
-        if dropped:
-            notes.append(f"{name}: seeds {dropped} missing for some recipes; "
-                         f"compared on seeds {list(complete.columns)}")
+        complete, cut = comparable_seeds(block, seeds_paired)
+        if cut:
+            notes.append(f"{name}: {cut}")
         if complete.shape[1] == 0:
             continue
         matrix = complete.to_numpy(float)
         means, stds = matrix.mean(axis=1), seed_std(matrix)
         order = np.argsort(means, kind="stable")
         flags = within_noise_of_previous(matrix[order], seeds_paired=seeds_paired)
-        recipe_bits = bits.loc[(model, lr)].reindex(recipes)[complete.columns].mean(axis=1, skipna=False)
+        bits_block = bits.loc[(model, lr)].reindex(recipes)
+        recipe_bits = (bits_block[complete.columns] if seeds_paired else comparable_seeds(bits_block, False)[0]).mean(
+            axis=1, skipna=False)
         agreement = None
         if tuned is not None and len(recipes) >= 2:
             agreement = _agreement(rank_transfer(matrix, tuned, ks=KS, n_boot=n_boot, seeds_paired=seeds_paired))
@@ -448,13 +462,13 @@ def _proxy_settings(proxy_runs: pd.DataFrame, recipes: list[str], tuned: np.ndar
             num_seeds=matrix.shape[1], num_runs=int(block.notna().to_numpy().sum()),
             num_diverged=int(np.isinf(block.to_numpy(float)).sum()),
             agreement=agreement, is_chosen=False, is_standard=False))
-        matrices[(str(model), float(lr))] = matrix
+        matrices[(str(model), float(lr))] = complete
     if any(s.num_seeds < 2 for s in settings):
         notes.append("one proxy seed only at some lr: seed noise unknown there, no pair flagged")
     return settings, matrices
 
 
-def _label_settings(settings: list[ProxySetting], matrices: dict[tuple[str, float], np.ndarray],
+def _label_settings(settings: list[ProxySetting], matrices: dict[tuple[str, float], pd.DataFrame],
                     loss_drops: dict[str, dict[float, float]], window: _Window, proxy_runs: pd.DataFrame,
                     notes: list[str]) -> tuple[list[ProxySetting], list[LrChoice]]:
     """Mark each model's chosen lr (``lr_choice.choose_lr``) and its standard lr (the baseline)."""
@@ -491,8 +505,8 @@ def _fixed_configs(runs: pd.Series, recipes: list[str], tuned_block: pd.DataFram
         return [], num_configs
     candidates = []
     for config, block in by_config.groupby(level=CONFIG):
-        block = block.droplevel(CONFIG).reindex(recipes)
-        seeds = [s for s in tuned_block.columns if s in block.columns and block[s].notna().all()]
+        block, _ = comparable_seeds(block.droplevel(CONFIG).reindex(recipes), seeds_paired)
+        seeds = [s for s in tuned_block.columns if s in block.columns]
         if not seeds:
             continue
         fixed, tuned = block[seeds].to_numpy(float), tuned_block[seeds].to_numpy(float)

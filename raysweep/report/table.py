@@ -1,5 +1,5 @@
 """The report's input: a results table (a run directory, one Parquet file or a folder of them) as a pandas frame,
-and what the run's plan says about it."""
+what the run's plan says about it, and which seeds of a recipe × seed block can be compared."""
 
 from __future__ import annotations
 
@@ -108,3 +108,26 @@ def plan_gaps(frame: pd.DataFrame, plan: Plan | None) -> list[str]:
     if absent:
         gaps.append(f"no finished trial yet for recipe(s) {', '.join(absent)}")
     return gaps
+
+
+def comparable_seeds(block: pd.DataFrame, seeds_paired: bool) -> tuple[pd.DataFrame, str]:
+    """The part of a recipe × seed block (NaN where a run is missing) that statistics compare, and what was cut to
+    get it ("" when nothing was).
+
+    Paired seeds (seed s is the same initialisation and data order for every recipe) are compared label by label:
+    the seeds every recipe has. Unpaired seed labels mean nothing across recipes, and tables from elsewhere often
+    give each recipe its own: each recipe keeps its own seeds in label order, as many as the recipe with the fewest
+    has, and the columns become their positions 0, 1, ...
+    """
+    if seeds_paired:
+        complete = block.notna().all(axis=0)
+        dropped = [int(s) for s in block.columns[~complete]]
+        kept = block.loc[:, complete]
+        return kept, (f"seeds {dropped} missing for some recipes; compared on seeds {list(kept.columns)}"
+                      if dropped else "")
+    counts = block.notna().sum(axis=1)
+    fewest = int(counts.min()) if len(counts) else 0
+    kept = pd.DataFrame([row.dropna().to_numpy(float)[:fewest] for _, row in block.iterrows()],
+                        index=block.index, columns=range(fewest), dtype=float)
+    return kept, (f"recipes have {fewest} to {int(counts.max())} seeds (unpaired); each compared on its first "
+                  f"{fewest}" if fewest < counts.max() else "")

@@ -4,6 +4,7 @@ cannot start."""
 from __future__ import annotations
 
 import datetime
+import math
 import time
 
 import ray
@@ -12,6 +13,9 @@ from rich.progress import Progress, TaskID
 
 from ray import tune
 
+CHECK_EVERY_S = 1.0
+"""How often the watch looks at the trials: Tune calls it on every step of its loop, many times per trial, and a
+look reads every trial of the experiment (up to 1,000)."""
 WARN_WAITING_AFTER_S = 60.0
 """When the launch first says that trials are waiting for resources (Tune's own warning, which raysweep's quiet
 Tune output hides, comes after as long)."""
@@ -61,6 +65,7 @@ class ResourceWait(tune.Callback):
     def __init__(self, patience_s: float, console: Console):
         self.patience_s, self.console = patience_s, console
         self.since: float | None = None
+        self.checked = -math.inf
         self.warned = False
         self.stalled: str | None = None
         self.stopper = _StopWhenStalled(self)
@@ -69,11 +74,17 @@ class ResourceWait(tune.Callback):
         return {}
 
     def on_step_begin(self, iteration, trials, **info):
-        pending = [t for t in trials if t.status == "PENDING"]
-        if not pending or any(t.status == "RUNNING" for t in trials):
+        now = time.monotonic()
+        if now - self.checked < CHECK_EVERY_S:
+            return
+        self.checked = now
+        if any(t.status == "RUNNING" for t in reversed(trials)):  # the newest trials run: found at once
             self.since = None
             return
-        now = time.monotonic()
+        pending = [t for t in trials if t.status == "PENDING"]
+        if not pending:
+            self.since = None
+            return
         self.since = self.since or now
         waited = now - self.since
         if self.stalled or waited < (self.patience_s if self.warned else min(WARN_WAITING_AFTER_S, self.patience_s)):

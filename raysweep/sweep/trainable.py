@@ -20,6 +20,7 @@ import transformers
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+import ray
 from ray import tune
 
 from raysweep import store
@@ -94,13 +95,35 @@ def _trial_resources(config: dict) -> tune.PlacementGroupFactory:
     return tune.PlacementGroupFactory([{"CPU": entry["cpu"], **({"GPU": entry["gpu"]} if entry["gpu"] else {})}])
 
 
-def _tune_trial(config: dict, train: Callable, specs: dict[str, AnySpec], data: dict[str, TrialData],
-                run: store.RunDir, stop_after_evals: int | None, compile_model: bool, stoppable_targets: bool) -> None:
+@dataclass(frozen=True)
+class _Shared:
+    """What every trial of one ``run_trials`` reads: all its specs by key and its recipes' data.
+
+    ``tune.with_parameters`` deserializes its parameters again for every trial, and at 20,000 specs that cost more
+    than a short trial (and grew with the sweep); this holds them as one object-store reference instead, which
+    each worker process fetches once (``fetch``): with ``reuse_actors`` a process runs many trials."""
+
+    ref: ray.ObjectRef
+
+    def fetch(self) -> tuple[dict[str, AnySpec], dict[str, TrialData]]:
+        key = self.ref.hex()
+        if key not in _FETCHED:
+            _FETCHED.clear()  # the last launch's or round's: one at a time per process
+            _FETCHED[key] = ray.get(self.ref)
+        return _FETCHED[key]
+
+
+_FETCHED: dict[str, tuple[dict[str, AnySpec], dict[str, TrialData]]] = {}
+
+
+def _tune_trial(config: dict, train: Callable, shared: _Shared, run: store.RunDir, stop_after_evals: int | None,
+                compile_model: bool, stoppable_targets: bool) -> None:
     """The Tune function trainable: train the trial's spec (from its checkpoint, if a killed run left one),
     report each evaluation, and store the rows at the end; a proxy paused for an early-stopping round stores its
     evaluations so far instead. A target that ASHA may stop (``stoppable_targets``) records its evaluations
     before each report, since a stopped trial never returns from it."""
     transformers.logging.set_verbosity_error()
+    specs, data = shared.fetch()
     spec = _spec_of(config, specs)
     store.mark_started(run, spec)
     gpu_share = config["trial"]["gpu"]  # what the trial's placement group holds
@@ -144,6 +167,8 @@ def _report_to_tune(spec: AnySpec, evaluation: Evaluation) -> None:
     tune.report({"evaluation": reached, "step": evaluation.step, "tokens": evaluation.tokens, **finite})
 
 
+EXPERIMENT_SNAPSHOT_S = 300
+"""How often Tune writes its experiment state while an experiment runs (it also writes it at the end)."""
 TRIALS_PER_EXPERIMENT = 1000
 """Tune keeps every finished trial of an experiment in the driver (~50 KB each), so a long grid or search runs as
 successive experiments of at most this many trials: driver memory stays bounded at any sweep size."""
@@ -161,6 +186,9 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
     # Tune's JSON/CSV/TensorBoard loggers keep state for every finished trial in the driver; the store already
     # keeps one file per trial, so thousands of trials run in flat driver memory without them.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune snapshots its experiment state (every trial's config and status, as JSON) at least every 10 s; raysweep
+    # resumes from its store, not from that snapshot, which took a sixth of the driver's time on short trials.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SNAPSHOT_S))
     # ...and the result grid Tune builds at the end then finds no metrics files: raysweep reads the store instead.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # A failed trial's stack goes to its error file, which the launch names with the cause: not to the terminal.
@@ -169,7 +197,7 @@ def run_trials(run: TrialRun, trials: list[AnySpec], stop_after_evals: int | Non
     ordered = sorted(trials, key=lambda t: t.num_params * t.num_sequences, reverse=True)
     cluster, run_dir = run.cluster, run.run_dir
     trainable = tune.with_resources(
-        tune.with_parameters(_tune_trial, train=run.train, specs=specs, data=run.data, run=run_dir,
+        tune.with_parameters(_tune_trial, train=run.train, shared=_Shared(ray.put((specs, run.data))), run=run_dir,
                              stop_after_evals=stop_after_evals,
                              compile_model=cluster.compile, stoppable_targets=asha is not None), _trial_resources)
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -211,8 +239,10 @@ def _fit(trainable, param_space: dict, searcher: RecipeTPESearcher | None, asha:
                                     scheduler=PerRecipeASHA(asha) if asha else None,
                                     max_concurrent_trials=cluster.max_concurrent_trials, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name=name, storage_path=str(run.path / "tune"), verbose=0, callbacks=callbacks,
-                                  stop=stopper,
+        # A copy: Tune appends its own progress callback to the list it is given, and that callback holds every
+        # trial it saw; handed on to the next experiment, it would keep every trial of the launch in the driver.
+        run_config=tune.RunConfig(name=name, storage_path=str(run.path / "tune"), verbose=0,
+                                  callbacks=list(callbacks), stop=stopper,
                                   failure_config=tune.FailureConfig(max_failures=cluster.trial_retries)),
     )
     try:

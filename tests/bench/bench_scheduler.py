@@ -1,8 +1,8 @@
 """Driver memory and scheduling overhead of ``raysweep launch`` on thousands of short trials, beside the same
 trials run back to back in one plain process, in one run.
 
-Run by hand: ``python tests/bench/bench_scheduler.py [NUM_TRIALS] [--checkpoint-s S] [--workdir DIR]
-[--shipped-only]`` (default 2000 trials, 60 s, a temporary folder; ``--shipped-only``: rows 1 and 2 alone).
+Run by hand: ``python tests/bench/bench_scheduler.py [NUM_TRIALS] [--workdir DIR] [--shipped-only]`` (default
+2000 trials, a temporary folder; ``--shipped-only``: rows 1 and 2 alone).
 2,000 trials take 5-30 min on 2 cores, depending on other load.
 It writes a random-feature sweep of at least NUM_TRIALS trials (widths 64/256/1024, the shipped ten learning
 rates, 1,000 SGD steps: ~5-35 ms of numpy each on one core) and an embedded-Ray cluster profile (2 CPUs, storage
@@ -14,8 +14,8 @@ of the child, i.e. the driver, and of every process under it; result files count
 2. ``raysweep launch`` as shipped (``run_trials`` sets ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` by default);
 3. ``raysweep launch`` with Tune's JSON/CSV/TensorBoard loggers back on (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0``
    in the child's environment), the choice (2) makes, measured in the same run;
-4. as shipped with ``TUNE_GLOBAL_CHECKPOINT_S=S`` (experiment-state snapshots every S s instead of Tune's "auto",
-   which snapshots every max(10 s, 19 × the last snapshot's cost)); ``--checkpoint-s 0`` leaves the row out;
+4. as shipped but with Tune's own experiment-state snapshots (``TUNE_GLOBAL_CHECKPOINT_S=auto``: every max(10 s,
+   19 × the last snapshot's cost), where ``run_trials`` sets ``sweep.trainable.EXPERIMENT_SNAPSHOT_S``);
 5. plain again, last: the two plain rows bracket the launches, so a change in the machine's load shows.
 
 The launches go through ``raysweep.cli.main(["launch", profile])``; the child only wraps ``sweep.start_ray`` and
@@ -406,8 +406,6 @@ def print_tables(runs: list[Run]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("num_trials", nargs="?", type=int, default=2000, help="at least this many trials")
-    parser.add_argument("--checkpoint-s", type=float, default=60.0,
-                        help="TUNE_GLOBAL_CHECKPOINT_S of the last row; 0 leaves the row out")
     parser.add_argument("--workdir", type=Path, help="keep sweep, profiles, results and logs here (default: a "
                                                      "temporary folder, removed at the end)")
     parser.add_argument("--shipped-only", action="store_true",
@@ -437,9 +435,7 @@ def main() -> None:
                 ("launch as shipped", None, {}, None)]
         if not args.shipped_only:
             rows.append(("launch, Tune loggers on", None, {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0"}, None))
-            if args.checkpoint_s > 0:
-                rows.append((f"launch, checkpoint {args.checkpoint_s:g}s", None,
-                             {"TUNE_GLOBAL_CHECKPOINT_S": f"{args.checkpoint_s:g}"}, None))
+            rows.append(("launch, Tune's auto snapshots", None, {"TUNE_GLOBAL_CHECKPOINT_S": "auto"}, None))
             rows.append(("plain process, again", me + [*plain, str(folder / "plain2" / "results")], {},
                          folder / "plain2" / "results"))
         runs = []
